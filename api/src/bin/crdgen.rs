@@ -1,0 +1,9 @@
+//! Prints the CRDs as YAML; `manifests/crds.yaml` is this output, checked in.
+#![forbid(unsafe_code)]
+
+use kube::CustomResourceExt;
+
+fn main() -> Result<(), serde_yaml::Error> {
+    print!("{}", serde_yaml::to_string(&lvmpin_api::LvmNode::crd())?);
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The one definition of how many bytes a claim asks for, shared by the
+//! extender (which reserves them) and the agent (which allocates them).
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use thiserror::Error;
+
+use crate::names::ANN_LOCAL_DISK_SIZE;
+use crate::quantity::{QuantityError, parse_quantity_bytes};
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ClaimSizeError {
+    #[error("claim has no spec.resources.requests.storage and no {ANN_LOCAL_DISK_SIZE} annotation")]
+    NoSize,
+    #[error("claim spec.resources.requests.storage is invalid: {0}")]
+    BadRequest(QuantityError),
+    #[error("annotation {ANN_LOCAL_DISK_SIZE} is invalid: {0}")]
+    BadAnnotation(QuantityError),
+    #[error(
+        "annotation {ANN_LOCAL_DISK_SIZE} declares {declared} bytes, less than the requested {requested} bytes"
+    )]
+    AnnotationBelowRequest { declared: u64, requested: u64 },
+    #[error("claim asks for 0 bytes")]
+    Zero,
+}
+
+/// Bytes the claim needs on the local disk.
+///
+/// `spec.resources.requests.storage` by default; the `lvmpin.io/local-disk-size`
+/// annotation, when present, declares the size instead and may not be smaller
+/// than the request.
+pub fn claim_size_bytes(pvc: &PersistentVolumeClaim) -> Result<u64, ClaimSizeError> {
+    let requested = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| parse_quantity_bytes(&q.0).map_err(ClaimSizeError::BadRequest))
+        .transpose()?;
+    let declared = pvc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_LOCAL_DISK_SIZE))
+        .map(|v| parse_quantity_bytes(v).map_err(ClaimSizeError::BadAnnotation))
+        .transpose()?;
+    let size = match (declared, requested) {
+        (Some(declared), Some(requested)) if declared < requested => {
+            return Err(ClaimSizeError::AnnotationBelowRequest {
+                declared,
+                requested,
+            });
+        }
+        (Some(declared), _) => declared,
+        (None, Some(requested)) => requested,
+        (None, None) => return Err(ClaimSizeError::NoSize),
+    };
+    if size == 0 {
+        return Err(ClaimSizeError::Zero);
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, VolumeResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use std::collections::BTreeMap;
+
+    fn pvc(request: Option<&str>, annotation: Option<&str>) -> PersistentVolumeClaim {
+        let mut p = PersistentVolumeClaim::default();
+        if let Some(a) = annotation {
+            p.metadata.annotations = Some(BTreeMap::from([(
+                ANN_LOCAL_DISK_SIZE.to_string(),
+                a.to_string(),
+            )]));
+        }
+        p.spec = Some(PersistentVolumeClaimSpec {
+            resources: request.map(|r| VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".into(), Quantity(r.into()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        p
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(claim_size_bytes(&pvc(Some("1Gi"), None)), Ok(1 << 30));
+        assert_eq!(claim_size_bytes(&pvc(Some("1Gi"), Some("2Gi"))), Ok(2 << 30));
+        assert_eq!(claim_size_bytes(&pvc(None, Some("2Gi"))), Ok(2 << 30));
+        assert_eq!(claim_size_bytes(&pvc(Some("1Gi"), Some("1Gi"))), Ok(1 << 30));
+        assert!(matches!(
+            claim_size_bytes(&pvc(Some("2Gi"), Some("1Gi"))),
+            Err(ClaimSizeError::AnnotationBelowRequest { .. })
+        ));
+        assert!(matches!(
+            claim_size_bytes(&pvc(Some("1Gi"), Some("lots"))),
+            Err(ClaimSizeError::BadAnnotation(_))
+        ));
+        assert_eq!(claim_size_bytes(&pvc(None, None)), Err(ClaimSizeError::NoSize));
+        assert_eq!(claim_size_bytes(&pvc(Some("0"), None)), Err(ClaimSizeError::Zero));
+    }
+}

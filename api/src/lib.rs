@@ -1,0 +1,19 @@
+//! Types and names shared by the lvmpin scheduler extender and node agent.
+//!
+//! Everything here is plain data and pure functions so that both binaries
+//! (and their tests) agree on one definition of a claim's size, a volume
+//! handle and the capacity report.
+#![forbid(unsafe_code)]
+
+pub mod claim;
+pub mod lvm_node;
+pub mod names;
+pub mod quantity;
+pub mod volume_id;
+
+pub use claim::{ClaimSizeError, claim_size_bytes};
+pub use lvm_node::{
+    LvmNode, LvmNodeSpec, LvmNodeStatus, NodeCondition, ThinPoolStatus, VolumeGroupStatus,
+};
+pub use quantity::{QuantityError, parse_quantity_bytes};
+pub use volume_id::{VolumeId, VolumeIdError};

@@ -1,0 +1,39 @@
+//! Well-known names. Change them here and everywhere follows.
+
+/// Provisioner name in StorageClasses and CSI driver name.
+pub const DRIVER_NAME: &str = "lvm.lvmpin.io";
+/// API group of our custom resources.
+pub const API_GROUP: &str = "lvmpin.io";
+/// Node label and CSI topology segment that pins a volume to its node.
+pub const TOPOLOGY_KEY: &str = "topology.lvm.lvmpin.io/node";
+
+/// PVC annotation declaring the local disk size (a Kubernetes quantity).
+pub const ANN_LOCAL_DISK_SIZE: &str = "lvmpin.io/local-disk-size";
+/// Written by kube-scheduler's volume binding in PreBind; removing it asks for a reschedule.
+pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+/// Set by the PV controller on claims it hands to an external provisioner.
+pub const ANN_STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+pub const ANN_BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
+/// Beta class annotation; wins over `spec.storageClassName` when present.
+pub const ANN_BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+/// Set on PVs we create, naming the provisioner.
+pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+
+/// StorageClass parameter naming the volume group.
+pub const PARAM_VOLUME_GROUP: &str = "lvmpin.io/volume-group";
+/// StorageClass parameter naming a thin pool inside the volume group (optional).
+pub const PARAM_THIN_POOL: &str = "lvmpin.io/thin-pool";
+/// StorageClass parameter for the filesystem type.
+pub const PARAM_FSTYPE: &str = "csi.storage.k8s.io/fstype";
+
+/// Finalizer on PVs we create: the PV stays while its LV exists.
+pub const PV_FINALIZER: &str = "lvmpin.io/lv-protection";
+
+/// Standard zone label used for spreading replicas.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// LV name for a claim: the same as the PV name the external provisioner would
+/// choose, so that an operator can match `lvs` output to `kubectl get pv` by eye.
+pub fn volume_name_for_claim(claim_uid: &str) -> String {
+    format!("pvc-{claim_uid}")
+}

@@ -1,0 +1,1 @@
+//! CSI bindings (placeholder until issue 6 lands).

@@ -1,0 +1,1 @@
+//! CSI node service and kubelet plugin registration (issue 6).
