@@ -1,2 +1,28 @@
-//! lvm2 layer (placeholder until issue 2 lands).
+//! lvm2 layer of lvmpin: one report command per scan, idempotent create / remove /
+//! extend of LVs owned by claims (ownership lives in LV tags), per-VG locking,
+//! and timeouts that kill the whole lvm process group.
+//!
+//! The API is synchronous (lvm2 is a blocking command); async callers wrap calls
+//! in `tokio::task::spawn_blocking`.
 #![forbid(unsafe_code)]
+
+mod args;
+mod command;
+mod config;
+mod error;
+mod failure;
+mod idempotency;
+mod lock;
+mod names;
+mod ops;
+mod report;
+mod tags;
+
+pub use config::{DEVICE_MAPPER_CONTROL, DeviceMapper, LvmConfig, device_mapper_available};
+pub use error::{Error, Result};
+pub use names::{validate_lv_name, validate_vg_name};
+pub use ops::{CreateLv, Lvm};
+pub use report::{
+    LV_COLUMNS, LogicalVolume, Report, ThinPool, VG_COLUMNS, VolumeGroup, parse_lvs, parse_report,
+};
+pub use tags::{Owner, TAG_PREFIX, owner_from_tags, owner_tags};

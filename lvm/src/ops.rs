@@ -1,0 +1,246 @@
+//! `Lvm`: the imperative shell that turns requests into lvm2 commands and their
+//! results into typed values. Decisions live in `args`, `idempotency`, `failure`
+//! and `report`; this file only sequences commands.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::args;
+use crate::command::{Output, Runner};
+use crate::config::{DEVICE_MAPPER_CONTROL, LvmConfig};
+use crate::error::{Error, Result};
+use crate::failure::{Failure, classify};
+use crate::idempotency::{adopt_existing, size_argument};
+use crate::lock::{VgLocks, hold};
+use crate::names::{validate_lv_name, validate_vg_name};
+use crate::report::{LogicalVolume, Report, device_path, parse_lvs, parse_report};
+use crate::tags::Owner;
+
+/// A request for an LV owned by one claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateLv {
+    pub vg: String,
+    pub name: String,
+    pub size_bytes: u64,
+    /// Create a thin LV of this pool instead of a linear one.
+    pub thin_pool: Option<String>,
+    pub owner: Owner,
+}
+
+#[derive(Clone, Debug)]
+pub struct Lvm {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    runner: Runner,
+    metadata_only: bool,
+    locks: VgLocks,
+}
+
+/// The metadata-only warning is for operators; once per process is enough.
+static WARNED_METADATA_ONLY: AtomicBool = AtomicBool::new(false);
+
+impl Lvm {
+    pub fn new(cfg: LvmConfig) -> Lvm {
+        let metadata_only = !cfg.device_mapper.is_present();
+        if metadata_only && !WARNED_METADATA_ONLY.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                control = DEVICE_MAPPER_CONTROL,
+                "DEVICE-MAPPER IS NOT AVAILABLE: lvm runs in METADATA-ONLY mode \
+                 (--driverloaded n). LVs are recorded on disk but never activated; \
+                 thin volumes, formatting and mounting will fail. Not for production."
+            );
+        }
+        Lvm {
+            inner: Arc::new(Inner {
+                runner: Runner {
+                    binary: cfg.binary,
+                    timeout: cfg.timeout,
+                },
+                metadata_only,
+                locks: VgLocks::default(),
+            }),
+        }
+    }
+
+    pub fn metadata_only(&self) -> bool {
+        self.inner.metadata_only
+    }
+
+    /// Every VG, LV and thin pool, from exactly one `lvm fullreport`.
+    pub fn report(&self) -> Result<Report> {
+        let out = self.run(args::fullreport(self.metadata_only()))?;
+        if !out.success() {
+            return Err(out.into_failure());
+        }
+        parse_report(&out.stdout)
+    }
+
+    /// One LV, or `None` if the VG has no LV of that name.
+    pub fn find_lv(&self, vg: &str, lv: &str) -> Result<Option<LogicalVolume>> {
+        validate_vg_name(vg)?;
+        validate_lv_name(lv)?;
+        let out = self.run(args::find_lv(self.metadata_only(), vg, lv))?;
+        if !out.success() {
+            return Err(self.failure(out, vg, lv, 0));
+        }
+        Ok(parse_lvs(&out.stdout)?
+            .into_iter()
+            .find(|l| l.vg == vg && l.name == lv))
+    }
+
+    /// Creates the LV with its owner tags in the same lvcreate, so an LV never
+    /// exists without its owner. Returns the existing LV if the same owner already
+    /// has it (a retry, or a restart after a crash).
+    pub fn create_lv(&self, req: &CreateLv) -> Result<LogicalVolume> {
+        validate_vg_name(&req.vg)?;
+        validate_lv_name(&req.name)?;
+        if let Some(pool) = &req.thin_pool {
+            validate_lv_name(pool)?;
+            if self.metadata_only() {
+                return Err(Error::Unsupported {
+                    operation: format!(
+                        "creating thin volume {}/{} in pool {pool}",
+                        req.vg, req.name
+                    ),
+                    reason: "device-mapper is not available (metadata-only mode)".into(),
+                });
+            }
+        }
+        let size = self.size_arg(req.size_bytes)?;
+        let vg_lock = self.inner.locks.for_vg(&req.vg);
+        let _held = hold(&vg_lock);
+
+        if let Some(existing) = self.find_lv(&req.vg, &req.name)? {
+            tracing::info!(vg = %req.vg, lv = %req.name, "logical volume already exists; checking its owner");
+            return adopt_existing(existing, &req.owner);
+        }
+        let out = self.run(args::lvcreate(self.metadata_only(), req, &size))?;
+        if !out.success() {
+            if classify(&out.stderr) == Failure::AlreadyExists {
+                // Someone outside this process won the race; it is ours only if
+                // it carries our owner.
+                if let Some(existing) = self.find_lv(&req.vg, &req.name)? {
+                    return adopt_existing(existing, &req.owner);
+                }
+            }
+            let missing = req.thin_pool.as_deref().unwrap_or(&req.name);
+            return Err(self.failure(out, &req.vg, missing, req.size_bytes));
+        }
+        let created = self
+            .find_lv(&req.vg, &req.name)?
+            .ok_or_else(|| Error::LvNotFound {
+                vg: req.vg.clone(),
+                lv: req.name.clone(),
+            })?;
+        tracing::info!(
+            vg = %req.vg, lv = %req.name, size_bytes = created.size_bytes,
+            thin_pool = ?req.thin_pool, claim_uid = %req.owner.claim_uid,
+            "created logical volume"
+        );
+        Ok(created)
+    }
+
+    /// Removes the LV; an LV that is already gone is success. A missing VG is
+    /// `VgNotFound`, not success: the disk may only be absent for a while.
+    pub fn remove_lv(&self, vg: &str, lv: &str) -> Result<()> {
+        validate_vg_name(vg)?;
+        validate_lv_name(lv)?;
+        let vg_lock = self.inner.locks.for_vg(vg);
+        let _held = hold(&vg_lock);
+        let out = self.run(args::lvremove(self.metadata_only(), vg, lv))?;
+        if out.success() {
+            tracing::info!(%vg, %lv, "removed logical volume");
+            return Ok(());
+        }
+        if classify(&out.stderr) == Failure::LvNotFound {
+            tracing::debug!(%vg, %lv, "logical volume to remove is already gone");
+            return Ok(());
+        }
+        Err(self.failure(out, vg, lv, 0))
+    }
+
+    /// Grows the LV to at least `size_bytes` (rounded up to whole extents by lvm).
+    /// Never shrinks: a smaller or equal size returns the LV unchanged.
+    pub fn extend_lv(&self, vg: &str, lv: &str, size_bytes: u64) -> Result<LogicalVolume> {
+        validate_vg_name(vg)?;
+        validate_lv_name(lv)?;
+        let size = self.size_arg(size_bytes)?;
+        let vg_lock = self.inner.locks.for_vg(vg);
+        let _held = hold(&vg_lock);
+        let not_found = || Error::LvNotFound {
+            vg: vg.to_string(),
+            lv: lv.to_string(),
+        };
+        let current = self.find_lv(vg, lv)?.ok_or_else(not_found)?;
+        if current.size_bytes >= size_bytes {
+            return Ok(current);
+        }
+        let out = self.run(args::lvextend(self.metadata_only(), vg, lv, &size))?;
+        if !out.success() {
+            return Err(self.failure(out, vg, lv, size_bytes - current.size_bytes));
+        }
+        let grown = self.find_lv(vg, lv)?.ok_or_else(not_found)?;
+        tracing::info!(%vg, %lv, from = current.size_bytes, to = grown.size_bytes, "extended logical volume");
+        Ok(grown)
+    }
+
+    /// Activates the LV and returns its device path. Needs device-mapper.
+    pub fn activate_lv(&self, vg: &str, lv: &str) -> Result<PathBuf> {
+        validate_vg_name(vg)?;
+        validate_lv_name(lv)?;
+        if self.metadata_only() {
+            return Err(Error::Unsupported {
+                operation: format!("activating {vg}/{lv}"),
+                reason: "device-mapper is not available (metadata-only mode)".into(),
+            });
+        }
+        let vg_lock = self.inner.locks.for_vg(vg);
+        let _held = hold(&vg_lock);
+        let out = self.run(args::activate(self.metadata_only(), vg, lv))?;
+        if !out.success() {
+            return Err(self.failure(out, vg, lv, 0));
+        }
+        Ok(device_path(vg, lv))
+    }
+
+    fn run(&self, args: Vec<String>) -> Result<Output> {
+        self.inner.runner.run(&args)
+    }
+
+    fn size_arg(&self, size_bytes: u64) -> Result<String> {
+        size_argument(size_bytes).ok_or_else(|| Error::Unsupported {
+            operation: format!("a size of {size_bytes} bytes"),
+            reason: "larger than lvm can address".into(),
+        })
+    }
+
+    /// Turns a failed command into the most specific error. `requested` is the
+    /// number of bytes the command tried to allocate.
+    fn failure(&self, out: Output, vg: &str, lv: &str, requested: u64) -> Error {
+        match classify(&out.stderr) {
+            Failure::VgNotFound => Error::VgNotFound { vg: vg.to_string() },
+            Failure::LvNotFound => Error::LvNotFound {
+                vg: vg.to_string(),
+                lv: lv.to_string(),
+            },
+            Failure::InsufficientSpace => {
+                // The VG lock is held, so this free figure is the one lvcreate saw.
+                let free = self
+                    .report()
+                    .ok()
+                    .and_then(|r| r.volume_group(vg).map(|g| g.free_bytes))
+                    .unwrap_or(0);
+                Error::InsufficientSpace {
+                    vg: vg.to_string(),
+                    requested,
+                    free,
+                }
+            }
+            Failure::AlreadyExists | Failure::Other => out.into_failure(),
+        }
+    }
+}
