@@ -1,0 +1,249 @@
+//! Extender benchmark: prints latency percentiles, throughput and peak RSS.
+//!
+//! Runs the real router in-process (axum + JSON parsing + core) on one thread.
+//! Run with `cargo bench -p lvmpin-scheduler-extender`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use lvmpin_scheduler_extender::engine::{Settings, State};
+use lvmpin_scheduler_extender::facts::{NodeFacts, claim_facts};
+use lvmpin_scheduler_extender::http::{App, Readiness, router};
+use lvmpin_scheduler_extender::leader::Leadership;
+use lvmpin_scheduler_extender::placement::Mode;
+use lvmpin_scheduler_extender::testutil::{ClaimB, class, lvm_node};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const GI: u64 = 1 << 30;
+const IN_FLIGHT: usize = 200;
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `nodes` node states (one VG with 20 volumes, a zone) and `claims` PVCs, of
+/// which the first IN_FLIGHT are unbound, the rest bound.
+fn cluster(nodes: usize, claims: usize) -> State {
+    let mut s = State::default();
+    s.index.upsert_class(class("fast", Some("vg1")));
+    for i in 0..nodes {
+        let name = format!("node-{i:05}");
+        let mut l = lvm_node(
+            &name,
+            "vg1",
+            1000 * GI,
+            (100 + (i as u64 % 700)) * GI,
+            4 << 20,
+        );
+        if let Some(lvm) = l.lvm.as_mut() {
+            lvm.vgs[0].volumes = (0..20)
+                .map(|v| format!("pvc-{i:08}-{v:04}-0000-0000-000000000000"))
+                .collect();
+        }
+        s.index.upsert_lvm(l);
+        s.index.upsert_node(NodeFacts {
+            name,
+            zone: Some(format!("zone-{}", i % 3)),
+        });
+    }
+    for i in 0..claims {
+        let mut b = ClaimB::new(&format!("data-db-{i}"))
+            .namespace(&format!("team-{}", i % 50))
+            .request("10Gi");
+        if i >= IN_FLIGHT {
+            b = b.bound(&format!("pvc-{i:08}-aaaa-bbbb-cccc-000000000000"));
+        }
+        let mut pvc = b.pvc();
+        pvc.metadata.uid = Some(format!("{i:08}-aaaa-bbbb-cccc-000000000000"));
+        if let Some(c) = claim_facts(&pvc) {
+            s.index.upsert_claim(c);
+        }
+    }
+    s
+}
+
+fn pod_json(i: usize) -> Value {
+    json!({
+        "metadata": {"name": format!("db-{i}"), "namespace": format!("team-{}", i % 50), "uid": format!("pod-{i}"),
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "sts", "controller": true}]},
+        "spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("data-db-{i}")}}],
+            "containers": [{"name": "db", "image": "mysql:8"}]},
+        "status": {"phase": "Pending"}
+    })
+}
+
+fn node_json(name: &str) -> Value {
+    let images: Vec<Value> = (0..40)
+        .map(|i| json!({"names": [format!("registry.example.com/team/image-{i}@sha256:{i:064x}")], "sizeBytes": 123_456_789 + i}))
+        .collect();
+    json!({
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "labels": {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": "zone-0"}},
+        "spec": {"podCIDR": "10.244.1.0/24"},
+        "status": {"capacity": {"cpu": "8", "memory": "32Gi"}, "allocatable": {"cpu": "8", "memory": "31Gi"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
+            "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}],
+            "nodeInfo": {"kubeletVersion": "v1.33.0", "operatingSystem": "linux", "architecture": "amd64"},
+            "images": images}
+    })
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    /// CPU time of this thread per request: what the request costs, without
+    /// the waits a machine shared with other builds adds to wall-clock time.
+    cpu_p50: Duration,
+    cpu_p99: Duration,
+    per_sec: f64,
+}
+
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+fn pct(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+async fn run(app: &axum::Router, path: &str, bodies: &[Vec<u8>], iterations: usize) -> Stats {
+    let mut samples = Vec::with_capacity(iterations);
+    let mut cpu = Vec::with_capacity(iterations);
+    let started = Instant::now();
+    for i in 0..iterations {
+        let body = bodies[i % bodies.len()].clone();
+        let req = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .expect("request");
+        let t = Instant::now();
+        let c = thread_cpu();
+        let resp = app.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let out = resp.into_body().collect().await.expect("body").to_bytes();
+        cpu.push(thread_cpu().saturating_sub(c));
+        samples.push(t.elapsed());
+        assert!(
+            status.is_success(),
+            "{status}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let total = started.elapsed();
+    samples.sort();
+    cpu.sort();
+    Stats {
+        p50: pct(&samples, 50),
+        p99: pct(&samples, 99),
+        cpu_p50: pct(&cpu, 50),
+        cpu_p99: pct(&cpu, 99),
+        per_sec: iterations as f64 / total.as_secs_f64(),
+    }
+}
+
+fn print(label: &str, s: &Stats) {
+    println!(
+        "{label:<48} p50 {:>8.3} ms  p99 {:>8.3} ms  {:>7.0} req/s  (cpu p50 {:>7.3} ms, p99 {:>7.3} ms)",
+        s.p50.as_secs_f64() * 1e3,
+        s.p99.as_secs_f64() * 1e3,
+        s.per_sec,
+        s.cpu_p50.as_secs_f64() * 1e3,
+        s.cpu_p99.as_secs_f64() * 1e3,
+    );
+}
+
+fn app_for(state: State, mode: Mode) -> axum::Router {
+    let settings = Settings {
+        mode,
+        ..Default::default()
+    };
+    let app = Arc::new(App::new(
+        state,
+        settings,
+        Readiness::new(&[]),
+        Arc::new(Leadership::single()),
+        None,
+    ));
+    router(app, "", 256 << 20)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    // Memory first, so the peak is not the big request bodies below.
+    let base = vm_hwm_kib();
+    let state = cluster(5000, 50_000);
+    let hwm = vm_hwm_kib();
+    println!(
+        "peak RSS with 5,000 node states + 50,000 PVCs cached: {:.1} MiB (process baseline {:.1} MiB, index {:.1} MiB)",
+        hwm as f64 / 1024.0,
+        base as f64 / 1024.0,
+        (hwm - base) as f64 / 1024.0
+    );
+    drop(state);
+
+    for n in [100usize, 1000, 5000] {
+        let names: Vec<String> = (0..n).map(|i| format!("node-{i:05}")).collect();
+        let bodies: Vec<Vec<u8>> = (0..IN_FLIGHT)
+            .map(|i| {
+                serde_json::to_vec(&json!({"Pod": pod_json(i), "Nodes": null, "NodeNames": names}))
+                    .expect("json")
+            })
+            .collect();
+        let iterations = if n == 5000 { 2000 } else { 5000 };
+        for mode in [Mode::Decisive, Mode::Advisory] {
+            let app = app_for(cluster(n, 2000), mode);
+            // warm up: every in-flight pod gets its reservation first
+            run(&app, "/filter", &bodies, IN_FLIGHT).await;
+            let f = run(&app, "/filter", &bodies, iterations).await;
+            print(
+                &format!("filter     {mode:?} nodeCacheCapable {n:>5} nodes"),
+                &f,
+            );
+            let p = run(&app, "/prioritize", &bodies, iterations).await;
+            print(
+                &format!("prioritize {mode:?} nodeCacheCapable {n:>5} nodes"),
+                &p,
+            );
+        }
+        // A pod without claims of ours: the pass-through path.
+        let app = app_for(cluster(n, 0), Mode::Decisive);
+        let plain = vec![serde_json::to_vec(&json!({"Pod": {"metadata": {"name": "web", "namespace": "a", "uid": "w"}, "spec": {"containers": []}}, "NodeNames": names})).expect("json")];
+        let s = run(&app, "/filter", &plain, iterations).await;
+        print(
+            &format!("filter     no-claims pod            {n:>5} nodes"),
+            &s,
+        );
+    }
+
+    let nodes: Vec<Value> = (0..5000)
+        .map(|i| node_json(&format!("node-{i:05}")))
+        .collect();
+    let body = serde_json::to_vec(
+        &json!({"Pod": pod_json(0), "Nodes": {"metadata": {}, "items": nodes}, "NodeNames": null}),
+    )
+    .expect("json");
+    println!(
+        "full-Node request body: {:.1} MiB",
+        body.len() as f64 / (1 << 20) as f64
+    );
+    let app = app_for(cluster(5000, 2000), Mode::Decisive);
+    let s = run(&app, "/filter", std::slice::from_ref(&body), 30).await;
+    print("filter     Decisive full Node objects   5000 nodes", &s);
+    let app = app_for(cluster(5000, 0), Mode::Decisive);
+    let plain = serde_json::to_vec(&json!({"Pod": {"metadata": {"name": "web", "namespace": "a", "uid": "w"}, "spec": {}}, "Nodes": {"items": nodes}})).expect("json");
+    let s = run(&app, "/filter", std::slice::from_ref(&plain), 30).await;
+    print("filter     no-claims pod, full Nodes    5000 nodes", &s);
+}

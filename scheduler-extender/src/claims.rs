@@ -1,0 +1,278 @@
+//! What a pod asks of a node's LVM: per volume group, the sizes of its unbound
+//! claims of our classes, and the nodes its bound claims pin it to.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lvmpin_api::names::PARAM_VOLUME_GROUP;
+
+use crate::facts::{ClaimFacts, ClaimKey, ClassFacts, PodFacts, PvFacts};
+
+/// One unbound claim of ours that the pod needs room for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Want {
+    pub claim: ClaimKey,
+    pub vg: String,
+    pub bytes: u64,
+}
+
+/// A bound claim: its volume lives on `node`, so the pod must go there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pin {
+    pub claim: ClaimKey,
+    pub node: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Demand {
+    /// No claim of ours: every node passes.
+    Nothing,
+    /// A claim of ours can never be placed (bad size, class without VG): every
+    /// node fails with this reason.
+    Refused(String),
+    Needs {
+        wants: Vec<Want>,
+        /// Claim sizes per VG, sorted by VG name; each is rounded up to the
+        /// extent size of the node it is checked against.
+        per_vg: Vec<(String, Vec<u64>)>,
+        pins: Vec<Pin>,
+    },
+}
+
+impl Demand {
+    pub fn claim_keys(&self) -> Vec<&ClaimKey> {
+        match self {
+            Demand::Needs { wants, pins, .. } => wants
+                .iter()
+                .map(|w| &w.claim)
+                .chain(pins.iter().map(|p| &p.claim))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The pod's demand, or an error meaning "the caches are not complete yet, retry".
+pub fn pod_demand(
+    pod: &PodFacts,
+    claims: &HashMap<ClaimKey, ClaimFacts>,
+    classes: &HashMap<String, ClassFacts>,
+    pvs: &HashMap<String, PvFacts>,
+) -> Result<Demand, String> {
+    let mut wants = Vec::new();
+    let mut pins = Vec::new();
+    let mut refusals = Vec::new();
+    for key in pod.claim_keys() {
+        let Some(claim) = claims.get(&key) else {
+            return Err(format!(
+                "claim {key} used by pod {}/{} is not in the extender's cache yet",
+                pod.namespace, pod.name
+            ));
+        };
+        let Some(class_name) = &claim.class else {
+            continue;
+        };
+        let Some(class) = classes.get(class_name) else {
+            if claim.is_bound() {
+                continue;
+            }
+            return Err(format!(
+                "StorageClass {class_name} of claim {key} is not in the extender's cache"
+            ));
+        };
+        if !class.ours {
+            continue;
+        }
+        if let Some(volume) = &claim.volume_name {
+            let node = pvs
+                .get(volume)
+                .and_then(|pv| pv.node.clone())
+                .or_else(|| claim.selected_node.clone());
+            match node {
+                Some(node) => pins.push(Pin { claim: key, node }),
+                None if pvs.contains_key(volume) => {}
+                None => {
+                    return Err(format!(
+                        "claim {key} is bound to PV {volume}, which is not in the extender's cache yet"
+                    ));
+                }
+            }
+            continue;
+        }
+        let Some(vg) = &class.volume_group else {
+            refusals.push(format!(
+                "claim {key}: StorageClass {class_name} has no parameter {PARAM_VOLUME_GROUP}"
+            ));
+            continue;
+        };
+        match &claim.size {
+            Ok(bytes) => wants.push(Want {
+                claim: key,
+                vg: vg.clone(),
+                bytes: *bytes,
+            }),
+            Err(e) => refusals.push(format!("claim {key}: {e}")),
+        }
+    }
+    if !refusals.is_empty() {
+        return Ok(Demand::Refused(refusals.join("; ")));
+    }
+    if wants.is_empty() && pins.is_empty() {
+        return Ok(Demand::Nothing);
+    }
+    let mut per_vg: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for w in &wants {
+        per_vg.entry(w.vg.clone()).or_default().push(w.bytes);
+    }
+    Ok(Demand::Needs {
+        wants,
+        per_vg: per_vg.into_iter().collect(),
+        pins,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{ClaimB, class, pod_with};
+
+    fn run(pod: &PodFacts, claims: Vec<ClaimFacts>, pvs: Vec<PvFacts>) -> Result<Demand, String> {
+        let claims = claims.into_iter().map(|c| (c.key.clone(), c)).collect();
+        let classes = [
+            class("fast", Some("vg1")),
+            class("slow", Some("vg2")),
+            class("novg", None),
+            ClassFacts {
+                name: "other".into(),
+                ours: false,
+                volume_group: None,
+                thin_pool: None,
+            },
+        ]
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+        let pvs = pvs.into_iter().map(|p| (p.name.clone(), p)).collect();
+        pod_demand(pod, &claims, &classes, &pvs)
+    }
+
+    fn needs(d: Demand) -> (Vec<(String, Vec<u64>)>, Vec<Pin>) {
+        match d {
+            Demand::Needs { per_vg, pins, .. } => (per_vg, pins),
+            other => panic!("expected Needs, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_claim() {
+        let p = pod_with(&["a"]);
+        let (per_vg, pins) =
+            needs(run(&p, vec![ClaimB::new("a").size(10).build()], vec![]).unwrap());
+        assert_eq!(per_vg, vec![("vg1".to_string(), vec![10])]);
+        assert!(pins.is_empty());
+    }
+
+    #[test]
+    fn several_claims_and_vgs_are_summed_per_vg() {
+        let p = pod_with(&["a", "b", "c"]);
+        let claims = vec![
+            ClaimB::new("a").size(10).build(),
+            ClaimB::new("b").size(20).build(),
+            ClaimB::new("c").size(5).class("slow").build(),
+        ];
+        let (per_vg, _) = needs(run(&p, claims, vec![]).unwrap());
+        assert_eq!(
+            per_vg,
+            vec![
+                ("vg1".to_string(), vec![10, 20]),
+                ("vg2".to_string(), vec![5])
+            ]
+        );
+    }
+
+    #[test]
+    fn other_classes_and_classless_claims_are_ignored() {
+        let p = pod_with(&["a", "b"]);
+        let claims = vec![
+            ClaimB::new("a").size(10).class("other").build(),
+            ClaimB::new("b").size(10).no_class().build(),
+        ];
+        assert_eq!(run(&p, claims, vec![]).unwrap(), Demand::Nothing);
+        assert_eq!(
+            run(&pod_with(&[]), vec![], vec![]).unwrap(),
+            Demand::Nothing
+        );
+    }
+
+    #[test]
+    fn bound_claim_pins_by_pv_then_by_selected_node() {
+        let p = pod_with(&["a", "b"]);
+        let claims = vec![
+            ClaimB::new("a")
+                .size(10)
+                .bound("pv-a")
+                .selected("n9")
+                .build(),
+            ClaimB::new("b")
+                .size(10)
+                .bound("pv-b")
+                .selected("n2")
+                .build(),
+        ];
+        let pvs = vec![PvFacts {
+            name: "pv-a".into(),
+            node: Some("n1".into()),
+        }];
+        let (per_vg, pins) = needs(run(&p, claims, pvs).unwrap());
+        assert!(per_vg.is_empty());
+        let nodes: Vec<_> = pins.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(nodes, vec!["n1", "n2"]);
+    }
+
+    #[test]
+    fn bound_claim_with_unknown_pv_and_no_annotation_asks_for_retry() {
+        let p = pod_with(&["a"]);
+        let claims = vec![ClaimB::new("a").size(10).bound("pv-a").build()];
+        assert!(run(&p, claims, vec![]).unwrap_err().contains("pv-a"));
+    }
+
+    #[test]
+    fn refusals_name_the_claim_and_the_problem() {
+        let cases: Vec<(ClaimFacts, &str)> = vec![
+            (
+                ClaimB::new("a").size(10).class("novg").build(),
+                "no parameter lvmpin.io/volume-group",
+            ),
+            (
+                ClaimB::new("a").request("1Gi").annotation("lots").build(),
+                "annotation lvmpin.io/local-disk-size is invalid",
+            ),
+            (
+                ClaimB::new("a").request("2Gi").annotation("1Gi").build(),
+                "less than the requested",
+            ),
+        ];
+        for (claim, want) in cases {
+            match run(&pod_with(&["a"]), vec![claim], vec![]).unwrap() {
+                Demand::Refused(r) => {
+                    assert!(r.contains(want), "{r}");
+                    assert!(r.contains("ns/a"), "{r}");
+                }
+                other => panic!("expected refusal, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn valid_annotation_declares_the_size() {
+        let claim = ClaimB::new("a").request("1Gi").annotation("3Gi").build();
+        let (per_vg, _) = needs(run(&pod_with(&["a"]), vec![claim], vec![]).unwrap());
+        assert_eq!(per_vg, vec![("vg1".to_string(), vec![3 << 30])]);
+    }
+
+    #[test]
+    fn missing_claim_or_class_asks_for_retry() {
+        assert!(run(&pod_with(&["a"]), vec![], vec![]).is_err());
+        let claim = ClaimB::new("a").size(1).class("nope").build();
+        assert!(run(&pod_with(&["a"]), vec![claim], vec![]).is_err());
+    }
+}

@@ -1,0 +1,561 @@
+//! Filter and prioritize over the index and the reservations: the decisions
+//! the HTTP verbs return, with time passed in.
+
+use std::time::{Duration, Instant};
+
+use crate::claims::{Demand, pod_demand};
+use crate::facts::{ClaimFacts, PodFacts};
+use crate::index::{FastMap, Index};
+use crate::placement::{Candidate, Mode, Strategy, Verdict, choose, evaluate, score};
+use crate::reservations::{Hold, Reservations, reserved_totals};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub mode: Mode,
+    pub strategy: Strategy,
+    /// Bytes kept free in every VG.
+    pub spare: u64,
+    pub reservation_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Decisive,
+            strategy: Strategy::Spread,
+            spare: 0,
+            reservation_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub index: Index,
+    pub reservations: Reservations,
+}
+
+impl State {
+    /// Applies a claim update. A claim losing `selected-node` is the agent's
+    /// reschedule signal (its node could not create the LV): the hold that
+    /// placed it there is dropped too, so the pod is placed afresh.
+    pub fn apply_claim(&mut self, claim: ClaimFacts) {
+        let lost_node = self
+            .index
+            .claims
+            .get(&claim.key)
+            .is_some_and(|old| old.selected_node.is_some() && claim.selected_node.is_none());
+        if lost_node {
+            self.reservations.release_claim(&claim.key);
+        }
+        self.index.upsert_claim(claim);
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FilterOutcome {
+    /// Indexes into the asked nodes that pass, in the asked order.
+    pub pass: Vec<usize>,
+    /// Nodes left out for reasons preemption cannot fix.
+    pub unresolvable: Vec<(usize, String)>,
+    /// How many nodes fit but lost to the decisive choice. They are not
+    /// reported as failed: they do fit, and kube-scheduler simply drops nodes
+    /// missing from the answer. Listing thousands of them would cost more than
+    /// the decision itself.
+    pub not_chosen: usize,
+    /// Non-empty: kube-scheduler should retry the pod later.
+    pub error: Option<String>,
+    /// The pod has no claims of ours: everything passed untouched.
+    pub untouched: bool,
+}
+
+/// Decides which of `nodes` can take `pod`, and records its reservation.
+pub fn filter(
+    state: &mut State,
+    settings: &Settings,
+    pod: &PodFacts,
+    nodes: &[&str],
+    now: Instant,
+) -> FilterOutcome {
+    let State {
+        index: ix,
+        reservations: res,
+    } = state;
+    let demand = match pod_demand(pod, &ix.claims, &ix.classes, &ix.pvs) {
+        Ok(d) => d,
+        Err(e) => {
+            return FilterOutcome {
+                error: Some(e),
+                ..Default::default()
+            };
+        }
+    };
+    let (wants, per_vg, pins) = match &demand {
+        Demand::Nothing => {
+            return FilterOutcome {
+                pass: (0..nodes.len()).collect(),
+                untouched: true,
+                ..Default::default()
+            };
+        }
+        Demand::Refused(reason) => {
+            res.release_pod(&pod.uid);
+            return FilterOutcome {
+                unresolvable: (0..nodes.len()).map(|i| (i, reason.clone())).collect(),
+                ..Default::default()
+            };
+        }
+        Demand::Needs {
+            wants,
+            per_vg,
+            pins,
+        } => (wants, per_vg, pins),
+    };
+    res.prune(ix, now);
+    let own = demand.claim_keys();
+    let reserved = reserved_totals(ix, res, now, &own);
+    let loads = OwnerLoads::new(ix, res, pod, now);
+
+    let mut out = FilterOutcome::default();
+    let mut fits: Vec<(usize, Candidate<'_>)> = Vec::new();
+    for (i, name) in nodes.iter().enumerate() {
+        let entry = ix.nodes.get(*name);
+        match evaluate(
+            name,
+            entry,
+            per_vg,
+            pins,
+            reserved.get(*name),
+            settings.spare,
+        ) {
+            Verdict::Fits { headroom } => {
+                let zone = entry.and_then(|e| e.zone.as_deref());
+                fits.push((
+                    i,
+                    Candidate {
+                        name,
+                        zone_load: loads.zone(zone),
+                        node_load: loads.node(name),
+                        headroom,
+                    },
+                ));
+            }
+            Verdict::Unfit(reason) => out.unresolvable.push((i, reason)),
+        }
+    }
+    let cands: Vec<Candidate<'_>> = fits.iter().map(|(_, c)| c.clone()).collect();
+    let Some(best) = choose(&cands, settings.strategy) else {
+        res.release_pod(&pod.uid);
+        return out;
+    };
+    let chosen = fits[best].0;
+    match settings.mode {
+        Mode::Decisive => {
+            out.pass = vec![chosen];
+            out.not_chosen = fits.len() - 1;
+        }
+        // kube-scheduler picks among all; holding the likeliest node is the
+        // best we can do until PreBind writes selected-node, which then wins.
+        Mode::Advisory => out.pass = fits.iter().map(|(i, _)| *i).collect(),
+    }
+    if wants.is_empty() {
+        res.release_pod(&pod.uid);
+    } else {
+        res.record(Hold {
+            pod_uid: pod.uid.clone(),
+            owner: pod.owner.clone(),
+            node: nodes[chosen].to_string(),
+            claims: wants.iter().map(|w| w.claim.clone()).collect(),
+            expires: now + settings.reservation_ttl,
+        });
+    }
+    out
+}
+
+/// Scores 0..=10 for `nodes`, in order.
+pub fn prioritize(
+    state: &State,
+    settings: &Settings,
+    pod: &PodFacts,
+    nodes: &[&str],
+    now: Instant,
+) -> Vec<i64> {
+    let ix = &state.index;
+    let res = &state.reservations;
+    let Ok(demand) = pod_demand(pod, &ix.claims, &ix.classes, &ix.pvs) else {
+        return vec![0; nodes.len()];
+    };
+    let Demand::Needs { per_vg, pins, .. } = &demand else {
+        return vec![0; nodes.len()];
+    };
+    if settings.mode == Mode::Decisive
+        && let Some(hold) = res.get(&pod.uid)
+    {
+        return nodes
+            .iter()
+            .map(|n| if *n == hold.node { 10 } else { 0 })
+            .collect();
+    }
+    let own = demand.claim_keys();
+    let reserved = reserved_totals(ix, res, now, &own);
+    nodes
+        .iter()
+        .map(|name| {
+            match evaluate(
+                name,
+                ix.nodes.get(*name),
+                per_vg,
+                pins,
+                reserved.get(*name),
+                settings.spare,
+            ) {
+                Verdict::Fits { headroom } => score(headroom, settings.strategy),
+                Verdict::Unfit(_) => 0,
+            }
+        })
+        .collect()
+}
+
+/// How many pods of the same owner sit on each node and zone, counting both
+/// bound pods and pods the extender has placed but that are not bound yet.
+struct OwnerLoads {
+    nodes: FastMap<String, u32>,
+    zones: FastMap<String, u32>,
+}
+
+impl OwnerLoads {
+    fn new(ix: &Index, res: &Reservations, pod: &PodFacts, now: Instant) -> Self {
+        let mut nodes: FastMap<String, u32> = FastMap::default();
+        if let Some(owner) = &pod.owner {
+            if let Some(per_node) = ix.owners.get(owner) {
+                nodes.clone_from(per_node);
+            }
+            for h in res.holds() {
+                let bound = ix.pods.get(&h.pod_uid).is_some_and(|p| p.node.is_some());
+                if h.owner.as_ref() == Some(owner)
+                    && h.pod_uid != pod.uid
+                    && !bound
+                    && now < h.expires
+                {
+                    *nodes.entry(h.node.clone()).or_default() += 1;
+                }
+            }
+        }
+        let mut zones: FastMap<String, u32> = FastMap::default();
+        for (n, count) in &nodes {
+            if let Some(zone) = ix.nodes.get(n).and_then(|e| e.zone.clone()) {
+                *zones.entry(zone).or_default() += count;
+            }
+        }
+        Self { nodes, zones }
+    }
+
+    fn node(&self, name: &str) -> u32 {
+        if self.nodes.is_empty() {
+            return 0;
+        }
+        self.nodes.get(name).copied().unwrap_or(0)
+    }
+
+    /// Nodes without a zone label form no zone: only node counts apply.
+    fn zone(&self, zone: Option<&str>) -> u32 {
+        match zone {
+            Some(_) if self.zones.is_empty() => 0,
+            Some(z) => self.zones.get(z).copied().unwrap_or(0),
+            None => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::NodeFacts;
+    use crate::testutil::{ClaimB, class, lvm_node, pod_with};
+    use std::collections::HashMap;
+
+    const GI: u64 = 1 << 30;
+
+    /// n1 has 10Gi free, n2 30Gi, n3 20Gi; all 100Gi VGs `vg1`.
+    fn state() -> State {
+        let mut s = State::default();
+        s.index.upsert_class(class("fast", Some("vg1")));
+        for (n, free) in [("n1", 10), ("n2", 30), ("n3", 20)] {
+            s.index
+                .upsert_lvm(lvm_node(n, "vg1", 100 * GI, free * GI, 4 << 20));
+        }
+        s
+    }
+
+    fn names<'a>(nodes: &[&'a str], idx: &[usize]) -> Vec<&'a str> {
+        idx.iter().map(|i| nodes[*i]).collect()
+    }
+
+    const NODES: [&str; 4] = ["n1", "n2", "n3", "n4"];
+
+    #[test]
+    fn filter_table() {
+        use Mode::*;
+        use Strategy::*;
+        let now = Instant::now();
+        type Case = (
+            &'static str,
+            Mode,
+            Strategy,
+            u64,
+            Vec<ClaimFacts>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+        );
+        use crate::facts::ClaimFacts;
+        let cases: Vec<Case> = vec![
+            (
+                "one claim, spread",
+                Decisive,
+                Spread,
+                0,
+                vec![ClaimB::new("a").request("5Gi").build()],
+                vec!["n2"],
+                vec!["n4"],
+            ),
+            (
+                "one claim, binpack",
+                Decisive,
+                Binpack,
+                0,
+                vec![ClaimB::new("a").request("5Gi").build()],
+                vec!["n1"],
+                vec!["n4"],
+            ),
+            (
+                "advisory returns all that fit",
+                Advisory,
+                Spread,
+                0,
+                vec![ClaimB::new("a").request("5Gi").build()],
+                vec!["n1", "n2", "n3"],
+                vec!["n4"],
+            ),
+            (
+                "several claims sum",
+                Advisory,
+                Spread,
+                0,
+                vec![
+                    ClaimB::new("a").request("15Gi").build(),
+                    ClaimB::new("b").request("5Gi").build(),
+                ],
+                vec!["n2", "n3"],
+                vec!["n1", "n4"],
+            ),
+            (
+                "spare",
+                Advisory,
+                Spread,
+                11 * GI,
+                vec![ClaimB::new("a").request("9Gi").build()],
+                vec!["n2", "n3"],
+                vec!["n1", "n4"],
+            ),
+            (
+                "bound claim pins",
+                Advisory,
+                Spread,
+                0,
+                vec![
+                    ClaimB::new("a")
+                        .request("5Gi")
+                        .bound("pv")
+                        .selected("n3")
+                        .build(),
+                ],
+                vec!["n3"],
+                vec!["n1", "n2", "n4"],
+            ),
+            (
+                "annotation declares size",
+                Advisory,
+                Spread,
+                0,
+                vec![ClaimB::new("a").request("1Gi").annotation("25Gi").build()],
+                vec!["n2"],
+                vec!["n1", "n3", "n4"],
+            ),
+            (
+                "bad annotation refuses everywhere",
+                Advisory,
+                Spread,
+                0,
+                vec![ClaimB::new("a").request("1Gi").annotation("x").build()],
+                vec![],
+                vec!["n1", "n2", "n3", "n4"],
+            ),
+        ];
+        for (name, mode, strategy, spare, claims, want_pass, want_unresolvable) in cases {
+            let mut s = state();
+            let pod = pod_with(
+                &claims
+                    .iter()
+                    .map(|c| c.key.name.as_str())
+                    .collect::<Vec<_>>(),
+            );
+            for c in claims {
+                s.index.upsert_claim(c);
+            }
+            let settings = Settings {
+                mode,
+                strategy,
+                spare,
+                ..Default::default()
+            };
+            let out = filter(&mut s, &settings, &pod, &NODES, now);
+            assert_eq!(out.error, None, "{name}");
+            assert_eq!(names(&NODES, &out.pass), want_pass, "{name}: pass");
+            let unres: Vec<usize> = out.unresolvable.iter().map(|(i, _)| *i).collect();
+            assert_eq!(
+                names(&NODES, &unres),
+                want_unresolvable,
+                "{name}: unresolvable"
+            );
+            for (_, reason) in &out.unresolvable {
+                assert!(!reason.is_empty(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn losing_selected_node_drops_the_hold_of_that_claim() {
+        let mut s = state();
+        let now = Instant::now();
+        s.index
+            .upsert_claim(ClaimB::new("a").request("8Gi").build());
+        let out = filter(&mut s, &Settings::default(), &pod_with(&["a"]), &NODES, now);
+        assert_eq!(names(&NODES, &out.pass), vec!["n2"]);
+        s.apply_claim(ClaimB::new("a").request("8Gi").selected("n2").build());
+        assert_eq!(s.reservations.len(), 1);
+        s.apply_claim(ClaimB::new("a").request("8Gi").build());
+        assert!(s.reservations.is_empty());
+    }
+
+    #[test]
+    fn pod_without_our_claims_passes_untouched() {
+        let mut s = state();
+        s.index
+            .upsert_claim(ClaimB::new("x").request("1Gi").no_class().build());
+        let out = filter(
+            &mut s,
+            &Settings::default(),
+            &pod_with(&["x"]),
+            &NODES,
+            Instant::now(),
+        );
+        assert!(out.untouched);
+        assert_eq!(out.pass, vec![0, 1, 2, 3]);
+        assert!(s.reservations.is_empty());
+    }
+
+    #[test]
+    fn missing_claim_is_an_error_not_a_verdict() {
+        let mut s = state();
+        let out = filter(
+            &mut s,
+            &Settings::default(),
+            &pod_with(&["nope"]),
+            &NODES,
+            Instant::now(),
+        );
+        assert!(out.error.is_some_and(|e| e.contains("ns/nope")));
+        assert!(out.pass.is_empty());
+    }
+
+    #[test]
+    fn decisive_reserves_and_retry_replaces() {
+        let mut s = state();
+        let now = Instant::now();
+        s.index
+            .upsert_claim(ClaimB::new("a").request("8Gi").build());
+        let pod = pod_with(&["a"]);
+        let settings = Settings::default();
+        for _ in 0..3 {
+            let out = filter(&mut s, &settings, &pod, &NODES, now);
+            assert_eq!(names(&NODES, &out.pass), vec!["n2"]);
+        }
+        assert_eq!(s.reservations.len(), 1);
+        assert_eq!(
+            prioritize(&s, &settings, &pod, &NODES, now),
+            vec![0, 10, 0, 0]
+        );
+        // Another pod sees the hold: n2 has 22Gi left, n3 20Gi.
+        s.index
+            .upsert_claim(ClaimB::new("b").request("8Gi").build());
+        let mut other = pod_with(&["b"]);
+        other.uid = "other".into();
+        let out = filter(&mut s, &settings, &other, &NODES, now);
+        assert_eq!(names(&NODES, &out.pass), vec!["n2"]);
+        let out = filter(&mut s, &settings, &other, &["n1", "n2"], now);
+        assert_eq!(names(&["n1", "n2"], &out.pass), vec!["n2"]);
+    }
+
+    #[test]
+    fn replicas_spread_over_zones_then_nodes_before_capacity() {
+        let mut s = state();
+        let now = Instant::now();
+        for (n, z) in [("n1", "z1"), ("n2", "z1"), ("n3", "z2")] {
+            s.index.upsert_node(NodeFacts {
+                name: n.into(),
+                zone: Some(z.into()),
+            });
+        }
+        let settings = Settings::default();
+        let mut chosen = Vec::new();
+        for i in 0..3 {
+            let claim = format!("data-{i}");
+            s.index
+                .upsert_claim(ClaimB::new(&claim).request("1Gi").build());
+            let mut pod = pod_with(&[&claim]);
+            pod.uid = format!("pod-{i}");
+            pod.owner = Some("sts".into());
+            let out = filter(&mut s, &settings, &pod, &["n1", "n2", "n3"], now);
+            chosen.push(["n1", "n2", "n3"][out.pass[0]]);
+        }
+        // n2 has most room, but the second replica goes to the other zone and
+        // the third to the untouched node of zone z1.
+        assert_eq!(chosen, vec!["n2", "n3", "n1"]);
+    }
+
+    #[test]
+    fn two_hundred_pods_back_to_back_never_overcommit() {
+        let mut s = State::default();
+        s.index.upsert_class(class("fast", Some("vg1")));
+        let nodes: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            // 3..12 claims of 1Gi fit, extents of 4Mi; room for 75 in total.
+            s.index
+                .upsert_lvm(lvm_node(n, "vg1", 20 * GI, (3 + i as u64) * GI, 4 << 20));
+        }
+        let asked: Vec<&str> = nodes.iter().map(String::as_str).collect();
+        let now = Instant::now();
+        let mut placed: HashMap<String, u64> = HashMap::new();
+        for i in 0..200 {
+            let claim = format!("c{i}");
+            s.index
+                .upsert_claim(ClaimB::new(&claim).request("1Gi").build());
+            let mut pod = pod_with(&[&claim]);
+            pod.uid = format!("p{i}");
+            let out = filter(&mut s, &Settings::default(), &pod, &asked, now);
+            assert!(out.pass.len() <= 1);
+            if let Some(i) = out.pass.first() {
+                *placed.entry(asked[*i].to_string()).or_default() += GI;
+            }
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            let free = (3 + i as u64) * GI;
+            assert_eq!(
+                placed.get(n).copied().unwrap_or(0),
+                free,
+                "{n} filled exactly"
+            );
+        }
+        assert_eq!(placed.values().sum::<u64>(), 75 * GI);
+    }
+}

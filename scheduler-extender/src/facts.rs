@@ -1,0 +1,269 @@
+//! The few facts placement needs, cut out of Kubernetes objects.
+//!
+//! The caches keep these instead of whole objects: 50,000 claims as full
+//! `PersistentVolumeClaim`s would not fit the memory budget, and the pure core
+//! should not depend on the shape of API objects.
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use lvmpin_api::names::{
+    ANN_BETA_STORAGE_CLASS, ANN_SELECTED_NODE, DRIVER_NAME, PARAM_THIN_POOL, PARAM_VOLUME_GROUP,
+    TOPOLOGY_KEY, ZONE_LABEL,
+};
+use lvmpin_api::{LvmNode, claim_size_bytes, names::volume_name_for_claim};
+
+/// Namespace and name of a claim.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClaimKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ClaimKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ClaimKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimFacts {
+    pub key: ClaimKey,
+    pub uid: String,
+    /// `pvc-<uid>`: the LV (and PV) name the agent will create.
+    pub lv_name: String,
+    pub class: Option<String>,
+    /// Bytes the claim needs, or why its size is unusable.
+    pub size: Result<u64, String>,
+    /// `spec.volumeName`: set once the claim is bound.
+    pub volume_name: Option<String>,
+    pub selected_node: Option<String>,
+}
+
+impl ClaimFacts {
+    pub fn is_bound(&self) -> bool {
+        self.volume_name.is_some()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassFacts {
+    pub name: String,
+    /// The class's provisioner is ours.
+    pub ours: bool,
+    pub volume_group: Option<String>,
+    pub thin_pool: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PvFacts {
+    pub name: String,
+    /// The node named by our topology key in the PV's node affinity.
+    pub node: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PodFacts {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// `spec.nodeName`: set once the pod is bound.
+    pub node: Option<String>,
+    /// UID of the controlling owner (StatefulSet, ReplicaSet, …), for spreading.
+    pub owner: Option<String>,
+    /// Names of the claims the pod mounts, in the pod's namespace.
+    pub claims: Vec<String>,
+}
+
+impl PodFacts {
+    pub fn claim_keys(&self) -> impl Iterator<Item = ClaimKey> + '_ {
+        self.claims
+            .iter()
+            .map(|c| ClaimKey::new(self.namespace.clone(), c.clone()))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct VgState {
+    pub name: String,
+    pub size: u64,
+    pub free: u64,
+    pub extent: u64,
+    pub healthy: bool,
+    pub message: Option<String>,
+    /// lvmpin-owned LV names present in the VG.
+    pub volumes: HashSet<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct NodeLvm {
+    pub vgs: Vec<VgState>,
+}
+
+impl NodeLvm {
+    pub fn vg(&self, name: &str) -> Option<&VgState> {
+        self.vgs.iter().find(|v| v.name == name)
+    }
+}
+
+/// The Node object's part: only the zone matters to placement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeFacts {
+    pub name: String,
+    pub zone: Option<String>,
+}
+
+/// The LvmNode's part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LvmFacts {
+    pub node: String,
+    /// None until the agent has written a status.
+    pub lvm: Option<NodeLvm>,
+}
+
+pub fn claim_facts(pvc: &PersistentVolumeClaim) -> Option<ClaimFacts> {
+    let namespace = pvc.metadata.namespace.clone()?;
+    let name = pvc.metadata.name.clone()?;
+    let uid = pvc.metadata.uid.clone().unwrap_or_default();
+    let annotations = pvc.metadata.annotations.as_ref();
+    let spec = pvc.spec.as_ref();
+    // The beta annotation still wins over the field, as in the PV controller.
+    let class = annotations
+        .and_then(|a| a.get(ANN_BETA_STORAGE_CLASS).cloned())
+        .or_else(|| spec.and_then(|s| s.storage_class_name.clone()))
+        .filter(|c| !c.is_empty());
+    Some(ClaimFacts {
+        key: ClaimKey { namespace, name },
+        lv_name: volume_name_for_claim(&uid),
+        uid,
+        class,
+        size: claim_size_bytes(pvc).map_err(|e| e.to_string()),
+        volume_name: spec
+            .and_then(|s| s.volume_name.clone())
+            .filter(|v| !v.is_empty()),
+        selected_node: annotations
+            .and_then(|a| a.get(ANN_SELECTED_NODE).cloned())
+            .filter(|n| !n.is_empty()),
+    })
+}
+
+pub fn class_facts(sc: &StorageClass) -> Option<ClassFacts> {
+    let params = sc.parameters.as_ref();
+    Some(ClassFacts {
+        name: sc.metadata.name.clone()?,
+        ours: sc.provisioner == DRIVER_NAME,
+        volume_group: params.and_then(|p| p.get(PARAM_VOLUME_GROUP).cloned()),
+        thin_pool: params.and_then(|p| p.get(PARAM_THIN_POOL).cloned()),
+    })
+}
+
+pub fn pv_facts(pv: &PersistentVolume) -> Option<PvFacts> {
+    let node = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.as_ref())
+        .and_then(|r| {
+            r.node_selector_terms.iter().find_map(|t| {
+                t.match_expressions.as_ref()?.iter().find_map(|e| {
+                    if e.key == TOPOLOGY_KEY && e.operator == "In" {
+                        e.values.as_ref()?.first().cloned()
+                    } else {
+                        None
+                    }
+                })
+            })
+        });
+    Some(PvFacts {
+        name: pv.metadata.name.clone()?,
+        node,
+    })
+}
+
+/// Claims a pod mounts: plain claim references and generic ephemeral volumes,
+/// whose claim is named `<pod>-<volume>`.
+pub fn pod_facts(pod: &Pod) -> PodFacts {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let mut claims = Vec::new();
+    if let Some(spec) = &pod.spec {
+        for v in spec.volumes.iter().flatten() {
+            if let Some(c) = &v.persistent_volume_claim {
+                claims.push(c.claim_name.clone());
+            } else if v.ephemeral.is_some() {
+                claims.push(format!("{name}-{}", v.name));
+            }
+        }
+    }
+    PodFacts {
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name,
+        node: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty()),
+        owner: pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.uid.clone()),
+        claims,
+    }
+}
+
+/// Pods that finished hold no node any more (their volumes stay, but they do
+/// not count as replicas occupying a node).
+pub fn pod_is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+pub fn node_facts(node: &Node) -> Option<NodeFacts> {
+    Some(NodeFacts {
+        name: node.metadata.name.clone()?,
+        zone: node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ZONE_LABEL).cloned()),
+    })
+}
+
+pub fn lvm_facts(ln: &LvmNode) -> Option<LvmFacts> {
+    let node = if ln.spec.node_name.is_empty() {
+        ln.metadata.name.clone()?
+    } else {
+        ln.spec.node_name.clone()
+    };
+    let lvm = ln.status.as_ref().map(|s| NodeLvm {
+        vgs: s
+            .volume_groups
+            .iter()
+            .map(|vg| VgState {
+                name: vg.name.clone(),
+                size: vg.size_bytes,
+                free: vg.free_bytes,
+                extent: vg.extent_size_bytes,
+                healthy: vg.healthy,
+                message: vg.message.clone(),
+                volumes: vg.volumes.iter().cloned().collect(),
+            })
+            .collect(),
+    });
+    Some(LvmFacts { node, lvm })
+}

@@ -1,0 +1,298 @@
+//! The HTTP shell: routes, body parsing, answers in kube-scheduler's format.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State as AxState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prometheus_client::registry::Registry;
+
+use crate::bind::Binder;
+use crate::engine::{self, Settings, State};
+use crate::error::Error;
+use crate::facts::pod_facts;
+use crate::leader::Leadership;
+use crate::metrics::Metrics;
+use crate::wire::{
+    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, HostPriority,
+    NodeListOut,
+};
+
+/// Which watch caches have finished their initial list.
+pub struct Readiness {
+    kinds: Vec<(&'static str, AtomicBool)>,
+}
+
+impl Readiness {
+    pub fn new(kinds: &[&'static str]) -> Self {
+        Self {
+            kinds: kinds.iter().map(|k| (*k, AtomicBool::new(false))).collect(),
+        }
+    }
+
+    pub fn mark_synced(&self, kind: &str) {
+        for (k, flag) in &self.kinds {
+            if *k == kind {
+                flag.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// A message naming the caches still listing, if any.
+    pub fn waiting(&self) -> Option<String> {
+        let pending = self.pending();
+        (!pending.is_empty()).then(|| format!("waiting for watch caches: {}", pending.join(", ")))
+    }
+
+    /// Kinds still waiting for their first full list.
+    pub fn pending(&self) -> Vec<&'static str> {
+        self.kinds
+            .iter()
+            .filter(|(_, f)| !f.load(Ordering::Acquire))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+}
+
+pub struct App {
+    pub state: Mutex<State>,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub registry: Registry,
+    pub readiness: Readiness,
+    pub leadership: Arc<Leadership>,
+    /// None only in tests that never bind.
+    pub binder: Option<Binder>,
+}
+
+impl App {
+    /// An app with fresh metrics; `readiness` kinds start unsynced.
+    pub fn new(
+        state: State,
+        settings: Settings,
+        readiness: Readiness,
+        leadership: Arc<Leadership>,
+        binder: Option<Binder>,
+    ) -> Self {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        Self {
+            state: Mutex::new(state),
+            settings,
+            metrics,
+            registry,
+            readiness,
+            leadership,
+            binder,
+        }
+    }
+
+    /// The lock is never held across an await, and a panic while holding it
+    /// cannot leave the maps half-updated in a way worse than a missed event,
+    /// so a poisoned lock is used as is.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub fn router(app: Arc<App>, url_prefix: &str, body_limit: usize) -> Router {
+    let prefix = url_prefix.trim_end_matches('/');
+    Router::new()
+        .route(&format!("{prefix}/filter"), post(filter))
+        .route(&format!("{prefix}/prioritize"), post(prioritize))
+        .route(&format!("{prefix}/bind"), post(bind))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app)
+}
+
+fn bad_request(e: Error) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{e}\n"),
+    )
+        .into_response()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode response: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn filter(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
+    let _timer = app.metrics.timer("filter");
+    let args = match ExtenderArgs::parse(&body) {
+        Ok(a) => a,
+        Err(e) => return bad_request(e),
+    };
+    let asked = match args.asked_nodes() {
+        Ok(a) => a,
+        Err(e) => return bad_request(e),
+    };
+    if !app.leadership.is_leader() {
+        return json(&ExtenderFilterResult::error(Error::NotLeader.to_string()));
+    }
+    let pod = pod_facts(&args.pod);
+    let names: Vec<&str> = asked.names.iter().map(|n| n.as_ref()).collect();
+    if !pod.claims.is_empty()
+        && let Some(waiting) = app.readiness.waiting()
+    {
+        // Half-filled caches would under-count reservations or call nodes
+        // without reports unresolvable; a retry later is the honest answer.
+        return json(&ExtenderFilterResult::error(waiting));
+    }
+    let outcome = {
+        let mut state = app.lock();
+        let o = engine::filter(&mut state, &app.settings, &pod, &names, Instant::now());
+        app.metrics
+            .reservations
+            .set(state.reservations.len() as i64);
+        o
+    };
+    if let Some(e) = outcome.error {
+        app.metrics.verdicts("error", 1);
+        tracing::info!(pod = %format!("{}/{}", pod.namespace, pod.name), error = %e, "filter asks for a retry");
+        return json(&ExtenderFilterResult::error(e));
+    }
+    if outcome.untouched {
+        app.metrics.verdicts("untouched", 1);
+    } else {
+        app.metrics.verdicts("pass", outcome.pass.len());
+        app.metrics
+            .verdicts("unresolvable", outcome.unresolvable.len());
+        app.metrics.verdicts("not_chosen", outcome.not_chosen);
+        tracing::debug!(
+            pod = %format!("{}/{}", pod.namespace, pod.name),
+            pass = ?outcome.pass.iter().map(|i| names[*i]).collect::<Vec<_>>(),
+            "filtered"
+        );
+    }
+    let result = ExtenderFilterResult {
+        nodes: asked.raw.as_ref().map(|raw| NodeListOut {
+            api_version: "v1",
+            kind: "NodeList",
+            metadata: Default::default(),
+            items: outcome.pass.iter().map(|i| raw[*i]).collect(),
+        }),
+        node_names: outcome.pass.iter().map(|i| names[*i]).collect(),
+        failed_nodes: Default::default(),
+        failed_and_unresolvable_nodes: outcome
+            .unresolvable
+            .into_iter()
+            .map(|(i, r)| (names[i], r))
+            .collect(),
+        error: String::new(),
+    };
+    json(&result)
+}
+
+async fn prioritize(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
+    let _timer = app.metrics.timer("prioritize");
+    let args = match ExtenderArgs::parse(&body) {
+        Ok(a) => a,
+        Err(e) => return bad_request(e),
+    };
+    let asked = match args.asked_nodes() {
+        Ok(a) => a,
+        Err(e) => return bad_request(e),
+    };
+    if !app.leadership.is_leader() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", Error::NotLeader),
+        )
+            .into_response();
+    }
+    let pod = pod_facts(&args.pod);
+    let names: Vec<&str> = asked.names.iter().map(|n| n.as_ref()).collect();
+    if !pod.claims.is_empty()
+        && let Some(waiting) = app.readiness.waiting()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{waiting}\n")).into_response();
+    }
+    let scores = {
+        let state = app.lock();
+        engine::prioritize(&state, &app.settings, &pod, &names, Instant::now())
+    };
+    let list: Vec<HostPriority> = names
+        .iter()
+        .zip(scores)
+        .map(|(n, score)| HostPriority {
+            host: std::borrow::Cow::Borrowed(n),
+            score,
+        })
+        .collect();
+    json(&list)
+}
+
+async fn bind(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
+    let _timer = app.metrics.timer("bind");
+    let args = match ExtenderBindingArgs::parse(&body) {
+        Ok(a) => a,
+        Err(e) => return bad_request(e),
+    };
+    let result = match (&app.binder, app.leadership.is_leader()) {
+        (_, false) => Err(Error::NotLeader),
+        (None, true) => Err(Error::Config {
+            flag: "bind",
+            message: "this extender has no Kubernetes client".into(),
+        }),
+        (Some(binder), true) => binder.bind(&app, &args).await,
+    };
+    let label = match &result {
+        Ok(()) => "bound",
+        Err(e) => e.metric_label(),
+    };
+    app.metrics
+        .bind_results
+        .get_or_create(&crate::metrics::ResultLabel { result: label })
+        .inc();
+    let error = match result {
+        Ok(()) => String::new(),
+        Err(e) => {
+            tracing::warn!(pod = %format!("{}/{}", args.pod_namespace, args.pod_name), node = %args.node, error = %e, "bind failed");
+            e.to_string()
+        }
+    };
+    json(&ExtenderBindingResult { error })
+}
+
+async fn readyz(AxState(app): AxState<Arc<App>>) -> Response {
+    if let Some(waiting) = app.readiness.waiting() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{waiting}\n")).into_response();
+    }
+    if !app.leadership.is_leader() {
+        // Followers stay out of the Service so kube-scheduler reaches the leader.
+        return (StatusCode::SERVICE_UNAVAILABLE, "not the leader\n").into_response();
+    }
+    "ok\n".into_response()
+}
+
+async fn metrics(AxState(app): AxState<Arc<App>>) -> Response {
+    let mut out = String::new();
+    match prometheus_client::encoding::text::encode(&mut out, &app.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            out,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}

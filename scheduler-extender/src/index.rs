@@ -1,0 +1,266 @@
+//! The extender's view of the cluster, kept up to date from watch events.
+//!
+//! Updates are incremental and keep the lookups a request needs ready (claims
+//! not yet bound, pods per owner per node, claim users), so that a filter
+//! request is one pass over the nodes it was asked about.
+
+use std::collections::{HashMap, HashSet};
+
+/// Maps looked up once per asked node per request use a fast hasher; node
+/// names come from our own caches and the scheduler, not from attackers
+/// choosing collisions.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+use crate::facts::{
+    ClaimFacts, ClaimKey, ClassFacts, LvmFacts, NodeFacts, NodeLvm, PodFacts, PvFacts,
+};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeEntry {
+    /// A Node object exists for this name.
+    pub known: bool,
+    pub zone: Option<String>,
+    pub lvm: Option<NodeLvm>,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    pub nodes: FastMap<String, NodeEntry>,
+    pub claims: HashMap<ClaimKey, ClaimFacts>,
+    /// Claims without `spec.volumeName`: the only ones that can hold a reservation.
+    pub unbound: HashSet<ClaimKey>,
+    pub classes: HashMap<String, ClassFacts>,
+    pub pvs: HashMap<String, PvFacts>,
+    pub pods: HashMap<String, PodFacts>,
+    /// Pod UIDs per claim: lets a restart count claims of already bound pods.
+    pub claim_users: HashMap<ClaimKey, HashSet<String>>,
+    /// Bound pods per owner UID per node, for spreading replicas.
+    pub owners: HashMap<String, FastMap<String, u32>>,
+}
+
+impl Index {
+    pub fn upsert_claim(&mut self, c: ClaimFacts) {
+        if c.is_bound() {
+            self.unbound.remove(&c.key);
+        } else {
+            self.unbound.insert(c.key.clone());
+        }
+        self.claims.insert(c.key.clone(), c);
+    }
+
+    pub fn remove_claim(&mut self, key: &ClaimKey) {
+        self.unbound.remove(key);
+        self.claims.remove(key);
+    }
+
+    pub fn replace_claims(&mut self, all: Vec<ClaimFacts>) {
+        self.claims.clear();
+        self.unbound.clear();
+        for c in all {
+            self.upsert_claim(c);
+        }
+    }
+
+    pub fn upsert_class(&mut self, c: ClassFacts) {
+        self.classes.insert(c.name.clone(), c);
+    }
+
+    pub fn remove_class(&mut self, name: &str) {
+        self.classes.remove(name);
+    }
+
+    pub fn replace_classes(&mut self, all: Vec<ClassFacts>) {
+        self.classes = all.into_iter().map(|c| (c.name.clone(), c)).collect();
+    }
+
+    pub fn upsert_pv(&mut self, p: PvFacts) {
+        self.pvs.insert(p.name.clone(), p);
+    }
+
+    pub fn remove_pv(&mut self, name: &str) {
+        self.pvs.remove(name);
+    }
+
+    pub fn replace_pvs(&mut self, all: Vec<PvFacts>) {
+        self.pvs = all.into_iter().map(|p| (p.name.clone(), p)).collect();
+    }
+
+    pub fn upsert_pod(&mut self, p: PodFacts) {
+        self.remove_pod(&p.uid.clone());
+        for key in p.claim_keys() {
+            self.claim_users
+                .entry(key)
+                .or_default()
+                .insert(p.uid.clone());
+        }
+        if let (Some(owner), Some(node)) = (&p.owner, &p.node) {
+            *self
+                .owners
+                .entry(owner.clone())
+                .or_default()
+                .entry(node.clone())
+                .or_default() += 1;
+        }
+        self.pods.insert(p.uid.clone(), p);
+    }
+
+    pub fn remove_pod(&mut self, uid: &str) {
+        let Some(old) = self.pods.remove(uid) else {
+            return;
+        };
+        for key in old.claim_keys() {
+            if let Some(users) = self.claim_users.get_mut(&key) {
+                users.remove(uid);
+                if users.is_empty() {
+                    self.claim_users.remove(&key);
+                }
+            }
+        }
+        if let (Some(owner), Some(node)) = (&old.owner, &old.node)
+            && let Some(per_node) = self.owners.get_mut(owner)
+        {
+            if let Some(n) = per_node.get_mut(node) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_node.remove(node);
+                }
+            }
+            if per_node.is_empty() {
+                self.owners.remove(owner);
+            }
+        }
+    }
+
+    pub fn replace_pods(&mut self, all: Vec<PodFacts>) {
+        self.pods.clear();
+        self.claim_users.clear();
+        self.owners.clear();
+        for p in all {
+            self.upsert_pod(p);
+        }
+    }
+
+    pub fn upsert_node(&mut self, n: NodeFacts) {
+        let e = self.nodes.entry(n.name).or_default();
+        e.known = true;
+        e.zone = n.zone;
+    }
+
+    pub fn remove_node(&mut self, name: &str) {
+        if let Some(e) = self.nodes.get_mut(name) {
+            e.known = false;
+            e.zone = None;
+            if e.lvm.is_none() {
+                self.nodes.remove(name);
+            }
+        }
+    }
+
+    pub fn replace_nodes(&mut self, all: Vec<NodeFacts>) {
+        let names: HashSet<String> = all.iter().map(|n| n.name.clone()).collect();
+        let stale: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|k| !names.contains(*k))
+            .cloned()
+            .collect();
+        for k in stale {
+            self.remove_node(&k);
+        }
+        for n in all {
+            self.upsert_node(n);
+        }
+    }
+
+    pub fn upsert_lvm(&mut self, l: LvmFacts) {
+        self.nodes.entry(l.node).or_default().lvm = l.lvm;
+    }
+
+    pub fn remove_lvm(&mut self, node: &str) {
+        if let Some(e) = self.nodes.get_mut(node) {
+            e.lvm = None;
+            if !e.known {
+                self.nodes.remove(node);
+            }
+        }
+    }
+
+    pub fn replace_lvm(&mut self, all: Vec<LvmFacts>) {
+        let names: HashSet<String> = all.iter().map(|l| l.node.clone()).collect();
+        let stale: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|k| !names.contains(*k))
+            .cloned()
+            .collect();
+        for k in stale {
+            self.remove_lvm(&k);
+        }
+        for l in all {
+            self.upsert_lvm(l);
+        }
+    }
+
+    /// The node a pod using this claim is bound to, if any.
+    pub fn bound_user_node(&self, key: &ClaimKey) -> Option<&str> {
+        self.claim_users
+            .get(key)?
+            .iter()
+            .filter_map(|uid| self.pods.get(uid)?.node.as_deref())
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str, owner: &str, node: Option<&str>) -> PodFacts {
+        PodFacts {
+            uid: uid.into(),
+            namespace: "ns".into(),
+            name: uid.into(),
+            node: node.map(Into::into),
+            owner: Some(owner.into()),
+            claims: vec![format!("data-{uid}")],
+        }
+    }
+
+    #[test]
+    fn owner_counts_follow_pod_updates_and_deletes() {
+        let mut ix = Index::default();
+        ix.upsert_pod(pod("a", "sts", None));
+        assert!(ix.owners.is_empty());
+        ix.upsert_pod(pod("a", "sts", Some("n1")));
+        ix.upsert_pod(pod("b", "sts", Some("n1")));
+        assert_eq!(ix.owners["sts"]["n1"], 2);
+        ix.upsert_pod(pod("b", "sts", Some("n2")));
+        assert_eq!(ix.owners["sts"]["n1"], 1);
+        assert_eq!(ix.owners["sts"]["n2"], 1);
+        assert_eq!(
+            ix.bound_user_node(&ClaimKey::new("ns", "data-b")),
+            Some("n2")
+        );
+        ix.remove_pod("a");
+        ix.remove_pod("b");
+        assert!(ix.owners.is_empty());
+        assert!(ix.claim_users.is_empty());
+    }
+
+    #[test]
+    fn node_and_lvm_halves_live_independently() {
+        let mut ix = Index::default();
+        ix.upsert_lvm(LvmFacts {
+            node: "n1".into(),
+            lvm: Some(NodeLvm::default()),
+        });
+        ix.upsert_node(NodeFacts {
+            name: "n1".into(),
+            zone: Some("z".into()),
+        });
+        ix.remove_node("n1");
+        assert!(ix.nodes["n1"].lvm.is_some());
+        ix.replace_lvm(vec![]);
+        assert!(!ix.nodes.contains_key("n1"));
+    }
+}

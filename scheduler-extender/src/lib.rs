@@ -1,0 +1,27 @@
+//! lvmpin's kube-scheduler extender: places pods by free LVM capacity and
+//! reserves what it promises, so concurrent scheduling never overcommits a VG.
+//!
+//! Pure core: `facts` (what objects tell us), `index` (the cluster view),
+//! `claims` (pod → demand), `capacity`, `reservations`, `placement`, `engine`.
+//! Shell: `wire` + `http` (the verbs), `bind`, `watch`, `leader`, `metrics`.
+#![forbid(unsafe_code)]
+
+pub mod bind;
+pub mod capacity;
+pub mod claims;
+pub mod engine;
+pub mod error;
+pub mod facts;
+pub mod http;
+pub mod index;
+pub mod leader;
+pub mod metrics;
+pub mod placement;
+pub mod reservations;
+pub mod watch;
+pub mod wire;
+
+#[doc(hidden)]
+pub mod testutil;
+
+pub use error::{Error, Result};

@@ -1,0 +1,101 @@
+//! Prometheus metrics of the extender (prefix `lvmpin_extender_`).
+
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabel {
+    pub verb: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    /// pass, unresolvable, not_chosen, untouched, error
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub request_seconds: Family<VerbLabel, Histogram>,
+    pub filter_verdicts: Family<VerdictLabel, Counter>,
+    pub reservations: Gauge,
+    pub bind_results: Family<ResultLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            request_seconds: Family::new_with_constructor(|| {
+                // 50 µs .. ~3.3 s: a filter should take well under a millisecond,
+                // a bind waits on the API server.
+                Histogram::new(exponential_buckets(0.00005, 3.0, 11))
+            }),
+            filter_verdicts: Family::default(),
+            reservations: Gauge::default(),
+            bind_results: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("lvmpin_extender");
+        r.register(
+            "request_duration_seconds",
+            "Time to answer a kube-scheduler extender call, per verb",
+            m.request_seconds.clone(),
+        );
+        r.register(
+            "filter_verdicts",
+            "Per-node filter verdicts (pass, unresolvable, not_chosen) and per-pod outcomes (untouched, error)",
+            m.filter_verdicts.clone(),
+        );
+        r.register(
+            "reservations",
+            "Pods holding an in-memory capacity reservation",
+            m.reservations.clone(),
+        );
+        r.register(
+            "bind_results",
+            "Results of the bind verb",
+            m.bind_results.clone(),
+        );
+        m
+    }
+
+    /// Observes the elapsed time into the verb's histogram when dropped.
+    pub fn timer(&self, verb: &'static str) -> Timer<'_> {
+        Timer {
+            metrics: self,
+            verb,
+            start: Instant::now(),
+        }
+    }
+
+    pub fn verdicts(&self, verdict: &'static str, n: usize) {
+        self.filter_verdicts
+            .get_or_create(&VerdictLabel { verdict })
+            .inc_by(n as u64);
+    }
+}
+
+pub struct Timer<'a> {
+    metrics: &'a Metrics,
+    verb: &'static str,
+    start: Instant,
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .request_seconds
+            .get_or_create(&VerbLabel { verb: self.verb })
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}

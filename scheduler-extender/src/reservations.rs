@@ -1,0 +1,366 @@
+//! Capacity promised but not yet visible in the agents' reports.
+//!
+//! A claim counts as reserved on one node, decided per claim so nothing is
+//! counted twice:
+//! 1. its `volume.kubernetes.io/selected-node` (written by kube-scheduler in
+//!    PreBind, so it survives our restarts), else
+//! 2. the node the extender chose for the pod using it (an in-memory hold,
+//!    keyed by pod so a retried pod replaces its own), else
+//! 3. the node a pod using it is already bound to (rebuild after a restart).
+//!
+//! The reservation ends once the claim is bound or deleted, or the LV
+//! (`pvc-<claim uid>`) appears in that node's report, since the reported free
+//! bytes then include it. Holds also end when their pod is deleted or bound to
+//! another node, when its claim loses `selected-node` (the agent's reschedule
+//! signal), or after the TTL.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::capacity::round_to_extent;
+use crate::facts::{ClaimFacts, ClaimKey};
+use crate::index::{FastMap, Index};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hold {
+    pub pod_uid: String,
+    pub owner: Option<String>,
+    pub node: String,
+    pub claims: Vec<ClaimKey>,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Reservations {
+    by_pod: HashMap<String, Hold>,
+    by_claim: HashMap<ClaimKey, String>,
+}
+
+/// Reserved bytes per node, then per VG.
+pub type Reserved = FastMap<String, HashMap<String, u64>>;
+
+impl Reservations {
+    /// Records the pod's hold, replacing any earlier one of the same pod.
+    pub fn record(&mut self, hold: Hold) {
+        self.release_pod(&hold.pod_uid.clone());
+        for c in &hold.claims {
+            self.by_claim.insert(c.clone(), hold.pod_uid.clone());
+        }
+        self.by_pod.insert(hold.pod_uid.clone(), hold);
+    }
+
+    pub fn release_pod(&mut self, pod_uid: &str) {
+        if let Some(old) = self.by_pod.remove(pod_uid) {
+            for c in &old.claims {
+                if self.by_claim.get(c).map(String::as_str) == Some(pod_uid) {
+                    self.by_claim.remove(c);
+                }
+            }
+        }
+    }
+
+    /// Drops the hold of whichever pod holds this claim.
+    pub fn release_claim(&mut self, claim: &ClaimKey) {
+        if let Some(pod) = self.by_claim.get(claim).cloned() {
+            self.release_pod(&pod);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_pod.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_pod.is_empty()
+    }
+
+    pub fn get(&self, pod_uid: &str) -> Option<&Hold> {
+        self.by_pod.get(pod_uid)
+    }
+
+    pub fn holds(&self) -> impl Iterator<Item = &Hold> {
+        self.by_pod.values()
+    }
+
+    /// The live hold covering this claim, if any.
+    fn hold_for(&self, ix: &Index, claim: &ClaimKey, now: Instant) -> Option<&Hold> {
+        let hold = self.by_pod.get(self.by_claim.get(claim)?)?;
+        hold_is_live(ix, hold, now).then_some(hold)
+    }
+
+    /// Drops holds that no longer stand for anything. Returns how many went.
+    pub fn prune(&mut self, ix: &Index, now: Instant) -> usize {
+        let dead: Vec<String> = self
+            .by_pod
+            .values()
+            .filter(|h| {
+                !hold_is_live(ix, h, now)
+                    || h.claims.iter().all(|c| {
+                        ix.claims
+                            .get(c)
+                            .is_none_or(|cf| cf.is_bound() || lv_visible(ix, cf, &h.node))
+                    })
+            })
+            .map(|h| h.pod_uid.clone())
+            .collect();
+        for uid in &dead {
+            self.release_pod(uid);
+        }
+        dead.len()
+    }
+}
+
+fn hold_is_live(ix: &Index, hold: &Hold, now: Instant) -> bool {
+    if now >= hold.expires {
+        return false;
+    }
+    match ix.pods.get(&hold.pod_uid).and_then(|p| p.node.as_deref()) {
+        Some(bound_to) => bound_to == hold.node,
+        None => true,
+    }
+}
+
+fn lv_visible(ix: &Index, claim: &ClaimFacts, node: &str) -> bool {
+    ix.nodes
+        .get(node)
+        .and_then(|n| n.lvm.as_ref())
+        .is_some_and(|l| l.vgs.iter().any(|vg| vg.volumes.contains(&claim.lv_name)))
+}
+
+/// The node a pending claim is reserved on, if any (rules in the module docs).
+pub fn reserved_node<'a>(
+    ix: &'a Index,
+    res: &'a Reservations,
+    claim: &'a ClaimFacts,
+    now: Instant,
+) -> Option<&'a str> {
+    if claim.is_bound() {
+        return None;
+    }
+    let node = claim
+        .selected_node
+        .as_deref()
+        .or_else(|| res.hold_for(ix, &claim.key, now).map(|h| h.node.as_str()))
+        .or_else(|| ix.bound_user_node(&claim.key))?;
+    (!lv_visible(ix, claim, node)).then_some(node)
+}
+
+/// Sums reservations per node and VG over all unbound claims of our classes,
+/// leaving out `skip` (the claims of the pod being placed, which must not
+/// compete with themselves).
+pub fn reserved_totals(
+    ix: &Index,
+    res: &Reservations,
+    now: Instant,
+    skip: &[&ClaimKey],
+) -> Reserved {
+    let mut out: Reserved = FastMap::default();
+    for key in &ix.unbound {
+        if skip.contains(&key) {
+            continue;
+        }
+        let Some(claim) = ix.claims.get(key) else {
+            continue;
+        };
+        let Ok(bytes) = claim.size else { continue };
+        let Some(vg) = claim
+            .class
+            .as_ref()
+            .and_then(|c| ix.classes.get(c))
+            .filter(|c| c.ours)
+            .and_then(|c| c.volume_group.as_ref())
+        else {
+            continue;
+        };
+        let Some(node) = reserved_node(ix, res, claim, now) else {
+            continue;
+        };
+        let extent = ix
+            .nodes
+            .get(node)
+            .and_then(|n| n.lvm.as_ref())
+            .and_then(|l| l.vg(vg))
+            .map_or(0, |v| v.extent);
+        *out.entry(node.to_string())
+            .or_default()
+            .entry(vg.clone())
+            .or_default() += round_to_extent(bytes, extent);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{LvmFacts, NodeLvm, PodFacts, VgState};
+    use crate::testutil::{ClaimB, class};
+    use std::time::Duration;
+
+    fn index() -> Index {
+        let mut ix = Index::default();
+        ix.upsert_class(class("fast", Some("vg1")));
+        for n in ["n1", "n2"] {
+            ix.upsert_lvm(LvmFacts {
+                node: n.into(),
+                lvm: Some(NodeLvm {
+                    vgs: vec![VgState {
+                        name: "vg1".into(),
+                        size: 1000,
+                        free: 1000,
+                        extent: 4,
+                        healthy: true,
+                        ..Default::default()
+                    }],
+                }),
+            });
+        }
+        ix
+    }
+
+    fn hold(pod: &str, node: &str, claims: &[&str], expires: Instant) -> Hold {
+        Hold {
+            pod_uid: pod.into(),
+            owner: None,
+            node: node.into(),
+            claims: claims.iter().map(|c| ClaimKey::new("ns", *c)).collect(),
+            expires,
+        }
+    }
+
+    fn total(r: &Reserved, node: &str) -> u64 {
+        r.get(node).and_then(|v| v.get("vg1")).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn lifecycle_table() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let ttl_gone = now + Duration::from_secs(600);
+        type Case = (
+            &'static str,
+            fn(&mut Index, &mut Reservations),
+            Instant,
+            u64,
+            u64,
+        );
+        let cases: Vec<Case> = vec![
+            ("hold counts, rounded to extents", |_, _| {}, now, 12, 0),
+            (
+                "retried pod replaces its own hold",
+                |_, r| {
+                    r.record(hold(
+                        "p1",
+                        "n2",
+                        &["a"],
+                        Instant::now() + Duration::from_secs(300),
+                    ));
+                },
+                now,
+                0,
+                12,
+            ),
+            (
+                "selected-node wins over the hold",
+                |ix, _| {
+                    ix.upsert_claim(ClaimB::new("a").size(10).selected("n2").build());
+                },
+                now,
+                0,
+                12,
+            ),
+            (
+                "LV visible in report drops it",
+                |ix, _| {
+                    if let Some(l) = ix.nodes.get_mut("n1").and_then(|n| n.lvm.as_mut()) {
+                        l.vgs[0].volumes.insert("pvc-uid-a".into());
+                    }
+                },
+                now,
+                0,
+                0,
+            ),
+            (
+                "bound claim drops it",
+                |ix, _| {
+                    ix.upsert_claim(ClaimB::new("a").size(10).bound("pv").build());
+                },
+                now,
+                0,
+                0,
+            ),
+            (
+                "deleted claim drops it",
+                |ix, _| ix.remove_claim(&ClaimKey::new("ns", "a")),
+                now,
+                0,
+                0,
+            ),
+            (
+                "pod deleted drops it",
+                |_, r| r.release_pod("p1"),
+                now,
+                0,
+                0,
+            ),
+            (
+                "pod bound elsewhere drops it",
+                |ix, _| {
+                    ix.upsert_pod(PodFacts {
+                        uid: "p1".into(),
+                        namespace: "ns".into(),
+                        name: "p1".into(),
+                        node: Some("n2".into()),
+                        owner: None,
+                        claims: vec!["b".into()],
+                    });
+                },
+                now,
+                0,
+                0,
+            ),
+            ("TTL drops it", |_, _| {}, ttl_gone, 0, 0),
+            (
+                "restart: bound pod with unbound claim counts",
+                |ix, r| {
+                    r.release_pod("p1");
+                    ix.upsert_pod(PodFacts {
+                        uid: "p9".into(),
+                        namespace: "ns".into(),
+                        name: "p9".into(),
+                        node: Some("n2".into()),
+                        owner: None,
+                        claims: vec!["a".into()],
+                    });
+                },
+                later,
+                0,
+                12,
+            ),
+        ];
+        for (name, mutate, at, want_n1, want_n2) in cases {
+            let mut ix = index();
+            ix.upsert_claim(ClaimB::new("a").size(10).build());
+            let mut res = Reservations::default();
+            res.record(hold("p1", "n1", &["a"], now + Duration::from_secs(300)));
+            mutate(&mut ix, &mut res);
+            let r = reserved_totals(&ix, &res, at, &[]);
+            assert_eq!(total(&r, "n1"), want_n1, "{name}: n1");
+            assert_eq!(total(&r, "n2"), want_n2, "{name}: n2");
+        }
+    }
+
+    #[test]
+    fn own_claims_are_skipped_and_prune_drops_settled_holds() {
+        let now = Instant::now();
+        let mut ix = index();
+        ix.upsert_claim(ClaimB::new("a").size(10).build());
+        let mut res = Reservations::default();
+        res.record(hold("p1", "n1", &["a"], now + Duration::from_secs(300)));
+        let key = ClaimKey::new("ns", "a");
+        assert!(reserved_totals(&ix, &res, now, &[&key]).is_empty());
+        assert_eq!(res.prune(&ix, now), 0);
+        ix.upsert_claim(ClaimB::new("a").size(10).bound("pv").build());
+        assert_eq!(res.prune(&ix, now), 1);
+        assert!(res.is_empty());
+    }
+}

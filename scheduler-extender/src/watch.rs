@@ -1,0 +1,180 @@
+//! Watch caches: one kube-runtime watcher per kind, feeding the index.
+//!
+//! The index plays the role of a reflector's store, keeping only the facts
+//! placement needs: a `reflector::Store` would hold a second, full copy of
+//! every PVC and Pod, which does not fit 50,000 claims in the memory budget.
+//! A relist (`Init` … `InitDone`) replaces that kind's facts at once, like a
+//! store does, so objects deleted while disconnected disappear.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use lvmpin_api::LvmNode;
+use serde::de::DeserializeOwned;
+
+use crate::engine::State;
+use crate::facts;
+use crate::http::App;
+
+pub const KINDS: [&str; 6] = [
+    "LvmNode",
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "StorageClass",
+    "Node",
+    "Pod",
+];
+
+/// How one kind's objects update the state.
+struct Feed<K, F> {
+    kind: &'static str,
+    facts: fn(&K) -> Option<F>,
+    apply: fn(&mut State, F),
+    delete: fn(&mut State, F),
+    replace: fn(&mut State, Vec<F>),
+}
+
+async fn run_feed<K, F>(api: Api<K>, app: Arc<App>, feed: Feed<K, F>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: Send,
+{
+    let mut buffer: Vec<F> = Vec::new();
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    loop {
+        let event = match stream.try_next().await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                tracing::error!(kind = feed.kind, "watch stream ended");
+                return;
+            }
+            Err(e) => {
+                // default_backoff retries; this is only reported.
+                tracing::warn!(kind = feed.kind, error = %e, "watch error");
+                continue;
+            }
+        };
+        match event {
+            watcher::Event::Init => buffer.clear(),
+            watcher::Event::InitApply(o) => buffer.extend((feed.facts)(&o)),
+            watcher::Event::InitDone => {
+                let all = std::mem::take(&mut buffer);
+                let n = all.len();
+                (feed.replace)(&mut app.lock(), all);
+                app.readiness.mark_synced(feed.kind);
+                tracing::info!(kind = feed.kind, objects = n, "watch cache synced");
+            }
+            watcher::Event::Apply(o) => {
+                if let Some(f) = (feed.facts)(&o) {
+                    (feed.apply)(&mut app.lock(), f);
+                }
+            }
+            watcher::Event::Delete(o) => {
+                if let Some(f) = (feed.facts)(&o) {
+                    (feed.delete)(&mut app.lock(), f);
+                }
+            }
+        }
+    }
+}
+
+/// Terminal pods are fed as deletions: they occupy no node any more.
+fn pod_entry(p: &Pod) -> Option<(facts::PodFacts, bool)> {
+    Some((facts::pod_facts(p), facts::pod_is_terminal(p)))
+}
+
+/// Starts one watch task per kind.
+pub fn spawn_all(client: Client, app: Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(run_feed(
+            Api::<LvmNode>::all(client.clone()),
+            app.clone(),
+            Feed {
+                kind: "LvmNode",
+                facts: facts::lvm_facts,
+                apply: |s, f| s.index.upsert_lvm(f),
+                delete: |s, f| s.index.remove_lvm(&f.node),
+                replace: |s, all| s.index.replace_lvm(all),
+            },
+        )),
+        tokio::spawn(run_feed(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            app.clone(),
+            Feed {
+                kind: "PersistentVolumeClaim",
+                facts: facts::claim_facts,
+                apply: |s, f| s.apply_claim(f),
+                delete: |s, f| s.index.remove_claim(&f.key),
+                replace: |s, all| s.index.replace_claims(all),
+            },
+        )),
+        tokio::spawn(run_feed(
+            Api::<PersistentVolume>::all(client.clone()),
+            app.clone(),
+            Feed {
+                kind: "PersistentVolume",
+                facts: facts::pv_facts,
+                apply: |s, f| s.index.upsert_pv(f),
+                delete: |s, f| s.index.remove_pv(&f.name),
+                replace: |s, all| s.index.replace_pvs(all),
+            },
+        )),
+        tokio::spawn(run_feed(
+            Api::<StorageClass>::all(client.clone()),
+            app.clone(),
+            Feed {
+                kind: "StorageClass",
+                facts: facts::class_facts,
+                apply: |s, f| s.index.upsert_class(f),
+                delete: |s, f| s.index.remove_class(&f.name),
+                replace: |s, all| s.index.replace_classes(all),
+            },
+        )),
+        tokio::spawn(run_feed(
+            Api::<Node>::all(client.clone()),
+            app.clone(),
+            Feed {
+                kind: "Node",
+                facts: facts::node_facts,
+                apply: |s, f| s.index.upsert_node(f),
+                delete: |s, f| s.index.remove_node(&f.name),
+                replace: |s, all| s.index.replace_nodes(all),
+            },
+        )),
+        tokio::spawn(run_feed(
+            Api::<Pod>::all(client),
+            app,
+            Feed {
+                kind: "Pod",
+                facts: pod_entry,
+                apply: |s, (p, terminal)| {
+                    if terminal {
+                        s.index.remove_pod(&p.uid);
+                    } else {
+                        s.index.upsert_pod(p);
+                    }
+                },
+                delete: |s, (p, _)| {
+                    s.index.remove_pod(&p.uid);
+                    s.reservations.release_pod(&p.uid);
+                },
+                replace: |s, all| {
+                    s.index.replace_pods(
+                        all.into_iter()
+                            .filter(|(_, t)| !t)
+                            .map(|(p, _)| p)
+                            .collect(),
+                    )
+                },
+            },
+        )),
+    ]
+}
