@@ -1,5 +1,39 @@
 //! lvmpin node agent: capacity reports, LV and PV provisioning, expansion,
 //! deletion, and the CSI node service.
+//!
+//! Pure decisions: `claim_plan`, `pv_body`, `capacity`, `expansion`,
+//! `deletion`, `recovery`, `report`, `backoff`, `reschedule`. Shells that
+//! perform them: `reconcile_claim`, `reconcile_pv`, `node_report`, `startup`,
+//! `volumes`, `lvm_backend`, `runtime`.
 #![forbid(unsafe_code)]
 
+pub mod api_util;
+pub mod backend;
+pub mod backoff;
+pub mod capacity;
+pub mod claim_plan;
+pub mod cli;
+pub mod context;
 pub mod csi;
+pub mod deletion;
+pub mod error;
+pub mod events;
+pub mod expansion;
+pub mod fake_backend;
+pub mod http;
+pub mod lvm_backend;
+pub mod metrics;
+pub mod node_report;
+pub mod pv_body;
+pub mod reconcile_claim;
+pub mod reconcile_pv;
+pub mod recovery;
+pub mod report;
+pub mod reschedule;
+pub mod runtime;
+pub mod startup;
+#[doc(hidden)]
+pub mod test_objects;
+pub mod volumes;
+
+pub use error::{Error, Result};

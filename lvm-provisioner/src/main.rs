@@ -1,1 +1,120 @@
-fn main() {}
+//! `lvmpin-agent`: parses flags and wires the parts (see `runtime.rs`).
+
+use anyhow::Context as _;
+use clap::Parser;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use lvmpin_lvm::{Lvm, LvmConfig};
+use lvmpin_provisioner::cli::{Args, LogFormat};
+use lvmpin_provisioner::context::{AgentConfig, system_clock};
+use lvmpin_provisioner::lvm_backend::LvmBackend;
+use lvmpin_provisioner::runtime::{Agent, CsiSetup};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn kube_client(path: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match path {
+        Some(p) => {
+            let kc = Kubeconfig::read_from(p)
+                .with_context(|| format!("reading kubeconfig {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and no in-cluster config")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            let _ = ctrl_c.await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    token.cancel();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let Args {
+        node_name,
+        volume_groups,
+        spare_bytes,
+        scan_interval,
+        kubeconfig,
+        lvm_binary,
+        lvm_timeout,
+        csi_socket,
+        kubelet_dir,
+        metrics_listen,
+        log_format: _,
+    } = args;
+
+    anyhow::ensure!(
+        !node_name.trim().is_empty(),
+        "--node-name (NODE_NAME) is empty"
+    );
+    anyhow::ensure!(
+        volume_groups.iter().all(|vg| !vg.trim().is_empty()),
+        "--volume-group (LVMPIN_VOLUME_GROUPS) has an empty name: {volume_groups:?}"
+    );
+    let lvm = Lvm::new(LvmConfig {
+        binary: lvm_binary,
+        timeout: lvm_timeout.into(),
+        ..LvmConfig::default()
+    });
+    if lvm.metadata_only() {
+        tracing::warn!(
+            "device-mapper is not available: running in METADATA-ONLY mode; linear LVs can be created, \
+             extended and removed, but nothing can be activated, mounted or thin-provisioned"
+        );
+    }
+    let client = kube_client(kubeconfig.as_deref()).await?;
+    let token = CancellationToken::new();
+    tokio::spawn(shutdown_signal(token.clone()));
+
+    // An empty --csi-socket turns the CSI node service off (e.g. several
+    // agents on one machine in the simulator).
+    let csi = (!csi_socket.as_os_str().is_empty()).then(|| CsiSetup {
+        socket: csi_socket,
+        kubelet_dir,
+        source: Arc::new(lvm.clone()),
+    });
+    let agent = Agent {
+        client,
+        backend: LvmBackend::new(lvm),
+        config: AgentConfig {
+            node_name,
+            volume_groups,
+            spare_bytes,
+            scan_interval: scan_interval.into(),
+        },
+        metrics_listen: Some(metrics_listen),
+        clock: system_clock(),
+        csi,
+    };
+    agent.run(token).await?;
+    Ok(())
+}

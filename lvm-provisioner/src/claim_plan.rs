@@ -1,0 +1,331 @@
+//! What the agent should do for a claim that has no volume yet. Pure: the
+//! inputs are the claim, its class and this node's name.
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::storage::v1::StorageClass;
+use lvmpin_api::names::{
+    ANN_BETA_STORAGE_CLASS, ANN_SELECTED_NODE, DRIVER_NAME, PARAM_FSTYPE, PARAM_THIN_POOL,
+    PARAM_VOLUME_GROUP, volume_name_for_claim,
+};
+
+/// Filesystem used when the class does not name one.
+pub const DEFAULT_FSTYPE: &str = "ext4";
+
+/// Modes a node-local volume can honour: one node at a time.
+const SUPPORTED_ACCESS_MODES: [&str; 2] = ["ReadWriteOnce", "ReadWriteOncePod"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionSpec {
+    pub vg: String,
+    pub thin_pool: Option<String>,
+    /// LV name and PV name alike.
+    pub volume_name: String,
+    pub size_bytes: u64,
+    pub fs_type: String,
+    pub claim_namespace: String,
+    pub claim_name: String,
+    pub claim_uid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimDecision {
+    /// Not ours, not for this node, or not ready for us.
+    Ignore(&'static str),
+    /// Ours and for this node, but its class is not in the cache yet.
+    WaitForClass(String),
+    Provision(ProvisionSpec),
+    /// Ours but impossible anywhere: tell the user, create nothing, and keep
+    /// selected-node (another node would refuse it just the same).
+    Refuse {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// The class a claim names; the beta annotation wins over the field, as in
+/// the PV controller.
+pub fn claim_class_name(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    pvc.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_BETA_STORAGE_CLASS))
+        .map(String::as_str)
+        .or_else(|| pvc.spec.as_ref()?.storage_class_name.as_deref())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn selected_node(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    pvc.metadata
+        .annotations
+        .as_ref()?
+        .get(ANN_SELECTED_NODE)
+        .map(String::as_str)
+}
+
+pub fn is_our_class(class: &StorageClass) -> bool {
+    class.provisioner == DRIVER_NAME
+}
+
+pub fn class_param<'a>(class: &'a StorageClass, key: &str) -> Option<&'a str> {
+    class
+        .parameters
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+pub fn decide(
+    pvc: &PersistentVolumeClaim,
+    class: Option<&StorageClass>,
+    node: &str,
+) -> ClaimDecision {
+    let spec = pvc.spec.as_ref();
+    if spec
+        .and_then(|s| s.volume_name.as_deref())
+        .is_some_and(|v| !v.is_empty())
+    {
+        return ClaimDecision::Ignore("claim already has a volume");
+    }
+    if pvc.metadata.deletion_timestamp.is_some() {
+        return ClaimDecision::Ignore("claim is being deleted");
+    }
+    // Before the scheduler's PreBind writes selected-node we must not touch
+    // the claim at all (BRIEF §3 "Must not").
+    if selected_node(pvc) != Some(node) {
+        return ClaimDecision::Ignore("claim is not selected for this node");
+    }
+    let Some(class_name) = claim_class_name(pvc) else {
+        return ClaimDecision::Ignore("claim names no storage class");
+    };
+    let Some(class) = class else {
+        return ClaimDecision::WaitForClass(class_name.to_string());
+    };
+    if !is_our_class(class) {
+        return ClaimDecision::Ignore("class belongs to another provisioner");
+    }
+    let claim = format!(
+        "{}/{}",
+        pvc.metadata.namespace.as_deref().unwrap_or_default(),
+        pvc.metadata.name.as_deref().unwrap_or_default()
+    );
+    let Some(uid) = pvc.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+        return ClaimDecision::Ignore("claim has no uid yet");
+    };
+
+    let modes = spec
+        .and_then(|s| s.access_modes.clone())
+        .unwrap_or_default();
+    if modes.is_empty() {
+        return ClaimDecision::Refuse {
+            reason: "UnsupportedAccessMode",
+            message: format!(
+                "claim {claim} lists no access modes; use ReadWriteOnce or ReadWriteOncePod"
+            ),
+        };
+    }
+    if let Some(bad) = modes
+        .iter()
+        .find(|m| !SUPPORTED_ACCESS_MODES.contains(&m.as_str()))
+    {
+        return ClaimDecision::Refuse {
+            reason: "UnsupportedAccessMode",
+            message: format!(
+                "claim {claim} asks for access mode {bad}; a node-local LVM volume supports only ReadWriteOnce and ReadWriteOncePod"
+            ),
+        };
+    }
+    if spec.and_then(|s| s.data_source.as_ref()).is_some()
+        || spec.and_then(|s| s.data_source_ref.as_ref()).is_some()
+    {
+        return ClaimDecision::Refuse {
+            reason: "UnsupportedDataSource",
+            message: format!(
+                "claim {claim} has a data source; {DRIVER_NAME} cannot clone or restore volumes"
+            ),
+        };
+    }
+    let Some(vg) = class_param(class, PARAM_VOLUME_GROUP) else {
+        return ClaimDecision::Refuse {
+            reason: "InvalidStorageClass",
+            message: format!("storage class {class_name} has no {PARAM_VOLUME_GROUP} parameter"),
+        };
+    };
+    let size_bytes = match lvmpin_api::claim_size_bytes(pvc) {
+        Ok(s) => s,
+        Err(e) => {
+            return ClaimDecision::Refuse {
+                reason: "InvalidSize",
+                message: format!("claim {claim}: {e}"),
+            };
+        }
+    };
+    ClaimDecision::Provision(ProvisionSpec {
+        vg: vg.to_string(),
+        thin_pool: class_param(class, PARAM_THIN_POOL).map(str::to_string),
+        volume_name: volume_name_for_claim(uid),
+        size_bytes,
+        fs_type: class_param(class, PARAM_FSTYPE)
+            .unwrap_or(DEFAULT_FSTYPE)
+            .to_string(),
+        claim_namespace: pvc.metadata.namespace.clone().unwrap_or_default(),
+        claim_name: pvc.metadata.name.clone().unwrap_or_default(),
+        claim_uid: uid.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_objects::{ClaimBuilder, class};
+
+    fn provision(vg: &str, size: u64) -> ClaimDecision {
+        ClaimDecision::Provision(ProvisionSpec {
+            vg: vg.into(),
+            thin_pool: None,
+            volume_name: "pvc-u1".into(),
+            size_bytes: size,
+            fs_type: "ext4".into(),
+            claim_namespace: "ns".into(),
+            claim_name: "data".into(),
+            claim_uid: "u1".into(),
+        })
+    }
+
+    #[test]
+    fn table() {
+        let ours = class("fast", DRIVER_NAME, &[(PARAM_VOLUME_GROUP, "vg0")]);
+        let foreign = class("other", "ebs.csi.aws.com", &[]);
+        let base = || {
+            ClaimBuilder::new("ns", "data", "u1")
+                .class("fast")
+                .size("1Gi")
+        };
+        let cases: Vec<(
+            &str,
+            PersistentVolumeClaim,
+            Option<&StorageClass>,
+            ClaimDecision,
+        )> = vec![
+            (
+                "selected here",
+                base().selected_node("n1").build(),
+                Some(&ours),
+                provision("vg0", 1 << 30),
+            ),
+            (
+                "no selected node",
+                base().build(),
+                Some(&ours),
+                ClaimDecision::Ignore("claim is not selected for this node"),
+            ),
+            (
+                "other node",
+                base().selected_node("n2").build(),
+                Some(&ours),
+                ClaimDecision::Ignore("claim is not selected for this node"),
+            ),
+            (
+                "already bound",
+                base().selected_node("n1").volume("pv-x").build(),
+                Some(&ours),
+                ClaimDecision::Ignore("claim already has a volume"),
+            ),
+            (
+                "foreign class",
+                base().selected_node("n1").build(),
+                Some(&foreign),
+                ClaimDecision::Ignore("class belongs to another provisioner"),
+            ),
+            (
+                "class unknown",
+                base().selected_node("n1").build(),
+                None,
+                ClaimDecision::WaitForClass("fast".into()),
+            ),
+            (
+                "declared size wins",
+                base().selected_node("n1").local_disk_size("2Gi").build(),
+                Some(&ours),
+                provision("vg0", 2 << 30),
+            ),
+        ];
+        for (name, pvc, class, want) in cases {
+            assert_eq!(decide(&pvc, class, "n1"), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let ours = class("fast", DRIVER_NAME, &[(PARAM_VOLUME_GROUP, "vg0")]);
+        let no_vg = class("fast", DRIVER_NAME, &[]);
+        let base = || {
+            ClaimBuilder::new("ns", "data", "u1")
+                .class("fast")
+                .size("1Gi")
+                .selected_node("n1")
+        };
+        let cases = vec![
+            (
+                base().access_modes(&["ReadWriteMany"]).build(),
+                &ours,
+                "UnsupportedAccessMode",
+                "ReadWriteMany",
+            ),
+            (
+                base().access_modes(&[]).build(),
+                &ours,
+                "UnsupportedAccessMode",
+                "no access modes",
+            ),
+            (
+                base().local_disk_size("lots").build(),
+                &ours,
+                "InvalidSize",
+                "lvmpin.io/local-disk-size",
+            ),
+            (
+                base().build(),
+                &no_vg,
+                "InvalidStorageClass",
+                PARAM_VOLUME_GROUP,
+            ),
+        ];
+        for (pvc, class, want_reason, want_text) in cases {
+            match decide(&pvc, Some(class), "n1") {
+                ClaimDecision::Refuse { reason, message } => {
+                    assert_eq!(reason, want_reason);
+                    assert!(message.contains(want_text), "{message}");
+                }
+                other => panic!("expected refusal, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn class_params_and_beta_annotation() {
+        let thin = class(
+            "thin",
+            DRIVER_NAME,
+            &[
+                (PARAM_VOLUME_GROUP, "vg1"),
+                (PARAM_THIN_POOL, "pool"),
+                (PARAM_FSTYPE, "xfs"),
+            ],
+        );
+        let pvc = ClaimBuilder::new("ns", "data", "u1")
+            .beta_class("thin")
+            .class("ignored")
+            .size("1Gi")
+            .selected_node("n1")
+            .access_modes(&["ReadWriteOncePod"])
+            .build();
+        assert_eq!(claim_class_name(&pvc), Some("thin"));
+        let ClaimDecision::Provision(spec) = decide(&pvc, Some(&thin), "n1") else {
+            panic!("expected provision");
+        };
+        assert_eq!(spec.thin_pool.as_deref(), Some("pool"));
+        assert_eq!(spec.fs_type, "xfs");
+        assert_eq!(spec.vg, "vg1");
+    }
+}

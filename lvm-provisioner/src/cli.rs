@@ -1,0 +1,106 @@
+//! Command-line flags (with environment fallbacks) of `lvmpin-agent`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    lvmpin_api::parse_quantity_bytes(s).map_err(|e| e.to_string())
+}
+
+/// Unlike clap's own path parser this accepts "", which means "off".
+fn path_or_empty(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "lvmpin-agent",
+    about = "lvmpin node agent: LVM capacity reports, volume provisioning and the CSI node service"
+)]
+pub struct Args {
+    /// This node's name (from the downward API: spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// Volume groups this agent manages; repeat the flag or give a comma-separated list.
+    #[arg(
+        long = "volume-group",
+        env = "LVMPIN_VOLUME_GROUPS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub volume_groups: Vec<String>,
+    /// Bytes to keep free in every VG (a Kubernetes quantity, e.g. 1Gi); creates
+    /// that would eat into them are refused and the claim is rescheduled.
+    #[arg(long, default_value = "0", value_parser = parse_bytes)]
+    pub spare_bytes: u64,
+    /// How often to rescan LVM when nothing happened.
+    #[arg(long, default_value = "10s")]
+    pub scan_interval: humantime::Duration,
+    /// Kubeconfig file; without it the in-cluster or default config is used.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long, default_value = "lvm")]
+    pub lvm_binary: PathBuf,
+    /// Upper bound for any single lvm command; slower ones are killed.
+    #[arg(long, default_value = "60s")]
+    pub lvm_timeout: humantime::Duration,
+    /// Socket of the CSI node service; an empty value turns the service off.
+    #[arg(
+        long,
+        default_value = "/var/lib/kubelet/plugins/lvm.lvmpin.io/csi.sock",
+        value_parser = path_or_empty
+    )]
+    pub csi_socket: PathBuf,
+    /// kubelet's root; plugin registration goes in its plugins_registry/.
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
+    #[arg(long, default_value = "0.0.0.0:9808")]
+    pub metrics_listen: SocketAddr,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_lists() {
+        let a = Args::try_parse_from([
+            "lvmpin-agent",
+            "--node-name",
+            "n1",
+            "--volume-group",
+            "vg0,vg1",
+            "--volume-group",
+            "vg2",
+            "--spare-bytes",
+            "1Gi",
+        ])
+        .unwrap();
+        assert_eq!(a.volume_groups, vec!["vg0", "vg1", "vg2"]);
+        assert_eq!(a.spare_bytes, 1 << 30);
+        assert_eq!(*a.scan_interval, std::time::Duration::from_secs(10));
+        assert_eq!(a.metrics_listen.port(), 9808);
+        assert!(
+            Args::try_parse_from([
+                "lvmpin-agent",
+                "--node-name",
+                "n1",
+                "--volume-group",
+                "vg0",
+                "--spare-bytes",
+                "lots"
+            ])
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Everything a reconcile needs, in one place.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use lvmpin_api::LvmNodeStatus;
+use tokio::sync::Notify;
+
+use crate::backend::Report;
+use crate::backoff::Backoff;
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub volume_groups: Vec<String>,
+    /// Bytes every VG keeps free; a create that would eat into them is
+    /// treated like "no room" and the claim is rescheduled.
+    pub spare_bytes: u64,
+    pub scan_interval: Duration,
+}
+
+/// Read-only caches filled by the watches.
+#[derive(Clone)]
+pub struct Caches {
+    pub classes: Store<StorageClass>,
+    pub volumes: Store<PersistentVolume>,
+    pub claims: Store<PersistentVolumeClaim>,
+}
+
+impl Caches {
+    pub fn class(&self, name: &str) -> Option<Arc<StorageClass>> {
+        self.classes.get(&ObjectRef::new(name))
+    }
+
+    pub fn volume(&self, name: &str) -> Option<Arc<PersistentVolume>> {
+        self.volumes.get(&ObjectRef::new(name))
+    }
+}
+
+pub type Clock = Arc<dyn Fn() -> String + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+pub struct Context<B> {
+    pub client: Client,
+    pub backend: B,
+    pub config: AgentConfig,
+    pub caches: Caches,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub backoff: Backoff,
+    /// The last volume scan, kept current by our own changes. The mutex also
+    /// serialises "check free space, then create" so two claims cannot both
+    /// pass the spare-bytes check on the same free space.
+    pub lvm_state: tokio::sync::Mutex<Option<Report>>,
+    /// Poked after every LV change so that the LvmNode status follows at once.
+    pub status_dirty: Notify,
+    /// The status last written, to skip writes that change nothing.
+    pub last_status: Mutex<Option<LvmNodeStatus>>,
+    pub clock: Clock,
+}
+
+impl<B> Context<B> {
+    pub fn new(
+        client: Client,
+        backend: B,
+        config: AgentConfig,
+        caches: Caches,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "lvmpin-agent".into(),
+                instance: Some(format!("lvmpin-agent-{}", config.node_name)),
+            },
+        );
+        Self {
+            client,
+            backend,
+            config,
+            caches,
+            recorder,
+            metrics,
+            backoff: Backoff::default(),
+            lvm_state: tokio::sync::Mutex::new(None),
+            status_dirty: Notify::new(),
+            last_status: Mutex::new(None),
+            clock,
+        }
+    }
+
+    pub fn now(&self) -> String {
+        (self.clock)()
+    }
+}

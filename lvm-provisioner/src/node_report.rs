@@ -1,0 +1,162 @@
+//! Keeps this node's LvmNode object: created owner-referenced to the Node (so
+//! it goes when the node goes), status written after every LV change and after
+//! periodic scans that found a difference.
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use lvmpin_api::{LvmNode, LvmNodeSpec, LvmNodeStatus};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::api_util::{is_conflict, is_not_found};
+use crate::backend::VolumeBackend;
+use crate::context::Context;
+use crate::error::Result;
+use crate::report::{build_status, differs, scan_failed_status};
+
+fn node_owner(node: &Node) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        name: node.name_any(),
+        uid: node.metadata.uid.clone()?,
+        ..Default::default()
+    })
+}
+
+/// Creates the LvmNode if missing and adds the Node owner reference once the
+/// Node exists. Returns whether the owner reference is in place.
+pub async fn ensure_lvm_node<B>(ctx: &Context<B>) -> Result<bool> {
+    let node_name = &ctx.config.node_name;
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let lvm_nodes: Api<LvmNode> = Api::all(ctx.client.clone());
+    let owner = match nodes.get_opt(node_name).await? {
+        Some(node) => node_owner(&node),
+        None => None,
+    };
+    match lvm_nodes.get_opt(node_name).await? {
+        None => {
+            let obj = LvmNode {
+                metadata: ObjectMeta {
+                    name: Some(node_name.clone()),
+                    owner_references: owner.clone().map(|o| vec![o]),
+                    ..Default::default()
+                },
+                spec: LvmNodeSpec {
+                    node_name: node_name.clone(),
+                },
+                status: None,
+            };
+            match lvm_nodes.create(&PostParams::default(), &obj).await {
+                Ok(_) => info!(node = %node_name, "created LvmNode"),
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(owner.is_some())
+        }
+        Some(existing) => {
+            let has_owner = existing
+                .owner_references()
+                .iter()
+                .any(|o| o.kind == "Node" && o.name == *node_name);
+            if has_owner {
+                return Ok(true);
+            }
+            let Some(owner) = owner else {
+                warn!(node = %node_name, "Node object not found; LvmNode has no owner yet");
+                return Ok(false);
+            };
+            let patch = json!({"metadata": {"ownerReferences": [owner]}});
+            lvm_nodes
+                .patch(node_name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+            Ok(true)
+        }
+    }
+}
+
+/// One scan: report, build the status, write it when it differs from the last
+/// written one. Returns whether a write happened.
+pub async fn publish_status<B: VolumeBackend>(ctx: &Context<B>) -> Result<bool> {
+    publish_status_from(ctx, true).await
+}
+
+/// `fresh: false` builds the status from the scan cache that our own LV
+/// changes keep current, sparing an lvm call per change during bursts.
+pub async fn publish_status_from<B: VolumeBackend>(ctx: &Context<B>, fresh: bool) -> Result<bool> {
+    let now = ctx.now();
+    let previous = ctx
+        .last_status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let status = match crate::volumes::scan(ctx, fresh).await {
+        Ok(report) => {
+            for vg in &report.volume_groups {
+                if ctx.config.volume_groups.contains(&vg.name) {
+                    ctx.metrics.set_vg(&vg.name, vg.size_bytes, vg.free_bytes);
+                }
+            }
+            build_status(&report, &ctx.config.volume_groups, previous.as_ref(), &now)
+        }
+        Err(e) => {
+            warn!(error = %e, "volume scan failed");
+            scan_failed_status(previous.as_ref(), &e.to_string(), &now)
+        }
+    };
+    if !differs(previous.as_ref(), &status) {
+        return Ok(false);
+    }
+    write_status(ctx, &status).await?;
+    *ctx.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+    Ok(true)
+}
+
+async fn write_status<B>(ctx: &Context<B>, status: &LvmNodeStatus) -> Result<()> {
+    let api: Api<LvmNode> = Api::all(ctx.client.clone());
+    let patch = Patch::Merge(json!({ "status": status }));
+    let name = &ctx.config.node_name;
+    match api
+        .patch_status(name, &PatchParams::default(), &patch)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => {
+            // Deleted under us (or never made): recreate, then write once more.
+            ensure_lvm_node(ctx).await?;
+            api.patch_status(name, &PatchParams::default(), &patch)
+                .await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs until `shutdown` fires: scans every interval and right after any LV
+/// change, and keeps trying to add the Node owner reference if it was missing.
+pub async fn run<B: VolumeBackend>(
+    ctx: std::sync::Arc<Context<B>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut owned = false;
+    let mut fresh = true;
+    loop {
+        if !owned {
+            match ensure_lvm_node(&ctx).await {
+                Ok(o) => owned = o,
+                Err(e) => warn!(error = %e, "could not ensure LvmNode"),
+            }
+        }
+        if let Err(e) = publish_status_from(&ctx, fresh).await {
+            // The last written status is unchanged, so the next scan retries.
+            warn!(error = %e, "could not write LvmNode status");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ctx.config.scan_interval) => fresh = true,
+            _ = ctx.status_dirty.notified() => fresh = false,
+        }
+    }
+}

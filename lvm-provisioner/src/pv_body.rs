@@ -1,0 +1,202 @@
+//! The PersistentVolume the agent creates for a claim, field by field as the
+//! external-provisioner writes it (PROTOCOLS.md §1.1), pinned to this node.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    CSIPersistentVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+    VolumeNodeAffinity,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use lvmpin_api::VolumeId;
+use lvmpin_api::names::{ANN_PROVISIONED_BY, DRIVER_NAME, PV_FINALIZER, TOPOLOGY_KEY};
+
+use crate::claim_plan::ProvisionSpec;
+
+/// Volume attributes handed to the CSI node service in `volume_context`.
+pub const ATTR_VG: &str = "vg";
+pub const ATTR_LV: &str = "lv";
+
+/// Bytes as a Kubernetes quantity, in the largest binary unit that divides it
+/// exactly, so that `kubectl get pv` shows `1Gi` rather than `1073741824`.
+pub fn bytes_quantity(bytes: u64) -> Quantity {
+    const UNITS: [(&str, u32); 5] = [("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)];
+    for (suffix, shift) in UNITS {
+        if bytes != 0 && bytes.trailing_zeros() >= shift {
+            return Quantity(format!("{}{suffix}", bytes >> shift));
+        }
+    }
+    Quantity(bytes.to_string())
+}
+
+/// `actual_bytes` is the real LV size (LVM rounds up to whole extents), so the
+/// PV never claims less than the disk holds and never less than the request.
+pub fn build(
+    spec: &ProvisionSpec,
+    pvc: &PersistentVolumeClaim,
+    class: &StorageClass,
+    node: &str,
+    actual_bytes: u64,
+) -> PersistentVolume {
+    let claim_spec = pvc.spec.clone().unwrap_or_default();
+    let volume_id = VolumeId::new(&spec.vg, &spec.volume_name);
+    let mut attributes = BTreeMap::from([
+        (ATTR_VG.to_string(), spec.vg.clone()),
+        (ATTR_LV.to_string(), spec.volume_name.clone()),
+    ]);
+    if let Some(pool) = &spec.thin_pool {
+        attributes.insert("thinPool".into(), pool.clone());
+    }
+    PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(spec.volume_name.clone()),
+            annotations: Some(BTreeMap::from([(
+                ANN_PROVISIONED_BY.to_string(),
+                DRIVER_NAME.to_string(),
+            )])),
+            finalizers: Some(vec![PV_FINALIZER.to_string()]),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            access_modes: claim_spec.access_modes,
+            volume_mode: claim_spec.volume_mode,
+            capacity: Some(BTreeMap::from([(
+                "storage".to_string(),
+                bytes_quantity(actual_bytes),
+            )])),
+            claim_ref: Some(ObjectReference {
+                kind: Some("PersistentVolumeClaim".into()),
+                api_version: Some("v1".into()),
+                namespace: pvc.metadata.namespace.clone(),
+                name: pvc.metadata.name.clone(),
+                uid: pvc.metadata.uid.clone(),
+                resource_version: pvc.metadata.resource_version.clone(),
+                ..Default::default()
+            }),
+            csi: Some(CSIPersistentVolumeSource {
+                driver: DRIVER_NAME.into(),
+                volume_handle: volume_id.to_string(),
+                fs_type: Some(spec.fs_type.clone()),
+                volume_attributes: Some(attributes),
+                ..Default::default()
+            }),
+            mount_options: class.mount_options.clone(),
+            persistent_volume_reclaim_policy: Some(
+                class
+                    .reclaim_policy
+                    .clone()
+                    .unwrap_or_else(|| "Delete".into()),
+            ),
+            storage_class_name: class.metadata.name.clone(),
+            node_affinity: Some(VolumeNodeAffinity {
+                required: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_expressions: Some(vec![NodeSelectorRequirement {
+                            key: TOPOLOGY_KEY.into(),
+                            operator: "In".into(),
+                            values: Some(vec![node.to_string()]),
+                        }]),
+                        ..Default::default()
+                    }],
+                }),
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// True when `pv` is a volume we made for the claim with this uid: after a 409
+/// on create this tells "our earlier attempt" from "someone else's PV".
+pub fn is_ours_for_claim(pv: &PersistentVolume, claim_uid: &str) -> bool {
+    let spec = pv.spec.as_ref();
+    spec.and_then(|s| s.csi.as_ref())
+        .is_some_and(|c| c.driver == DRIVER_NAME)
+        && spec
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|r| r.uid.as_deref())
+            == Some(claim_uid)
+}
+
+/// The node a PV of ours is pinned to.
+pub fn pinned_node(pv: &PersistentVolume) -> Option<&str> {
+    pv.spec
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required
+        .as_ref()?
+        .node_selector_terms
+        .iter()
+        .flat_map(|t| t.match_expressions.iter().flatten())
+        .find(|e| e.key == TOPOLOGY_KEY && e.operator == "In")
+        .and_then(|e| e.values.as_ref()?.first())
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claim_plan::{ClaimDecision, decide};
+    use crate::test_objects::{ClaimBuilder, class};
+    use lvmpin_api::names::PARAM_VOLUME_GROUP;
+    use serde_json::json;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(bytes_quantity(1 << 30).0, "1Gi");
+        assert_eq!(bytes_quantity(3 << 20).0, "3Mi");
+        assert_eq!(bytes_quantity((1 << 30) + (4 << 20)).0, "1028Mi");
+        assert_eq!(bytes_quantity(1000).0, "1000");
+        assert_eq!(bytes_quantity(0).0, "0");
+    }
+
+    #[test]
+    fn body_matches_the_external_provisioner() {
+        let mut sc = class("fast", DRIVER_NAME, &[(PARAM_VOLUME_GROUP, "vg0")]);
+        sc.mount_options = Some(vec!["noatime".into()]);
+        sc.reclaim_policy = Some("Retain".into());
+        let pvc = ClaimBuilder::new("ns", "data", "u1")
+            .class("fast")
+            .size("1Gi")
+            .selected_node("n1")
+            .block()
+            .build();
+        let ClaimDecision::Provision(spec) = decide(&pvc, Some(&sc), "n1") else {
+            panic!("expected provision")
+        };
+        let pv = build(&spec, &pvc, &sc, "n1", 1 << 30);
+        assert!(is_ours_for_claim(&pv, "u1"));
+        assert!(!is_ours_for_claim(&pv, "u2"));
+        assert_eq!(pinned_node(&pv), Some("n1"));
+        assert_eq!(
+            serde_json::to_value(&pv).unwrap(),
+            json!({
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {
+                    "name": "pvc-u1",
+                    "annotations": {"pv.kubernetes.io/provisioned-by": "lvm.lvmpin.io"},
+                    "finalizers": ["lvmpin.io/lv-protection"]
+                },
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "capacity": {"storage": "1Gi"},
+                    "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                 "namespace": "ns", "name": "data", "uid": "u1", "resourceVersion": "1"},
+                    "csi": {"driver": "lvm.lvmpin.io", "volumeHandle": "vg0/pvc-u1", "fsType": "ext4",
+                            "volumeAttributes": {"vg": "vg0", "lv": "pvc-u1"}},
+                    "mountOptions": ["noatime"],
+                    "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "topology.lvm.lvmpin.io/node", "operator": "In", "values": ["n1"]}]}]}},
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "fast",
+                    "volumeMode": "Block"
+                }
+            })
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Wires the agent together: watches, reconcilers, the scan loop, startup
+//! recovery and the HTTP endpoints, all stopped by one cancellation token.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::backend::VolumeBackend;
+use crate::context::{AgentConfig, Caches, Clock, Context};
+use crate::error::{Error, Result};
+use crate::http::{HttpState, router};
+use crate::metrics::Metrics;
+use crate::{node_report, reconcile_claim, reconcile_pv, startup};
+
+const RECOVERY_ATTEMPTS: u32 = 3;
+
+pub struct Agent<B> {
+    pub client: Client,
+    pub backend: B,
+    pub config: AgentConfig,
+    pub metrics_listen: Option<SocketAddr>,
+    pub clock: Clock,
+    /// The CSI node service (issue 6), served beside the controllers.
+    pub csi: Option<CsiSetup>,
+}
+
+pub struct CsiSetup {
+    pub socket: PathBuf,
+    pub kubelet_dir: PathBuf,
+    pub source: Arc<dyn crate::csi::VolumeSource>,
+}
+
+/// Starts the CSI node service; its failure is logged, not fatal: the
+/// provisioning side keeps working and the next restart retries the sockets.
+fn spawn_csi(
+    setup: CsiSetup,
+    node_name: &str,
+    registry: &mut Registry,
+    shutdown: &CancellationToken,
+) -> crate::csi::RegistrationHealth {
+    let health = crate::csi::RegistrationHealth::default();
+    let opts = crate::csi::CsiOptions {
+        node_name: node_name.to_string(),
+        csi_socket: setup.socket,
+        kubelet_dir: setup.kubelet_dir,
+        kubelet_endpoint: None,
+        metrics: crate::csi::CsiMetrics::register(registry),
+    };
+    let serve = crate::csi::serve(
+        opts,
+        setup.source,
+        health.clone(),
+        shutdown.clone().cancelled_owned(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            error!(error = %e, "CSI node service failed");
+        }
+    });
+    health
+}
+
+/// Spawns a reflector for StorageClasses and returns its store.
+fn class_cache(client: &Client, shutdown: &CancellationToken) -> Store<StorageClass> {
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(
+            Api::<StorageClass>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                item = stream.next() => match item {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => warn!(error = %e, "storage class watch error"),
+                    None => return,
+                },
+            }
+        }
+    });
+    reader
+}
+
+/// Waits for a store's first full list. The store's readiness signal wakes only
+/// its most recent waiter (a oneshot underneath) and the controller waits on
+/// the same store, so poll again now and then instead of waiting once.
+async fn wait_ready<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
+/// Reconcile failures are logged by the error policies; this reports the
+/// controller's own trouble (watch errors, a full queue).
+fn log_controller_result<T, E: std::fmt::Debug>(
+    controller: &str,
+    r: std::result::Result<T, kube::runtime::controller::Error<E, watcher::Error>>,
+) {
+    match r {
+        Ok(_) | Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        // A retry scheduled for an object that has since been deleted.
+        Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+            tracing::debug!(controller, %obj, "object gone before its retry")
+        }
+        Err(e) => warn!(controller, error = ?e, "controller error"),
+    }
+}
+
+impl<B: VolumeBackend> Agent<B> {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let Agent {
+            client,
+            backend,
+            config,
+            metrics_listen,
+            clock,
+            csi,
+        } = self;
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::register(&mut registry));
+        let csi_health =
+            csi.map(|setup| spawn_csi(setup, &config.node_name, &mut registry, &shutdown));
+        let ready = Arc::new(AtomicBool::new(false));
+
+        let classes = class_cache(&client, &shutdown);
+        let claim_ctrl = Controller::new(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
+        let pv_ctrl = Controller::new(
+            Api::<PersistentVolume>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
+        let caches = Caches {
+            classes,
+            volumes: pv_ctrl.store(),
+            claims: claim_ctrl.store(),
+        };
+        let ctx = Arc::new(Context::new(
+            client,
+            backend,
+            config,
+            caches.clone(),
+            metrics,
+            clock,
+        ));
+
+        if let Some(addr) = metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::Startup(format!("cannot listen on {addr}: {e}")))?;
+            let app = router(HttpState {
+                registry: Arc::new(registry),
+                ready: ready.clone(),
+                csi: csi_health,
+            });
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    error!(error = %e, "metrics server failed");
+                }
+            });
+            info!(%addr, "serving /healthz, /readyz and /metrics");
+        }
+
+        tokio::spawn(node_report::run(ctx.clone(), shutdown.clone()));
+
+        {
+            let ctx = ctx.clone();
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                wait_ready(&caches.classes).await;
+                wait_ready(&caches.volumes).await;
+                wait_ready(&caches.claims).await;
+                info!("caches synced");
+                // A slow or failing scan delays readiness a little but not for
+                // ever: claims are reconciled (and PVs recreated) regardless.
+                for attempt in 1..=RECOVERY_ATTEMPTS {
+                    match startup::recover(&ctx).await {
+                        Ok(orphans) => {
+                            info!(orphans, "startup recovery done");
+                            break;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, attempt, "startup recovery failed");
+                            tokio::time::sleep(crate::backoff::delay(attempt, false)).await;
+                        }
+                    }
+                }
+                ready.store(true, Ordering::Release);
+            });
+        }
+
+        let claims = claim_ctrl
+            .run(
+                reconcile_claim::reconcile,
+                reconcile_claim::error_policy,
+                ctx.clone(),
+            )
+            .for_each(|r| async move { log_controller_result("claims", r) });
+        let volumes = pv_ctrl
+            .run(
+                reconcile_pv::reconcile,
+                reconcile_pv::error_policy,
+                ctx.clone(),
+            )
+            .for_each(|r| async move { log_controller_result("volumes", r) });
+        tokio::join!(claims, volumes);
+        ready.store(false, Ordering::Release);
+        Ok(())
+    }
+}

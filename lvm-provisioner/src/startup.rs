@@ -1,0 +1,121 @@
+//! Crash safety at startup: LVs by their owner tags against PVs and claims.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim};
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use lvmpin_api::LvmNode;
+use tracing::{info, warn};
+
+use crate::backend::VolumeBackend;
+use crate::claim_plan::{ClaimDecision, claim_class_name, decide, selected_node};
+use crate::context::Context;
+use crate::error::Result;
+use crate::events;
+use crate::pv_body;
+use crate::recovery::{ClaimView, RecoveryAction, plan};
+
+fn claim_view(pvc: &PersistentVolumeClaim) -> ClaimView {
+    ClaimView {
+        uid: pvc.metadata.uid.clone().unwrap_or_default(),
+        namespace: pvc.namespace().unwrap_or_default(),
+        name: pvc.name_any(),
+        volume_name: pvc.spec.as_ref().and_then(|s| s.volume_name.clone()),
+        selected_node: selected_node(pvc).map(str::to_string),
+    }
+}
+
+fn lvm_node_ref(node: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("lvmpin.io/v1alpha1".into()),
+        kind: Some(<LvmNode as kube::Resource>::kind(&()).into_owned()),
+        name: Some(node.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Needs synced caches. Returns the number of orphans found.
+pub async fn recover<B: VolumeBackend>(ctx: &Context<B>) -> Result<usize> {
+    let report = ctx.backend.report().await?;
+    let ours: Vec<_> = report
+        .volumes
+        .into_iter()
+        .filter(|v| ctx.config.volume_groups.contains(&v.vg))
+        .collect();
+    let pv_names: BTreeSet<String> = ctx
+        .caches
+        .volumes
+        .state()
+        .iter()
+        .map(|pv| pv.name_any())
+        .collect();
+    let claims: Vec<ClaimView> = ctx
+        .caches
+        .claims
+        .state()
+        .iter()
+        .map(|c| claim_view(c))
+        .collect();
+    let node = &ctx.config.node_name;
+    let mut orphans = 0;
+    for action in plan(&ours, &pv_names, &claims, node) {
+        match action {
+            RecoveryAction::RecreatePv {
+                volume,
+                claim_namespace,
+                claim_name,
+            } => {
+                let Some(pvc) = ctx
+                    .caches
+                    .claims
+                    .get(&ObjectRef::new(&claim_name).within(&claim_namespace))
+                else {
+                    continue;
+                };
+                let class = claim_class_name(&pvc).and_then(|n| ctx.caches.class(n));
+                // Re-derive the PV from the claim as provisioning would, but
+                // accept a claim that is already bound to the missing PV.
+                let mut unbound = (*pvc).clone();
+                if let Some(s) = unbound.spec.as_mut() {
+                    s.volume_name = None;
+                }
+                let (ClaimDecision::Provision(spec), Some(class)) =
+                    (decide(&unbound, class.as_deref(), node), class)
+                else {
+                    warn!(lv = %volume.name, "claim wants the LV but is not provisionable now; leaving it to the claim reconciler");
+                    continue;
+                };
+                let pv = pv_body::build(&spec, &pvc, &class, node, volume.size_bytes);
+                let result = crate::reconcile_claim::create_pv(ctx, &pv, &spec.claim_uid).await;
+                ctx.metrics.operation(
+                    "recreate_pv",
+                    match &result {
+                        Ok(()) => "success",
+                        Err(e) => e.metric_label(),
+                    },
+                );
+                match result {
+                    Ok(()) => info!(pv = %spec.volume_name, "recreated missing PV"),
+                    Err(e) => warn!(pv = %spec.volume_name, error = %e, "could not recreate PV"),
+                }
+            }
+            RecoveryAction::Orphan { volume, reason } => {
+                orphans += 1;
+                warn!(vg = %volume.vg, lv = %volume.name, %reason, "orphan logical volume");
+                events::warn(
+                    &ctx.recorder,
+                    &lvm_node_ref(node),
+                    "OrphanVolume",
+                    "Recover",
+                    format!("logical volume {}/{}: {reason}", volume.vg, volume.name),
+                )
+                .await;
+            }
+        }
+    }
+    ctx.metrics
+        .orphan_volumes
+        .set(i64::try_from(orphans).unwrap_or(i64::MAX));
+    Ok(orphans)
+}

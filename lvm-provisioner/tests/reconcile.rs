@@ -1,0 +1,744 @@
+//! Reconciler scenarios against a mocked API server asserting the exact calls.
+
+mod support;
+
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use lvmpin_api::names::{DRIVER_NAME, PARAM_VOLUME_GROUP, PV_FINALIZER};
+use lvmpin_provisioner::backend::{Owner, Volume};
+use lvmpin_provisioner::error::Error;
+use lvmpin_provisioner::fake_backend::FakeBackend;
+use lvmpin_provisioner::test_objects::{ClaimBuilder, class, pv_from_json};
+use lvmpin_provisioner::{node_report, reconcile_claim, reconcile_pv, startup};
+use serde_json::{Value, json};
+use support::{Call, NOW, World, config, world};
+
+const GI: u64 = 1 << 30;
+const PVS: &str = "/api/v1/persistentvolumes";
+const CLAIM: &str = "/api/v1/namespaces/ns/persistentvolumeclaims/data";
+const JSON_PATCH: &str = "application/json-patch+json";
+const MERGE_PATCH: &str = "application/merge-patch+json";
+
+fn fast_class() -> k8s_openapi::api::storage::v1::StorageClass {
+    let mut c = class("fast", DRIVER_NAME, &[(PARAM_VOLUME_GROUP, "vg0")]);
+    c.allow_volume_expansion = Some(true);
+    c
+}
+
+fn claim() -> ClaimBuilder {
+    ClaimBuilder::new("ns", "data", "u1")
+        .class("fast")
+        .size("1Gi")
+}
+
+fn expected_pv() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": "pvc-u1",
+            "annotations": {"pv.kubernetes.io/provisioned-by": "lvm.lvmpin.io"},
+            "finalizers": ["lvmpin.io/lv-protection"]
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "capacity": {"storage": "1Gi"},
+            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                         "namespace": "ns", "name": "data", "uid": "u1", "resourceVersion": "1"},
+            "csi": {"driver": "lvm.lvmpin.io", "volumeHandle": "vg0/pvc-u1", "fsType": "ext4",
+                    "volumeAttributes": {"vg": "vg0", "lv": "pvc-u1"}},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "topology.lvm.lvmpin.io/node", "operator": "In", "values": ["n1"]}]}]}},
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "fast"
+        }
+    })
+}
+
+fn owner(uid: &str) -> Owner {
+    Owner {
+        claim_uid: uid.into(),
+        claim_namespace: "ns".into(),
+        claim_name: "data".into(),
+        pv_name: format!("pvc-{uid}"),
+    }
+}
+
+fn provisioning_world(backend: FakeBackend, spare: u64) -> World<FakeBackend> {
+    let mut w = world(backend, config(spare));
+    w.add_class(fast_class());
+    w
+}
+
+#[tokio::test]
+async fn provision_creates_the_lv_then_the_exact_pv() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let calls = vec![
+        Call::post(PVS)
+            .body(expected_pv())
+            .respond(201, expected_pv()),
+        Call::event("ns", "Normal", "ProvisioningSucceeded"),
+    ];
+    let action = w
+        .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(
+        backend.calls(),
+        vec!["report", "create vg0/pvc-u1 1073741824"]
+    );
+    let lv = backend.snapshot().volume("vg0", "pvc-u1").cloned().unwrap();
+    assert_eq!(lv.owner, Some(owner("u1")));
+}
+
+#[tokio::test]
+async fn pv_conflict_is_accepted_when_it_is_ours() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let calls = vec![
+        Call::post(PVS).conflict(),
+        Call::get("/api/v1/persistentvolumes/pvc-u1").respond(200, expected_pv()),
+        Call::event("ns", "Normal", "ProvisioningSucceeded"),
+    ];
+    let action = w
+        .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await;
+    assert!(action.is_ok());
+}
+
+#[tokio::test]
+async fn pv_conflict_with_a_foreign_pv_is_an_error() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let mut foreign = expected_pv();
+    foreign["spec"]["claimRef"]["uid"] = json!("someone-else");
+    let calls = vec![
+        Call::post(PVS).conflict(),
+        Call::get("/api/v1/persistentvolumes/pvc-u1").respond(200, foreign),
+    ];
+    let result = w
+        .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await;
+    assert!(
+        matches!(result, Err(Error::ForeignVolume { .. })),
+        "{result:?}"
+    );
+}
+
+fn reschedule_calls() -> Vec<Call> {
+    vec![
+        Call::event("ns", "Warning", "ProvisioningFailed"),
+        Call::patch(CLAIM).content_type(JSON_PATCH).body(json!([
+            {"op": "test", "path": "/metadata/annotations/volume.kubernetes.io~1selected-node", "value": "n1"},
+            {"op": "remove", "path": "/metadata/annotations/volume.kubernetes.io~1selected-node"}
+        ])),
+    ]
+}
+
+#[tokio::test]
+async fn no_room_reschedules_without_creating() {
+    let backend = FakeBackend::new().with_vg("vg0", GI / 2);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let action = w
+        .run(
+            reschedule_calls(),
+            reconcile_claim::reconcile(pvc, w.ctx.clone()),
+        )
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(backend.calls(), vec!["report"]);
+}
+
+#[tokio::test]
+async fn spare_bytes_are_kept_free() {
+    // 2 GiB VG, 1 GiB claim, 1.5 GiB spare: it would fit, but not with the spare.
+    let backend = FakeBackend::new().with_vg("vg0", 2 * GI);
+    let mut w = provisioning_world(backend.clone(), GI + GI / 2);
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    w.run(
+        reschedule_calls(),
+        reconcile_claim::reconcile(pvc, w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(backend.calls(), vec!["report"]);
+}
+
+#[tokio::test]
+async fn missing_vg_reschedules() {
+    let backend = FakeBackend::new().with_vg("other", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    w.run(
+        reschedule_calls(),
+        reconcile_claim::reconcile(pvc, w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn transient_lvm_failure_retries_without_any_api_write() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    backend.fail_next(Error::LvmTimeout("lvm report timed out".into()));
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let result = w
+        .run(
+            vec![],
+            reconcile_claim::reconcile(pvc.clone(), w.ctx.clone()),
+        )
+        .await;
+    let err = result.unwrap_err();
+    assert_eq!(err.metric_label(), "lvm_timeout");
+    // Backoff grows per object and error kind.
+    let a1 = reconcile_claim::error_policy(pvc.clone(), &err, w.ctx.clone());
+    let a2 = reconcile_claim::error_policy(pvc, &err, w.ctx.clone());
+    assert_ne!(a1, a2);
+}
+
+#[tokio::test]
+async fn unsupported_access_mode_is_refused_with_an_event_only() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(
+        claim()
+            .selected_node("n1")
+            .access_modes(&["ReadWriteMany"])
+            .build(),
+    );
+    let calls = vec![
+        Call::event("ns", "Warning", "UnsupportedAccessMode").check(|b| {
+            assert!(b["note"].as_str().unwrap().contains("ReadWriteMany"), "{b}");
+        }),
+    ];
+    w.run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await
+        .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+#[tokio::test]
+async fn claim_without_selected_node_is_never_touched() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(claim().build());
+    w.run(vec![], reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await
+        .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+fn released_pv(finalizers: &[&str], deleting: bool) -> Value {
+    let mut v = expected_pv();
+    v["metadata"]["finalizers"] = json!(finalizers);
+    v["status"] = json!({"phase": "Released"});
+    if deleting {
+        v["metadata"]["deletionTimestamp"] = json!(NOW);
+    }
+    v
+}
+
+#[tokio::test]
+async fn deletion_removes_the_lv_then_deletes_the_pv_then_drops_the_finalizer() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(Volume {
+            vg: "vg0".into(),
+            name: "pvc-u1".into(),
+            size_bytes: GI,
+            pool: None,
+            owner: Some(owner("u1")),
+        });
+    let mut w = world(backend.clone(), config(0));
+    let pv = Arc::new(pv_from_json(released_pv(
+        &["kubernetes.io/pv-protection", PV_FINALIZER],
+        false,
+    )));
+    let b = backend.clone();
+    let calls = vec![
+        Call::delete("/api/v1/persistentvolumes/pvc-u1")
+            .check(move |_| {
+                assert!(
+                    b.snapshot().volume("vg0", "pvc-u1").is_none(),
+                    "LV must be gone before the PV delete"
+                );
+            })
+            .respond(
+                200,
+                released_pv(&["kubernetes.io/pv-protection", PV_FINALIZER], true),
+            ),
+        Call::patch("/api/v1/persistentvolumes/pvc-u1")
+            .content_type(JSON_PATCH)
+            .body(json!([
+                {"op": "test", "path": "/metadata/finalizers/1", "value": PV_FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/1"}
+            ])),
+    ];
+    w.run(calls, reconcile_pv::reconcile(pv, w.ctx.clone()))
+        .await
+        .unwrap();
+    assert_eq!(backend.calls(), vec!["report", "remove vg0/pvc-u1"]);
+}
+
+#[tokio::test]
+async fn deletion_resumes_after_a_crash_between_delete_and_finalizer() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = world(backend.clone(), config(0));
+    let pv = Arc::new(pv_from_json(released_pv(&[PV_FINALIZER], true)));
+    let calls = vec![
+        Call::patch("/api/v1/persistentvolumes/pvc-u1")
+            .content_type(JSON_PATCH)
+            .body(json!([
+                {"op": "test", "path": "/metadata/finalizers/0", "value": PV_FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/0"}
+            ])),
+    ];
+    w.run(calls, reconcile_pv::reconcile(pv, w.ctx.clone()))
+        .await
+        .unwrap();
+    assert_eq!(backend.calls(), vec!["report"]);
+}
+
+#[tokio::test]
+async fn deletion_refuses_an_lv_tagged_for_another_pv() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(Volume {
+            vg: "vg0".into(),
+            name: "pvc-u1".into(),
+            size_bytes: GI,
+            pool: None,
+            owner: Some(owner("other")),
+        });
+    let mut w = world(backend.clone(), config(0));
+    let pv = Arc::new(pv_from_json(released_pv(&[PV_FINALIZER], false)));
+    let calls = vec![
+        Call::post("/apis/events.k8s.io/v1/namespaces/default/events")
+            .check(|b| assert_eq!(b["reason"], "VolumeDeleteFailed"))
+            .respond(201, json!({})),
+    ];
+    let result = w
+        .run(calls, reconcile_pv::reconcile(pv, w.ctx.clone()))
+        .await;
+    assert!(matches!(result, Err(Error::OwnedByAnother { .. })));
+    assert!(backend.snapshot().volume("vg0", "pvc-u1").is_some());
+}
+
+#[tokio::test]
+async fn retain_keeps_everything() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = world(backend.clone(), config(0));
+    let mut v = released_pv(&[PV_FINALIZER], false);
+    v["spec"]["persistentVolumeReclaimPolicy"] = json!("Retain");
+    w.run(
+        vec![],
+        reconcile_pv::reconcile(Arc::new(pv_from_json(v)), w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+fn bound_pv() -> Value {
+    let mut v = expected_pv();
+    v["status"] = json!({"phase": "Bound"});
+    v
+}
+
+fn expansion_world(backend: FakeBackend) -> World<FakeBackend> {
+    let mut w = world(backend, config(0));
+    w.add_class(fast_class());
+    w.add_pv(pv_from_json(bound_pv()));
+    w
+}
+
+fn lv_u1() -> Volume {
+    Volume {
+        vg: "vg0".into(),
+        name: "pvc-u1".into(),
+        size_bytes: GI,
+        pool: None,
+        owner: Some(owner("u1")),
+    }
+}
+
+#[tokio::test]
+async fn filesystem_expansion_follows_the_external_resizer() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1());
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("2Gi")
+        .bound("pvc-u1", "1Gi")
+        .resource_version("5")
+        .build();
+    let mut after_start = serde_json::to_value(&pvc).unwrap();
+    after_start["metadata"]["resourceVersion"] = json!("6");
+    let status_path = format!("{CLAIM}/status");
+    let calls = vec![
+        Call::event("ns", "Normal", "Resizing"),
+        Call::patch(&status_path).content_type(MERGE_PATCH).body(json!({
+            "metadata": {"resourceVersion": "5"},
+            "status": {
+                "conditions": [{"type": "Resizing", "status": "True", "lastTransitionTime": NOW}],
+                "allocatedResources": {"storage": "2Gi"},
+                "allocatedResourceStatuses": {"storage": "ControllerResizeInProgress"}
+            }
+        })).respond(200, after_start),
+        Call::patch("/api/v1/persistentvolumes/pvc-u1").content_type(MERGE_PATCH)
+            .body(json!({"spec": {"capacity": {"storage": "2Gi"}}}))
+            .respond(200, bound_pv()),
+        Call::patch(&status_path).content_type(MERGE_PATCH).body(json!({
+            "metadata": {"resourceVersion": "6"},
+            "status": {
+                "conditions": [{"type": "FileSystemResizePending", "status": "True", "lastTransitionTime": NOW,
+                                "message": "Waiting for user to (re-)start a pod to finish file system resize of volume on node."}],
+                "allocatedResources": {"storage": "2Gi"},
+                "allocatedResourceStatuses": {"storage": "NodeResizePending"}
+            }
+        })),
+        Call::event("ns", "Normal", "FileSystemResizeRequired"),
+    ];
+    w.run(
+        calls,
+        reconcile_claim::reconcile(Arc::new(pvc), w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(backend.calls(), vec!["extend vg0/pvc-u1 2147483648"]);
+}
+
+#[tokio::test]
+async fn block_expansion_finishes_without_the_node() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1());
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("2Gi")
+        .block()
+        .bound("pvc-u1", "1Gi")
+        .resource_version("5")
+        .build();
+    let mut after_start = serde_json::to_value(&pvc).unwrap();
+    after_start["metadata"]["resourceVersion"] = json!("6");
+    let status_path = format!("{CLAIM}/status");
+    let calls = vec![
+        Call::event("ns", "Normal", "Resizing"),
+        Call::patch(&status_path).respond(200, after_start),
+        Call::patch("/api/v1/persistentvolumes/pvc-u1").respond(200, bound_pv()),
+        Call::patch(&status_path).body(json!({
+            "metadata": {"resourceVersion": "6"},
+            "status": {
+                "capacity": {"storage": "2Gi"},
+                "conditions": [],
+                "allocatedResources": {"storage": "2Gi"},
+                "allocatedResourceStatuses": {"storage": null}
+            }
+        })),
+        Call::patch(CLAIM).content_type(MERGE_PATCH).body(json!({
+            "metadata": {"annotations": {"volume.kubernetes.io/node-expansion-not-required": "true"}}
+        })),
+        Call::event("ns", "Normal", "VolumeResizeSuccessful"),
+    ];
+    w.run(
+        calls,
+        reconcile_claim::reconcile(Arc::new(pvc), w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn expansion_resumes_after_a_crash_without_marking_again() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1());
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("2Gi")
+        .bound("pvc-u1", "1Gi")
+        .status(|s| {
+            s.allocated_resource_statuses = Some(
+                [(
+                    "storage".to_string(),
+                    "ControllerResizeInProgress".to_string(),
+                )]
+                .into(),
+            );
+        })
+        .build();
+    let status_path = format!("{CLAIM}/status");
+    let calls = vec![
+        Call::patch("/api/v1/persistentvolumes/pvc-u1").respond(200, bound_pv()),
+        Call::patch(&status_path).check(|b| {
+            assert_eq!(
+                b["status"]["allocatedResourceStatuses"]["storage"],
+                "NodeResizePending"
+            )
+        }),
+        Call::event("ns", "Normal", "FileSystemResizeRequired"),
+    ];
+    w.run(
+        calls,
+        reconcile_claim::reconcile(Arc::new(pvc), w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn shrink_is_refused_with_an_event() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1());
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim().size("512Mi").bound("pvc-u1", "1Gi").build();
+    let calls = vec![
+        Call::event("ns", "Warning", "VolumeResizeFailed")
+            .check(|b| assert!(b["note"].as_str().unwrap().contains("cannot shrink"), "{b}")),
+    ];
+    w.run(
+        calls,
+        reconcile_claim::reconcile(Arc::new(pvc), w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+fn lvm_node_obj() -> Value {
+    json!({"apiVersion": "lvmpin.io/v1alpha1", "kind": "LvmNode", "metadata": {"name": "n1"}, "spec": {"nodeName": "n1"}})
+}
+
+#[tokio::test]
+async fn lvm_node_is_created_owned_by_the_node_and_written_only_on_change() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = world(backend.clone(), config(0));
+    let lvmnode = "/apis/lvmpin.io/v1alpha1/lvmnodes/n1";
+    let calls = vec![
+        Call::get("/api/v1/nodes/n1")
+            .respond(200, json!({"metadata": {"name": "n1", "uid": "node-uid"}})),
+        Call::get(lvmnode).not_found(),
+        Call::post("/apis/lvmpin.io/v1alpha1/lvmnodes")
+            .body(json!({
+                "apiVersion": "lvmpin.io/v1alpha1", "kind": "LvmNode",
+                "metadata": {"name": "n1", "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "node-uid"}]},
+                "spec": {"nodeName": "n1"}
+            }))
+            .respond(201, lvm_node_obj()),
+        Call::patch(&format!("{lvmnode}/status"))
+            .content_type(MERGE_PATCH)
+            .check(|b| {
+                let vg = &b["status"]["volumeGroups"][0];
+                assert_eq!(vg["name"], "vg0");
+                assert_eq!(vg["sizeBytes"], 10 * GI);
+                assert_eq!(vg["healthy"], true);
+                assert_eq!(b["status"]["lastScanTime"], NOW);
+            })
+            .respond(200, lvm_node_obj()),
+        // The VG grew: written again.
+        Call::patch(&format!("{lvmnode}/status"))
+            .check(|b| {
+                assert_eq!(b["status"]["volumeGroups"][0]["sizeBytes"], 11 * GI);
+            })
+            .respond(200, lvm_node_obj()),
+    ];
+    let ctx = w.ctx.clone();
+    let b = backend.clone();
+    w.run(calls, async move {
+        assert!(node_report::ensure_lvm_node(&ctx).await.unwrap());
+        assert!(node_report::publish_status(&ctx).await.unwrap());
+        // Nothing changed: no write.
+        assert!(!node_report::publish_status(&ctx).await.unwrap());
+        b.grow_vg("vg0", GI);
+        assert!(node_report::publish_status(&ctx).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn startup_recreates_a_missing_pv_and_reports_orphans() {
+    let orphan = Volume {
+        vg: "vg0".into(),
+        name: "pvc-gone".into(),
+        size_bytes: GI,
+        pool: None,
+        owner: Some(owner("gone")),
+    };
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1())
+        .with_volume(orphan);
+    let mut w = world(backend.clone(), config(0));
+    w.add_class(fast_class());
+    w.add_claim(claim().selected_node("n1").build());
+    let calls = vec![
+        Call::post(PVS)
+            .body(expected_pv())
+            .respond(201, expected_pv()),
+        Call::post("/apis/events.k8s.io/v1/namespaces/default/events")
+            .check(|b| {
+                assert_eq!(b["reason"], "OrphanVolume");
+                assert_eq!(b["regarding"]["kind"], "LvmNode");
+                assert!(b["note"].as_str().unwrap().contains("vg0/pvc-gone"), "{b}");
+            })
+            .respond(201, json!({})),
+    ];
+    let ctx = w.ctx.clone();
+    let orphans = w
+        .run(calls, async move { startup::recover(&ctx).await })
+        .await
+        .unwrap();
+    assert_eq!(orphans, 1);
+    assert_eq!(w.ctx.metrics.orphan_volumes.get(), 1);
+    // Never deletes.
+    assert_eq!(backend.calls(), vec!["report"]);
+}
+
+#[tokio::test]
+async fn cached_scan_spares_lvm_calls_and_is_refreshed_before_a_reschedule() {
+    let backend = FakeBackend::new().with_vg("vg0", 2 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let claims: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|u| {
+            Arc::new(
+                ClaimBuilder::new("ns", &format!("c-{u}"), u)
+                    .class("fast")
+                    .size("1Gi")
+                    .selected_node("n1")
+                    .build(),
+            )
+        })
+        .collect();
+    let mut calls = Vec::new();
+    for u in ["a", "b", "c"] {
+        calls.push(
+            Call::post(PVS)
+                .check(move |b| assert_eq!(b["metadata"]["name"], format!("pvc-{u}")))
+                .respond(201, json!({"metadata": {"name": format!("pvc-{u}")}})),
+        );
+        calls.push(Call::event("ns", "Normal", "ProvisioningSucceeded"));
+    }
+    let ctx = w.ctx.clone();
+    let b = backend.clone();
+    w.run(calls, async move {
+        reconcile_claim::reconcile(claims[0].clone(), ctx.clone())
+            .await
+            .unwrap();
+        reconcile_claim::reconcile(claims[1].clone(), ctx.clone())
+            .await
+            .unwrap();
+        // The VG is full in the cache; it grew on disk meanwhile.
+        b.grow_vg("vg0", GI);
+        reconcile_claim::reconcile(claims[2].clone(), ctx.clone())
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        backend.calls(),
+        vec![
+            "report",
+            "create vg0/pvc-a 1073741824",
+            "create vg0/pvc-b 1073741824",
+            "report",
+            "create vg0/pvc-c 1073741824"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_vg_this_agent_does_not_manage_is_missing_here() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_vg("system", 10 * GI);
+    let mut w = world(backend.clone(), config(0));
+    w.add_class(class("sys", DRIVER_NAME, &[(PARAM_VOLUME_GROUP, "system")]));
+    let pvc = Arc::new(
+        ClaimBuilder::new("ns", "data", "u1")
+            .class("sys")
+            .size("1Gi")
+            .selected_node("n1")
+            .build(),
+    );
+    w.run(
+        reschedule_calls(),
+        reconcile_claim::reconcile(pvc, w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+#[tokio::test]
+async fn deletion_after_provisioning_uses_the_cached_scan() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let pv = Arc::new(pv_from_json(released_pv(&[PV_FINALIZER], false)));
+    let calls = vec![
+        Call::post(PVS).respond(201, expected_pv()),
+        Call::event("ns", "Normal", "ProvisioningSucceeded"),
+        Call::delete("/api/v1/persistentvolumes/pvc-u1")
+            .respond(200, released_pv(&[PV_FINALIZER], true)),
+        Call::patch("/api/v1/persistentvolumes/pvc-u1").content_type(JSON_PATCH),
+    ];
+    let ctx = w.ctx.clone();
+    w.run(calls, async move {
+        reconcile_claim::reconcile(pvc, ctx.clone()).await.unwrap();
+        reconcile_pv::reconcile(pv, ctx).await.unwrap();
+    })
+    .await;
+    assert_eq!(
+        backend.calls(),
+        vec![
+            "report",
+            "create vg0/pvc-u1 1073741824",
+            "remove vg0/pvc-u1"
+        ]
+    );
+    assert_eq!(backend.snapshot().volume_groups[0].free_bytes, 10 * GI);
+}
+
+#[tokio::test]
+async fn a_missing_thin_pool_reschedules() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    backend.fail_next_op(
+        "create",
+        Error::LvNotFound {
+            vg: "vg0".into(),
+            lv: "pool".into(),
+        },
+    );
+    let mut w = world(backend.clone(), config(0));
+    w.add_class(class(
+        "fast",
+        DRIVER_NAME,
+        &[
+            (PARAM_VOLUME_GROUP, "vg0"),
+            (lvmpin_api::names::PARAM_THIN_POOL, "pool"),
+        ],
+    ));
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    w.run(
+        reschedule_calls(),
+        reconcile_claim::reconcile(pvc, w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        backend.calls(),
+        vec!["report", "create vg0/pvc-u1 1073741824"]
+    );
+}
