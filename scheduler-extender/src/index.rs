@@ -27,8 +27,14 @@ pub struct NodeEntry {
 pub struct Index {
     pub nodes: FastMap<String, NodeEntry>,
     pub claims: HashMap<ClaimKey, ClaimFacts>,
-    /// Claims without `spec.volumeName`: the only ones that can hold a reservation.
-    pub unbound: HashSet<ClaimKey>,
+    /// Claims whose bytes may be missing from their node's report: unbound
+    /// ones, and bound ones whose LV the report does not list yet. Binding and
+    /// the agent's report reach us on separate watches, so a claim can be
+    /// bound before the report that accounts for its LV arrives; dropping it at
+    /// binding would briefly promise those bytes twice.
+    pub unsettled: HashSet<ClaimKey>,
+    /// Claim per LV name (`pvc-<uid>`), to settle claims when a report lists them.
+    by_lv: HashMap<String, ClaimKey>,
     pub classes: HashMap<String, ClassFacts>,
     pub pvs: HashMap<String, PvFacts>,
     pub pods: HashMap<String, PodFacts>,
@@ -40,22 +46,30 @@ pub struct Index {
 
 impl Index {
     pub fn upsert_claim(&mut self, c: ClaimFacts) {
-        if c.is_bound() {
-            self.unbound.remove(&c.key);
+        let settled = c.is_bound()
+            && self
+                .claim_node(&c)
+                .is_some_and(|node| self.lv_reported(node, &c.lv_name));
+        if settled {
+            self.unsettled.remove(&c.key);
         } else {
-            self.unbound.insert(c.key.clone());
+            self.unsettled.insert(c.key.clone());
         }
+        self.by_lv.insert(c.lv_name.clone(), c.key.clone());
         self.claims.insert(c.key.clone(), c);
     }
 
     pub fn remove_claim(&mut self, key: &ClaimKey) {
-        self.unbound.remove(key);
-        self.claims.remove(key);
+        self.unsettled.remove(key);
+        if let Some(old) = self.claims.remove(key) {
+            self.by_lv.remove(&old.lv_name);
+        }
     }
 
     pub fn replace_claims(&mut self, all: Vec<ClaimFacts>) {
         self.claims.clear();
-        self.unbound.clear();
+        self.unsettled.clear();
+        self.by_lv.clear();
         for c in all {
             self.upsert_claim(c);
         }
@@ -173,7 +187,40 @@ impl Index {
     }
 
     pub fn upsert_lvm(&mut self, l: LvmFacts) {
+        if let Some(lvm) = &l.lvm {
+            for lv in lvm.vgs.iter().flat_map(|vg| vg.volumes.iter()) {
+                let Some(key) = self.by_lv.get(lv) else {
+                    continue;
+                };
+                let settled = self
+                    .claims
+                    .get(key)
+                    .is_some_and(|c| c.is_bound() && self.claim_node(c) == Some(l.node.as_str()));
+                if settled {
+                    self.unsettled.remove(key);
+                }
+            }
+        }
         self.nodes.entry(l.node).or_default().lvm = l.lvm;
+    }
+
+    /// The node a claim's volume lives on or is headed to: its selected node,
+    /// else the node its PV is pinned to.
+    pub fn claim_node<'a>(&'a self, c: &'a ClaimFacts) -> Option<&'a str> {
+        c.selected_node.as_deref().or_else(|| {
+            c.volume_name
+                .as_ref()
+                .and_then(|pv| self.pvs.get(pv))
+                .and_then(|pv| pv.node.as_deref())
+        })
+    }
+
+    /// The node's last report lists this LV, so its free bytes account for it.
+    pub fn lv_reported(&self, node: &str, lv_name: &str) -> bool {
+        self.nodes
+            .get(node)
+            .and_then(|n| n.lvm.as_ref())
+            .is_some_and(|l| l.vgs.iter().any(|vg| vg.volumes.contains(lv_name)))
     }
 
     pub fn remove_lvm(&mut self, node: &str) {

@@ -8,9 +8,10 @@
 //!    keyed by pod so a retried pod replaces its own), else
 //! 3. the node a pod using it is already bound to (rebuild after a restart).
 //!
-//! The reservation ends once the claim is bound or deleted, or the LV
+//! The reservation ends once the claim is deleted or its LV
 //! (`pvc-<claim uid>`) appears in that node's report, since the reported free
-//! bytes then include it. Holds also end when their pod is deleted or bound to
+//! bytes then include it. Binding alone does not end it: the bound claim and
+//! the report that lists its LV arrive on different watches, in either order. Holds also end when their pod is deleted or bound to
 //! another node, when its claim loses `selected-node` (the agent's reschedule
 //! signal), or after the TTL.
 
@@ -98,7 +99,7 @@ impl Reservations {
                     || h.claims.iter().all(|c| {
                         ix.claims
                             .get(c)
-                            .is_none_or(|cf| cf.is_bound() || lv_visible(ix, cf, &h.node))
+                            .is_none_or(|cf| ix.lv_reported(&h.node, &cf.lv_name))
                     })
             })
             .map(|h| h.pod_uid.clone())
@@ -120,13 +121,6 @@ fn hold_is_live(ix: &Index, hold: &Hold, now: Instant) -> bool {
     }
 }
 
-fn lv_visible(ix: &Index, claim: &ClaimFacts, node: &str) -> bool {
-    ix.nodes
-        .get(node)
-        .and_then(|n| n.lvm.as_ref())
-        .is_some_and(|l| l.vgs.iter().any(|vg| vg.volumes.contains(&claim.lv_name)))
-}
-
 /// The node a pending claim is reserved on, if any (rules in the module docs).
 pub fn reserved_node<'a>(
     ix: &'a Index,
@@ -134,18 +128,19 @@ pub fn reserved_node<'a>(
     claim: &'a ClaimFacts,
     now: Instant,
 ) -> Option<&'a str> {
-    if claim.is_bound() {
-        return None;
-    }
-    let node = claim
-        .selected_node
-        .as_deref()
-        .or_else(|| res.hold_for(ix, &claim.key, now).map(|h| h.node.as_str()))
-        .or_else(|| ix.bound_user_node(&claim.key))?;
-    (!lv_visible(ix, claim, node)).then_some(node)
+    let node = if claim.is_bound() {
+        ix.claim_node(claim)?
+    } else {
+        claim
+            .selected_node
+            .as_deref()
+            .or_else(|| res.hold_for(ix, &claim.key, now).map(|h| h.node.as_str()))
+            .or_else(|| ix.bound_user_node(&claim.key))?
+    };
+    (!ix.lv_reported(node, &claim.lv_name)).then_some(node)
 }
 
-/// Sums reservations per node and VG over all unbound claims of our classes,
+/// Sums reservations per node and VG over all unsettled claims of our classes,
 /// leaving out `skip` (the claims of the pod being placed, which must not
 /// compete with themselves).
 pub fn reserved_totals(
@@ -155,7 +150,7 @@ pub fn reserved_totals(
     skip: &[&ClaimKey],
 ) -> Reserved {
     let mut out: Reserved = FastMap::default();
-    for key in &ix.unbound {
+    for key in &ix.unsettled {
         if skip.contains(&key) {
             continue;
         }
@@ -280,9 +275,28 @@ mod tests {
                 0,
             ),
             (
-                "bound claim drops it",
+                "bound claim without a known node drops it",
                 |ix, _| {
                     ix.upsert_claim(ClaimB::new("a").size(10).bound("pv").build());
+                },
+                now,
+                0,
+                0,
+            ),
+            (
+                "bound claim counts until its LV is reported",
+                |ix, _| {
+                    ix.upsert_claim(ClaimB::new("a").size(10).selected("n1").bound("pv").build());
+                },
+                now,
+                12,
+                0,
+            ),
+            (
+                "bound claim with its LV reported drops it",
+                |ix, _| {
+                    ix.upsert_claim(ClaimB::new("a").size(10).selected("n1").bound("pv").build());
+                    report_lv(ix, "n1", "pvc-uid-a");
                 },
                 now,
                 0,
@@ -360,7 +374,49 @@ mod tests {
         assert!(reserved_totals(&ix, &res, now, &[&key]).is_empty());
         assert_eq!(res.prune(&ix, now), 0);
         ix.upsert_claim(ClaimB::new("a").size(10).bound("pv").build());
+        assert_eq!(res.prune(&ix, now), 0, "bound but not yet reported");
+        report_lv(&mut ix, "n1", "pvc-uid-a");
         assert_eq!(res.prune(&ix, now), 1);
         assert!(res.is_empty());
+    }
+
+    /// Replays the agent's report through the index, as the watch does.
+    fn report_lv(ix: &mut Index, node: &str, lv: &str) {
+        let mut lvm = ix.nodes[node].lvm.clone().unwrap_or_default();
+        lvm.vgs[0].volumes.insert(lv.into());
+        ix.upsert_lvm(LvmFacts {
+            node: node.into(),
+            lvm: Some(lvm),
+        });
+    }
+
+    #[test]
+    fn claims_settle_only_when_bound_and_reported_in_either_order() {
+        let key = ClaimKey::new("ns", "a");
+        let bound = || ClaimB::new("a").size(10).selected("n1").bound("pv").build();
+
+        let mut ix = index();
+        ix.upsert_claim(bound());
+        assert!(
+            ix.unsettled.contains(&key),
+            "bound first: waits for the report"
+        );
+        report_lv(&mut ix, "n1", "pvc-uid-a");
+        assert!(!ix.unsettled.contains(&key));
+
+        let mut ix = index();
+        ix.upsert_claim(ClaimB::new("a").size(10).selected("n1").build());
+        report_lv(&mut ix, "n1", "pvc-uid-a");
+        assert!(ix.unsettled.contains(&key), "reported but unbound");
+        ix.upsert_claim(bound());
+        assert!(!ix.unsettled.contains(&key));
+
+        let mut ix = index();
+        ix.upsert_claim(bound());
+        report_lv(&mut ix, "n2", "pvc-uid-a");
+        assert!(
+            ix.unsettled.contains(&key),
+            "another node's report settles nothing"
+        );
     }
 }
