@@ -1,1 +1,353 @@
-fn main() {}
+//! `lvmpin-sim`: flags and wiring only; the parts live in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::PostParams;
+use lvmpin_sim::bench::{self, BenchOptions};
+use lvmpin_sim::control_plane::{ControlPlane, ControlPlaneOptions};
+use lvmpin_sim::demo::{self, DemoOptions};
+use lvmpin_sim::scheduler::{ExtenderConfig, SchedulerConfig};
+use lvmpin_sim::testbed::{Binaries, Mode, Testbed, TestbedOptions};
+use lvmpin_sim::workload;
+
+#[derive(Parser)]
+#[command(version, about = "Local cluster simulator for lvmpin")]
+struct Cli {
+    #[arg(long, env = "LVMPIN_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Decisive,
+    Advisory,
+    Both,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// API server + PV controller + scheduler driver until Ctrl-C.
+    Serve {
+        #[arg(long, env = "LVMPIN_SIM_LISTEN", default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Where to write the kubeconfig for other processes.
+        #[arg(
+            long,
+            env = "LVMPIN_SIM_KUBECONFIG",
+            default_value = "lvmpin-sim.kubeconfig"
+        )]
+        kubeconfig_out: PathBuf,
+        /// Extender URL prefix, e.g. http://127.0.0.1:8080 (none: no extender).
+        #[arg(long, env = "LVMPIN_SIM_EXTENDER_URL")]
+        extender_url: Option<String>,
+        /// Send node names only (true) or full Node objects (false).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        extender_node_cache_capable: bool,
+        /// Call the extender's prioritize verb.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        extender_prioritize: bool,
+        /// Bind through the extender's bind verb (else the scheduler binds).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        extender_bind: bool,
+        #[arg(long, default_value_t = 1)]
+        extender_weight: i64,
+        #[arg(long)]
+        extender_ignorable: bool,
+        #[arg(long, default_value = "5s")]
+        extender_timeout: humantime::Duration,
+        /// VolumeBinding's bind timeout.
+        #[arg(long, default_value = "600s")]
+        bind_timeout: humantime::Duration,
+        /// Create this many Ready nodes named node-0, node-1, ...
+        #[arg(long, default_value_t = 0)]
+        nodes: usize,
+        #[arg(long)]
+        no_scheduler: bool,
+        #[arg(long)]
+        no_pv_controller: bool,
+        #[arg(long, default_value_t = 100_000)]
+        watch_history: usize,
+        /// Serve the scheduler's counters at /metrics on this address.
+        #[arg(long, env = "LVMPIN_SIM_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// A whole cluster that stays up until Ctrl-C: control plane, one
+    /// loop-backed VG per node, the real extender and agents. Drive it over REST.
+    Cluster {
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "lvmpin-sim.kubeconfig")]
+        kubeconfig_out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value = "1Gi")]
+        vg_size: String,
+        #[arg(long, value_enum, default_value = "decisive")]
+        mode: ModeArg,
+        /// Send full Node objects to the extender instead of names.
+        #[arg(long)]
+        full_node_list: bool,
+        #[arg(long, default_value = "1s")]
+        scan_interval: String,
+        /// Use release builds of the extender and agent.
+        #[arg(long)]
+        release: bool,
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// The README demo: 3 loop-backed nodes, real extender and agents, a StatefulSet.
+    Demo {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        #[arg(long, default_value = "1Gi")]
+        vg_size: String,
+        #[arg(long, value_enum, default_value = "decisive")]
+        mode: ModeArg,
+        /// Do not install lvm2 when it is missing; just say what to install.
+        #[arg(long)]
+        no_install: bool,
+    },
+    /// Pods/s from creation to bound, and peak RSS of every process.
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        pods: usize,
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        #[arg(long, value_enum, default_value = "both")]
+        mode: ModeArg,
+        #[arg(long, default_value = "30s")]
+        scan_interval: String,
+    },
+}
+
+fn modes(m: ModeArg) -> Vec<Mode> {
+    match m {
+        ModeArg::Decisive => vec![Mode::Decisive],
+        ModeArg::Advisory => vec![Mode::Advisory],
+        ModeArg::Both => vec![Mode::Decisive, Mode::Advisory],
+    }
+}
+
+fn init_logs(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve {
+            listen,
+            kubeconfig_out,
+            extender_url,
+            extender_node_cache_capable,
+            extender_prioritize,
+            extender_bind,
+            extender_weight,
+            extender_ignorable,
+            extender_timeout,
+            bind_timeout,
+            nodes,
+            no_scheduler,
+            no_pv_controller,
+            watch_history,
+            metrics_listen,
+        } => {
+            init_logs(cli.log_format, "info");
+            let extenders = extender_url
+                .map(|url| {
+                    let base = ExtenderConfig::lvmpin(&url);
+                    ExtenderConfig {
+                        prioritize_verb: base
+                            .prioritize_verb
+                            .clone()
+                            .filter(|_| extender_prioritize),
+                        bind_verb: base.bind_verb.clone().filter(|_| extender_bind),
+                        weight: extender_weight,
+                        node_cache_capable: extender_node_cache_capable,
+                        ignorable: extender_ignorable,
+                        http_timeout: extender_timeout.into(),
+                        ..base
+                    }
+                })
+                .into_iter()
+                .collect();
+            let scheduler = (!no_scheduler).then(|| SchedulerConfig {
+                extenders,
+                bind_timeout: bind_timeout.into(),
+                ..SchedulerConfig::default()
+            });
+            let cp = ControlPlane::start(ControlPlaneOptions {
+                listen,
+                watch_history,
+                scheduler,
+                pv_controller: !no_pv_controller,
+            })
+            .await?;
+            cp.write_kubeconfig(&kubeconfig_out)?;
+            let _metrics = match metrics_listen {
+                Some(addr) => {
+                    let (local, task) = lvmpin_sim::metrics::serve(addr, &cp.stats).await?;
+                    tracing::info!(%local, "metrics at /metrics");
+                    Some(task)
+                }
+                None => None,
+            };
+            let api = Api::<Node>::all(cp.client());
+            for i in 0..nodes {
+                api.create(
+                    &PostParams::default(),
+                    &workload::node(&format!("node-{i}")),
+                )
+                .await
+                .with_context(|| format!("creating node-{i}"))?;
+            }
+            tracing::info!(url = %cp.url(), kubeconfig = %kubeconfig_out.display(), "simulated control plane serving");
+            shutdown_signal().await;
+            cp.shutdown().await;
+            Ok(())
+        }
+        Cmd::Cluster {
+            listen,
+            kubeconfig_out,
+            nodes,
+            vg_size,
+            mode,
+            full_node_list,
+            scan_interval,
+            release,
+            metrics_listen,
+        } => {
+            init_logs(cli.log_format, "info");
+            let vg_bytes = lvmpin_api::parse_quantity_bytes(&vg_size).context("--vg-size")?;
+            let opts = TestbedOptions {
+                nodes,
+                vg_bytes,
+                mode: modes(mode).first().copied().unwrap_or(Mode::Decisive),
+                node_cache_capable: !full_node_list,
+                scan_interval,
+                release,
+                listen,
+                ..TestbedOptions::default()
+            };
+            let start = Testbed::start(opts);
+            let tb = tokio::select! {
+                tb = start => tb?,
+                _ = shutdown_signal() => { eprintln!("interrupted: cleaned up"); return Ok(()); }
+            };
+            std::fs::copy(&tb.kubeconfig, &kubeconfig_out)
+                .with_context(|| format!("writing {}", kubeconfig_out.display()))?;
+            let _metrics = match metrics_listen {
+                Some(addr) => {
+                    Some(lvmpin_sim::metrics::serve(addr, &tb.control_plane.stats).await?)
+                }
+                None => None,
+            };
+            println!(
+                "cluster up: API server {}, kubeconfig {}, StorageClass {:?} (VG {}), nodes {:?}, extender {}, logs in {}",
+                tb.control_plane.url(),
+                kubeconfig_out.display(),
+                tb.class,
+                tb.vg,
+                tb.node_names,
+                tb.extender_url,
+                tb.dir.path().display()
+            );
+            shutdown_signal().await;
+            tb.shutdown().await;
+            Ok(())
+        }
+        Cmd::Demo {
+            nodes,
+            replicas,
+            vg_size,
+            mode,
+            no_install,
+        } => {
+            init_logs(cli.log_format, "warn");
+            let vg_bytes = lvmpin_api::parse_quantity_bytes(&vg_size).context("--vg-size")?;
+            let mode = modes(mode).first().copied().unwrap_or(Mode::Decisive);
+            let opts = DemoOptions {
+                nodes,
+                vg_bytes,
+                replicas,
+                mode,
+                install: !no_install,
+            };
+            tokio::select! {
+                r = demo::run(opts) => r.context("demo failed")?,
+                _ = shutdown_signal() => {
+                    // Dropping the demo future stops the processes and removes
+                    // the VGs, loop devices and files (their Drop impls).
+                    eprintln!("interrupted: cleaned up");
+                }
+            }
+            Ok(())
+        }
+        Cmd::Bench {
+            pods,
+            nodes,
+            mode,
+            scan_interval,
+        } => {
+            init_logs(cli.log_format, "warn");
+            let opts = BenchOptions {
+                pods,
+                nodes,
+                scan_interval,
+                ..BenchOptions::default()
+            };
+            let release = opts.release;
+            let bins =
+                tokio::task::spawn_blocking(move || Binaries::locate_or_build(release)).await??;
+            for m in modes(mode) {
+                let run = bench::run(&opts, m, bins.clone());
+                let r = tokio::select! {
+                    r = run => r?,
+                    _ = shutdown_signal() => { eprintln!("interrupted: cleaned up"); return Ok(()); }
+                };
+                println!("{r}");
+            }
+            Ok(())
+        }
+    }
+}

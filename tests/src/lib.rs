@@ -1,1 +1,227 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: checks of the cluster's end state
+//! against what LVM reports on each simulated node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::Api;
+use kube::api::ListParams;
+use lvmpin_api::names::{TOPOLOGY_KEY, volume_name_for_claim};
+use lvmpin_sim::testbed::{Testbed, TestbedOptions};
+
+pub use lvmpin_sim::testbed::Mode;
+pub use lvmpin_sim::workload::StatefulSetLike;
+
+/// The e2e tests need loop devices and LVM; they fail (not skip) otherwise.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the e2e tests create loop devices and LVM volume groups: run them as root"
+    );
+}
+
+pub async fn start(opts: TestbedOptions) -> Testbed {
+    require_root();
+    match Testbed::start(opts).await {
+        Ok(tb) => tb,
+        Err(e) => panic!("testbed did not start: {e}"),
+    }
+}
+
+pub fn set(name: &str, replicas: usize, templates: &[(&str, &str)]) -> StatefulSetLike {
+    StatefulSetLike {
+        namespace: "default".into(),
+        name: name.into(),
+        replicas,
+        class: "lvmpin".into(),
+        templates: templates
+            .iter()
+            .map(|(t, s)| (t.to_string(), s.to_string()))
+            .collect(),
+    }
+}
+
+pub async fn claims(tb: &Testbed) -> Vec<PersistentVolumeClaim> {
+    Api::<PersistentVolumeClaim>::all(tb.client())
+        .list(&ListParams::default())
+        .await
+        .expect("list claims")
+        .items
+}
+
+pub async fn volumes(tb: &Testbed) -> Vec<PersistentVolume> {
+    Api::<PersistentVolume>::all(tb.client())
+        .list(&ListParams::default())
+        .await
+        .expect("list PVs")
+        .items
+}
+
+pub async fn pods(tb: &Testbed) -> Vec<Pod> {
+    Api::<Pod>::all(tb.client())
+        .list(&ListParams::default())
+        .await
+        .expect("list pods")
+        .items
+}
+
+/// Wait until every claim is Bound (phase written by the PV controller).
+pub async fn wait_claims_bound(tb: &Testbed, timeout: Duration) {
+    let api = Api::<PersistentVolumeClaim>::all(tb.client());
+    let r = lvmpin_sim::wait::until(
+        "every claim to be Bound",
+        timeout,
+        Duration::from_millis(250),
+        || {
+            let api = api.clone();
+            async move {
+                let l = api.list(&ListParams::default()).await.ok()?;
+                l.items
+                    .iter()
+                    .all(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    if let Err(e) = r {
+        panic!("{}", tb.with_logs(e));
+    }
+}
+
+fn pv_node(pv: &PersistentVolume) -> Option<String> {
+    let terms = &pv
+        .spec
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required
+        .as_ref()?
+        .node_selector_terms;
+    terms.iter().find_map(|t| {
+        t.match_expressions
+            .iter()
+            .flatten()
+            .find(|e| e.key == TOPOLOGY_KEY && e.operator == "In")
+            .and_then(|e| e.values.as_ref()?.first().cloned())
+    })
+}
+
+/// The end state every scenario must reach: each claim Bound to `pvc-<uid>`,
+/// whose PV is pinned to the node of the pod using the claim, where exactly
+/// one LV of that name exists; no LV or PV belongs to no claim.
+pub async fn assert_consistent(tb: &Testbed) {
+    let claims = claims(tb).await;
+    let pvs = volumes(tb).await;
+    let pods = pods(tb).await;
+    let lvs = tb.lvs().expect("lvs on every node");
+    let mut lv_homes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (node, list) in &lvs {
+        for (lv, _) in list {
+            lv_homes.entry(lv.clone()).or_default().push(node.clone());
+        }
+    }
+    let mut pod_node: BTreeMap<(String, String), String> = BTreeMap::new();
+    for p in &pods {
+        let (Some(ns), Some(node)) = (
+            p.metadata.namespace.clone(),
+            p.spec.as_ref().and_then(|s| s.node_name.clone()),
+        ) else {
+            continue;
+        };
+        for v in p
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default()
+        {
+            if let Some(c) = v.persistent_volume_claim {
+                pod_node.insert((ns.clone(), c.claim_name), node.clone());
+            }
+        }
+    }
+    let mut wanted_lvs = BTreeSet::new();
+    for c in &claims {
+        let ns = c.metadata.namespace.clone().unwrap_or_default();
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let uid = c.metadata.uid.clone().unwrap_or_default();
+        let expected = volume_name_for_claim(&uid);
+        let volume = c.spec.as_ref().and_then(|s| s.volume_name.clone());
+        assert_eq!(
+            volume.as_deref(),
+            Some(expected.as_str()),
+            "claim {ns}/{name} volumeName"
+        );
+        assert_eq!(
+            c.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Bound"),
+            "claim {ns}/{name} phase"
+        );
+        let pv = pvs
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(expected.as_str()))
+            .unwrap_or_else(|| panic!("no PV {expected} for claim {ns}/{name}"));
+        let node = pv_node(pv).unwrap_or_else(|| panic!("PV {expected} has no node affinity"));
+        if let Some(pn) = pod_node.get(&(ns.clone(), name.clone())) {
+            assert_eq!(&node, pn, "claim {ns}/{name}: PV node vs pod node");
+        }
+        let homes = lv_homes.get(&expected).cloned().unwrap_or_default();
+        assert_eq!(
+            homes,
+            vec![node.clone()],
+            "LV {expected} of claim {ns}/{name} must exist once, on {node}"
+        );
+        wanted_lvs.insert(expected);
+    }
+    let orphans: Vec<&String> = lv_homes
+        .keys()
+        .filter(|lv| !wanted_lvs.contains(*lv))
+        .collect();
+    assert!(orphans.is_empty(), "LVs without a claim: {orphans:?}");
+    let stray: Vec<_> = pvs
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .filter(|n| !wanted_lvs.contains(n))
+        .collect();
+    assert!(stray.is_empty(), "PVs without a claim: {stray:?}");
+}
+
+/// LVM's own numbers per node: the LVs fit the VG, and the free space the
+/// agent reported never exceeds what `vgs` says.
+pub fn assert_no_overcommit(tb: &Testbed) {
+    for d in &tb.disks {
+        let (size, free) = d.vg_size_free().expect("vgs");
+        let used: u64 = d.lvs().expect("lvs").iter().map(|(_, s)| s).sum();
+        assert!(
+            used <= size,
+            "node {}: LVs use {used} bytes of a {size}-byte VG",
+            d.node
+        );
+        assert_eq!(
+            used + free,
+            size,
+            "node {}: vgs size/free disagree with lvs",
+            d.node
+        );
+    }
+}
+
+/// Notes of the scheduler's FailedScheduling events, for failure messages.
+pub async fn failed_scheduling(tb: &Testbed) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    Api::<Event>::all(tb.client())
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
+                .map(|e| {
+                    let obj = e.regarding.and_then(|r| r.name).unwrap_or_default();
+                    format!("{obj}: {}", e.note.unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

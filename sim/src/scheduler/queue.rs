@@ -1,0 +1,193 @@
+//! The scheduling queue: FIFO by first arrival, per-pod exponential backoff
+//! after a failed attempt (podInitialBackoffSeconds 1 s doubling up to
+//! podMaxBackoffSeconds 10 s, kube-scheduler's defaults), and pods held out
+//! while their binding cycle runs or until the cache shows them bound.
+//! Time is passed in, so the queue is a pure data structure.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodKey {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl std::fmt::Display for PodKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ready(Instant),
+    InFlight,
+    /// Bound by us; kept out until the cache shows `nodeName`, or until the
+    /// deadline passes (then it is tried again).
+    Assumed(Instant),
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: PodKey,
+    seq: u64,
+    attempts: u32,
+    state: State,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    entries: HashMap<String, Entry>,
+    seq: u64,
+    initial: Duration,
+    max: Duration,
+    assumed_ttl: Duration,
+}
+
+impl Queue {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            entries: HashMap::new(),
+            seq: 0,
+            initial,
+            max,
+            assumed_ttl: Duration::from_secs(30),
+        }
+    }
+
+    /// kube-scheduler's `calculateBackoffDuration`.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let mut d = self.initial;
+        for _ in 1..attempts {
+            if d > self.max.saturating_sub(d) {
+                return self.max;
+            }
+            d += d;
+        }
+        d.min(self.max)
+    }
+
+    /// Make the queue match the pods that are pending now.
+    pub fn sync(&mut self, pending: impl IntoIterator<Item = PodKey>, now: Instant) {
+        let mut seen = std::collections::HashSet::new();
+        for key in pending {
+            seen.insert(key.uid.clone());
+            if !self.entries.contains_key(&key.uid) {
+                self.seq += 1;
+                self.entries.insert(
+                    key.uid.clone(),
+                    Entry {
+                        key,
+                        seq: self.seq,
+                        attempts: 0,
+                        state: State::Ready(now),
+                    },
+                );
+            }
+        }
+        self.entries
+            .retain(|uid, e| seen.contains(uid) || e.state == State::InFlight);
+        for e in self.entries.values_mut() {
+            if let State::Assumed(until) = e.state
+                && until <= now
+            {
+                e.state = State::Ready(now);
+            }
+        }
+    }
+
+    /// The oldest pod whose backoff is over; it is in flight until `done`/`failed`.
+    pub fn pop(&mut self, now: Instant) -> Option<PodKey> {
+        let e = self
+            .entries
+            .values_mut()
+            .filter(|e| matches!(e.state, State::Ready(at) if at <= now))
+            .min_by_key(|e| e.seq)?;
+        e.state = State::InFlight;
+        Some(e.key.clone())
+    }
+
+    pub fn done(&mut self, uid: &str, now: Instant) {
+        if let Some(e) = self.entries.get_mut(uid) {
+            e.state = State::Assumed(now + self.assumed_ttl);
+        }
+    }
+
+    pub fn failed(&mut self, uid: &str, now: Instant) {
+        let backoff = self.entries.get(uid).map(|e| self.backoff(e.attempts + 1));
+        if let (Some(e), Some(b)) = (self.entries.get_mut(uid), backoff) {
+            e.attempts += 1;
+            e.state = State::Ready(now + b);
+        }
+    }
+
+    pub fn attempts(&self, uid: &str) -> u32 {
+        self.entries.get(uid).map_or(0, |e| e.attempts)
+    }
+
+    /// When the next backed-off pod becomes ready.
+    pub fn next_ready(&self) -> Option<Instant> {
+        self.entries
+            .values()
+            .filter_map(|e| match e.state {
+                State::Ready(at) | State::Assumed(at) => Some(at),
+                State::InFlight => None,
+            })
+            .min()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> PodKey {
+        PodKey {
+            namespace: "ns".into(),
+            name: n.into(),
+            uid: format!("uid-{n}"),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let q = Queue::new(Duration::from_secs(1), Duration::from_secs(10));
+        let got: Vec<u64> = (1..=6).map(|a| q.backoff(a).as_secs()).collect();
+        assert_eq!(got, vec![1, 2, 4, 8, 10, 10]);
+    }
+
+    #[test]
+    fn fifo_backoff_and_assumed() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(Duration::from_secs(1), Duration::from_secs(10));
+        q.sync([key("a"), key("b")], t0);
+        assert_eq!(q.pop(t0), Some(key("a")));
+        // In flight: not popped again, and kept even if no longer pending.
+        q.sync([key("b")], t0);
+        assert_eq!(q.pop(t0), Some(key("b")));
+        assert_eq!(q.pop(t0), None);
+        q.failed("uid-a", t0);
+        assert_eq!(q.pop(t0), None, "backing off");
+        assert_eq!(q.next_ready(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(q.pop(t0 + Duration::from_secs(1)), Some(key("a")));
+        q.failed("uid-a", t0);
+        assert_eq!(q.attempts("uid-a"), 2);
+        assert_eq!(q.pop(t0 + Duration::from_millis(1500)), None);
+        // b bound: held out while the cache still shows it pending.
+        q.done("uid-b", t0);
+        q.sync([key("a"), key("b")], t0);
+        assert_eq!(q.pop(t0 + Duration::from_secs(2)), Some(key("a")));
+        q.sync([key("a")], t0);
+        assert_eq!(q.len(), 1);
+    }
+}

@@ -1,0 +1,430 @@
+//! A whole simulated cluster on one machine: the control plane in-process, a
+//! loop-backed VG per node, and the real extender and agent binaries as
+//! processes. The demo, the bench and the end-to-end tests all stand on it.
+
+pub mod node_disk;
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use lvmpin_api::LvmNode;
+
+use crate::control_plane::{ControlPlane, ControlPlaneOptions};
+use crate::error::{Error, Result};
+use crate::scheduler::{ExtenderConfig, SchedulerConfig, StatsSnapshot};
+use crate::wait;
+use crate::workload::{self, StatefulSetLike};
+pub use node_disk::NodeDisk;
+pub use process::{Binaries, ManagedProcess};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Decisive,
+    Advisory,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Decisive => "decisive",
+            Mode::Advisory => "advisory",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TestbedOptions {
+    pub nodes: usize,
+    pub vg_bytes: u64,
+    pub mode: Mode,
+    /// How the scheduler sends nodes to the extender.
+    pub node_cache_capable: bool,
+    pub scan_interval: String,
+    pub extender_args: Vec<String>,
+    pub agent_args: Vec<String>,
+    /// Use release binaries (the demo) or debug ones (tests).
+    pub release: bool,
+    /// Scheduler settings; the extender entry is filled in by the testbed.
+    pub scheduler: SchedulerConfig,
+    /// False: the extender still runs, but the scheduler does not call it
+    /// (a cluster whose scheduler is not configured for lvmpin).
+    pub scheduler_uses_extender: bool,
+    pub class: String,
+    /// Log filter for the agents and the extender when `RUST_LOG` is unset.
+    pub log_filter: String,
+    /// The API server's address (port 0: any free port).
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for TestbedOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            vg_bytes: 1 << 30,
+            mode: Mode::Decisive,
+            node_cache_capable: true,
+            scan_interval: "1s".into(),
+            extender_args: Vec::new(),
+            agent_args: Vec::new(),
+            release: !cfg!(debug_assertions),
+            scheduler: SchedulerConfig {
+                bind_poll: Duration::from_millis(200),
+                ..SchedulerConfig::default()
+            },
+            scheduler_uses_extender: true,
+            class: "lvmpin".into(),
+            log_filter: "info".into(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// Field order is drop order: processes stop before the disks go away.
+pub struct Testbed {
+    pub agents: Vec<ManagedProcess>,
+    pub extender: ManagedProcess,
+    pub control_plane: ControlPlane,
+    pub disks: Vec<NodeDisk>,
+    pub node_names: Vec<String>,
+    pub vg: String,
+    pub class: String,
+    pub kubeconfig: PathBuf,
+    pub extender_url: String,
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+impl Testbed {
+    pub async fn start(opts: TestbedOptions) -> Result<Self> {
+        let release = opts.release;
+        let bins = tokio::task::spawn_blocking(move || Binaries::locate_or_build(release))
+            .await
+            .map_err(|e| Error::ApiServer(format!("build task failed: {e}")))??;
+        Self::start_with(opts, bins).await
+    }
+
+    pub async fn start_with(opts: TestbedOptions, bins: Binaries) -> Result<Self> {
+        let id = format!(
+            "{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let vg = format!("lvmpin-{id}");
+        let dir = Arc::new(
+            tempfile::Builder::new()
+                .prefix(&format!("lvmpin-sim-{id}-"))
+                .tempdir()
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?,
+        );
+        let port = process::free_port()?;
+        let extender_url = format!("http://127.0.0.1:{port}");
+        let mut scheduler = opts.scheduler.clone();
+        scheduler.extenders = if opts.scheduler_uses_extender {
+            vec![ExtenderConfig {
+                node_cache_capable: opts.node_cache_capable,
+                ..ExtenderConfig::lvmpin(&extender_url)
+            }]
+        } else {
+            Vec::new()
+        };
+        let control_plane = ControlPlane::start(ControlPlaneOptions {
+            listen: opts.listen,
+            scheduler: Some(scheduler),
+            ..ControlPlaneOptions::default()
+        })
+        .await?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        control_plane.write_kubeconfig(&kubeconfig)?;
+        let client = control_plane.client();
+
+        let node_names: Vec<String> = (0..opts.nodes).map(|i| format!("node-{i}")).collect();
+        let nodes_api = Api::<Node>::all(client.clone());
+        for n in &node_names {
+            nodes_api
+                .create(&PostParams::default(), &workload::node(n))
+                .await?;
+        }
+        Api::<StorageClass>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &workload::storage_class(&opts.class, &vg),
+            )
+            .await?;
+
+        let mut disks = Vec::new();
+        for n in &node_names {
+            let (guard, n2, v, size) = (dir.clone(), n.clone(), vg.clone(), opts.vg_bytes);
+            // The directory travels with the disk: if this future is dropped
+            // (Ctrl-C), the disk is cleaned up first, then the directory.
+            let (disk, _dir) = tokio::task::spawn_blocking(move || {
+                let disk = NodeDisk::create(guard.path(), &n2, &v, size);
+                (disk, guard)
+            })
+            .await
+            .map_err(|e| Error::ApiServer(format!("disk task failed: {e}")))?;
+            disks.push(disk?);
+        }
+
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| opts.log_filter.clone());
+        let kc = kubeconfig.display().to_string();
+        let mut agents = Vec::new();
+        for disk in &disks {
+            let kubelet_dir = dir.path().join(format!("kubelet-{}", disk.node));
+            std::fs::create_dir_all(&kubelet_dir).map_err(|e| Error::io(&kubelet_dir, e))?;
+            let mut args: Vec<String> = [
+                "--node-name",
+                &disk.node,
+                "--volume-group",
+                &vg,
+                "--kubeconfig",
+                &kc,
+                "--scan-interval",
+                &opts.scan_interval,
+                "--csi-socket",
+                &kubelet_dir.join("csi.sock").display().to_string(),
+                "--kubelet-dir",
+                &kubelet_dir.display().to_string(),
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            args.extend(opts.agent_args.iter().cloned());
+            agents.push(ManagedProcess::spawn(
+                &format!("agent-{}", disk.node),
+                &bins.agent,
+                args,
+                vec![
+                    ("LVM_SYSTEM_DIR".into(), disk.lvm_dir.display().to_string()),
+                    ("LVM_SUPPRESS_FD_WARNINGS".into(), "1".into()),
+                    ("RUST_LOG".into(), rust_log.clone()),
+                ],
+                dir.path().join(format!("agent-{}.log", disk.node)),
+            )?);
+        }
+        let mut args: Vec<String> = [
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--kubeconfig",
+            &kc,
+            "--mode",
+            opts.mode.as_str(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(opts.extender_args.iter().cloned());
+        let extender = ManagedProcess::spawn(
+            "extender",
+            &bins.extender,
+            args,
+            vec![("RUST_LOG".into(), rust_log)],
+            dir.path().join("extender.log"),
+        )?;
+        let tb = Testbed {
+            agents,
+            extender,
+            control_plane,
+            disks,
+            node_names,
+            vg,
+            class: opts.class.clone(),
+            kubeconfig,
+            extender_url,
+            dir,
+        };
+        tb.wait_ready(Duration::from_secs(90)).await?;
+        Ok(tb)
+    }
+
+    pub fn client(&self) -> Client {
+        self.control_plane.client()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.control_plane.stats.snapshot()
+    }
+
+    /// The extender answers `/readyz` with 200 and every agent has reported its VG.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        self.wait_extender_ready(timeout).await?;
+        let api = Api::<LvmNode>::all(self.client());
+        let want = self.node_names.len();
+        let vg = self.vg.clone();
+        wait::until(
+            "every agent to report its volume group",
+            timeout,
+            Duration::from_millis(200),
+            || {
+                let api = api.clone();
+                let vg = vg.clone();
+                async move {
+                    let list = api.list(&ListParams::default()).await.ok()?;
+                    let reporting = list
+                        .items
+                        .iter()
+                        .filter(|n| {
+                            n.status
+                                .as_ref()
+                                .and_then(|s| s.volume_group(&vg))
+                                .is_some_and(|g| g.healthy && g.size_bytes > 0)
+                        })
+                        .count();
+                    (reporting == want).then_some(())
+                }
+            },
+        )
+        .await
+        .map_err(|e| self.with_logs(e))
+    }
+
+    pub async fn wait_extender_ready(&self, timeout: Duration) -> Result<()> {
+        let http: HttpClient<_, Empty<Bytes>> =
+            HttpClient::builder(TokioExecutor::new()).build_http();
+        let url = format!("{}/readyz", self.extender_url);
+        wait::until(
+            "the extender's /readyz",
+            timeout,
+            Duration::from_millis(100),
+            || {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    let uri: http::Uri = url.parse().ok()?;
+                    let resp = http.get(uri).await.ok()?;
+                    resp.status().is_success().then_some(())
+                }
+            },
+        )
+        .await
+        .map_err(|e| self.with_logs(e))
+    }
+
+    /// Attach the tail of every process log to an error, for diagnosis.
+    /// With `LVMPIN_SIM_KEEP_LOGS=<dir>` set, the process logs are also copied there.
+    pub fn with_logs(&self, e: Error) -> Error {
+        let mut text = format!("{e}");
+        if let Some(keep) = std::env::var_os("LVMPIN_SIM_KEEP_LOGS") {
+            let dest = PathBuf::from(keep).join(self.dir.path().file_name().unwrap_or_default());
+            if std::fs::create_dir_all(&dest).is_ok() {
+                for p in self.agents.iter().chain(std::iter::once(&self.extender)) {
+                    if let Some(name) = p.log.file_name() {
+                        let _ = std::fs::copy(&p.log, dest.join(name));
+                    }
+                }
+                text.push_str(&format!("\nlogs copied to {}", dest.display()));
+            }
+        }
+        for p in self.agents.iter().chain(std::iter::once(&self.extender)) {
+            text.push_str(&format!(
+                "\n--- {} ({}) warnings ---\n{}\n--- last lines ---\n{}",
+                p.name,
+                p.log.display(),
+                p.log_warnings(10),
+                p.log_tail(8)
+            ));
+        }
+        Error::ApiServer(text)
+    }
+
+    /// Create the claims and pods a StatefulSet controller would.
+    pub async fn create_statefulset(&self, set: &StatefulSetLike) -> Result<()> {
+        let (claims, pods) = set.objects();
+        let c = Api::<PersistentVolumeClaim>::namespaced(self.client(), &set.namespace);
+        for claim in &claims {
+            c.create(&PostParams::default(), claim).await?;
+        }
+        let p = Api::<Pod>::namespaced(self.client(), &set.namespace);
+        for pod in &pods {
+            p.create(&PostParams::default(), pod).await?;
+        }
+        Ok(())
+    }
+
+    /// Wait until every named pod has a node; returns pod → node.
+    pub async fn wait_bound(
+        &self,
+        namespace: &str,
+        pods: &[String],
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, String>> {
+        let api = Api::<Pod>::namespaced(self.client(), namespace);
+        let want: Vec<String> = pods.to_vec();
+        let result = wait::until(
+            &format!("{} pods to be bound", want.len()),
+            timeout,
+            Duration::from_millis(250),
+            || {
+                let api = api.clone();
+                let want = want.clone();
+                async move {
+                    let list = api.list(&ListParams::default()).await.ok()?;
+                    let placed: BTreeMap<String, String> = list
+                        .items
+                        .iter()
+                        .filter_map(|p| {
+                            let name = p.metadata.name.clone()?;
+                            let node = p.spec.as_ref()?.node_name.clone()?;
+                            want.contains(&name).then_some((name, node))
+                        })
+                        .collect();
+                    (placed.len() == want.len()).then_some(placed)
+                }
+            },
+        )
+        .await;
+        result.map_err(|e| self.with_logs(e))
+    }
+
+    /// LVs per node as LVM sees them.
+    pub fn lvs(&self) -> Result<BTreeMap<String, Vec<(String, u64)>>> {
+        self.disks
+            .iter()
+            .map(|d| Ok((d.node.clone(), d.lvs()?)))
+            .collect()
+    }
+
+    pub fn disk(&self, node: &str) -> Option<&NodeDisk> {
+        self.disks.iter().find(|d| d.node == node)
+    }
+
+    /// Grow a node's VG by a new loop device.
+    pub fn vgextend(&mut self, node: &str, bytes: u64) -> Result<()> {
+        let dir = self.dir.path().to_path_buf();
+        let disk = self
+            .disks
+            .iter_mut()
+            .find(|d| d.node == node)
+            .ok_or_else(|| Error::InvalidName(node.to_string()))?;
+        disk.extend(&dir, bytes)
+    }
+
+    /// Stop processes, then the control plane; disks are removed on drop.
+    pub async fn shutdown(mut self) {
+        for a in &mut self.agents {
+            a.stop(Duration::from_secs(5)).await;
+        }
+        self.extender.stop(Duration::from_secs(5)).await;
+        let Testbed {
+            control_plane,
+            disks,
+            ..
+        } = self;
+        control_plane.shutdown().await;
+        drop(disks);
+    }
+}

@@ -1,0 +1,231 @@
+//! The real lvmpin binaries as child processes: where to find them, building
+//! them when missing, and stopping them (also on drop).
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::error::{Error, Result};
+
+pub const EXTENDER_BIN: &str = "lvmpin-scheduler-extender";
+pub const AGENT_BIN: &str = "lvmpin-agent";
+
+/// The workspace this crate was built from.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `CARGO_TARGET_DIR` or `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub extender: PathBuf,
+    pub agent: PathBuf,
+}
+
+impl Binaries {
+    /// Find both binaries for `release` or debug, building them with cargo
+    /// when either is missing. (Not when merely stale: a nested cargo run with
+    /// another feature set would rebuild shared dependencies for everyone.)
+    pub fn locate_or_build(release: bool) -> Result<Self> {
+        let dir = target_dir().join(if release { "release" } else { "debug" });
+        let bins = Binaries {
+            extender: dir.join(EXTENDER_BIN),
+            agent: dir.join(AGENT_BIN),
+        };
+        if !(bins.extender.is_file() && bins.agent.is_file()) {
+            cargo_build(release)?;
+        }
+        for p in [&bins.extender, &bins.agent] {
+            if !p.is_file() {
+                return Err(Error::BinaryMissing(p.display().to_string()));
+            }
+        }
+        Ok(bins)
+    }
+}
+
+fn cargo_build(release: bool) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    // Variables cargo sets for a test or `cargo run` process describe that
+    // package, not this build; keep them out of the nested build.
+    for (k, _) in std::env::vars_os() {
+        if let Some(k) = k.to_str()
+            && k.starts_with("CARGO_")
+            && !matches!(k, "CARGO_HOME" | "CARGO_TARGET_DIR")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "-p",
+        "lvmpin-scheduler-extender",
+        "-p",
+        "lvmpin-provisioner",
+        "--bins",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().map_err(|e| Error::Command {
+        command: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Command {
+            command: shown,
+            reason: status.to_string(),
+        })
+    }
+}
+
+/// A child process with its output in a log file; killed when dropped.
+#[derive(Debug)]
+pub struct ManagedProcess {
+    pub name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ManagedProcess {
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: Vec<String>,
+        envs: Vec<(String, String)>,
+        log: PathBuf,
+    ) -> Result<Self> {
+        let mut p = ManagedProcess {
+            name: name.to_string(),
+            program: program.to_path_buf(),
+            args,
+            envs,
+            log,
+            child: None,
+        };
+        p.start()?;
+        Ok(p)
+    }
+
+    /// Start (again) with the same arguments; output is appended to the log.
+    pub fn start(&mut self) -> Result<()> {
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .map_err(|e| Error::io(&self.log, e))
+        };
+        let (out, err) = (open()?, open()?);
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::Command {
+                command: format!("{} {}", self.program.display(), self.args.join(" ")),
+                reason: e.to_string(),
+            })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// SIGKILL, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if still running after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = c.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if tokio::time::timeout(grace, c.wait()).await.is_err() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// The exit status if the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Peak resident set size (VmHWM) in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        peak_rss_kib(self.pid()?)
+    }
+
+    /// Up to `lines` warning and error lines of the log, for failure messages.
+    pub fn log_warnings(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .filter(|l| {
+                !l.contains("METADATA-ONLY") && !l.contains("device-mapper is not available")
+            })
+            .collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The last `lines` lines of the log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// VmHWM of a process in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A free loopback port (bound then released; good enough on a test machine).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("127.0.0.1:0", e))?;
+    let port = l
+        .local_addr()
+        .map_err(|e| Error::io("127.0.0.1:0", e))?
+        .port();
+    Ok(port)
+}
