@@ -1,4 +1,5 @@
-//! Prints the CRDs as YAML; `manifests/crds.yaml` is this output, checked in.
+//! Prints the CRDs as YAML; `manifests/base/crds.yaml` is this output, checked in
+//! (`tests/tests/manifests.rs` fails when it drifts).
 #![forbid(unsafe_code)]
 
 use kube::CustomResourceExt;
