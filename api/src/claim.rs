@@ -89,9 +89,15 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(claim_size_bytes(&pvc(Some("1Gi"), None)), Ok(1 << 30));
-        assert_eq!(claim_size_bytes(&pvc(Some("1Gi"), Some("2Gi"))), Ok(2 << 30));
+        assert_eq!(
+            claim_size_bytes(&pvc(Some("1Gi"), Some("2Gi"))),
+            Ok(2 << 30)
+        );
         assert_eq!(claim_size_bytes(&pvc(None, Some("2Gi"))), Ok(2 << 30));
-        assert_eq!(claim_size_bytes(&pvc(Some("1Gi"), Some("1Gi"))), Ok(1 << 30));
+        assert_eq!(
+            claim_size_bytes(&pvc(Some("1Gi"), Some("1Gi"))),
+            Ok(1 << 30)
+        );
         assert!(matches!(
             claim_size_bytes(&pvc(Some("2Gi"), Some("1Gi"))),
             Err(ClaimSizeError::AnnotationBelowRequest { .. })
@@ -100,7 +106,13 @@ mod tests {
             claim_size_bytes(&pvc(Some("1Gi"), Some("lots"))),
             Err(ClaimSizeError::BadAnnotation(_))
         ));
-        assert_eq!(claim_size_bytes(&pvc(None, None)), Err(ClaimSizeError::NoSize));
-        assert_eq!(claim_size_bytes(&pvc(Some("0"), None)), Err(ClaimSizeError::Zero));
+        assert_eq!(
+            claim_size_bytes(&pvc(None, None)),
+            Err(ClaimSizeError::NoSize)
+        );
+        assert_eq!(
+            claim_size_bytes(&pvc(Some("0"), None)),
+            Err(ClaimSizeError::Zero)
+        );
     }
 }

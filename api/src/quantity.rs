@@ -56,7 +56,9 @@ pub fn parse_quantity_bytes(input: &str) -> Result<u64, QuantityError> {
             .and_then(|n| n.checked_add(u128::from(d - b'0')))
             .ok_or_else(too_large)?;
     }
-    let mut denominator: u128 = 10u128.checked_pow(frac.len() as u32).ok_or_else(too_large)?;
+    let mut denominator: u128 = 10u128
+        .checked_pow(frac.len() as u32)
+        .ok_or_else(too_large)?;
 
     let (mul, div): (u128, u128) = match suffix {
         "" => (1, 1),
