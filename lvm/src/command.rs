@@ -1,7 +1,10 @@
-//! The one place lvm2 is executed: an argument vector (never a shell string),
-//! `LC_ALL=C` so messages are stable, captured output, a deadline, and on timeout
-//! the whole process group is killed so no orphaned `lvm` survives (TopoLVM #1163).
+//! The one place lvmpin executes external programs (lvm2 here, and mkfs, blkid
+//! and the grow tools through `run_program` in the CSI layer): an argument vector
+//! (never a shell string), `LC_ALL=C` so messages are stable, captured output, a
+//! deadline, and on timeout the whole process group is killed so no orphaned
+//! process survives (TopoLVM #1163).
 
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +26,7 @@ pub(crate) struct Runner {
 
 /// A finished command, successful or not.
 #[derive(Debug, Clone)]
-pub(crate) struct Output {
+pub struct Output {
     pub command: String,
     pub code: Option<i32>,
     pub stdout: String,
@@ -35,7 +38,7 @@ impl Output {
         self.code == Some(0)
     }
 
-    pub fn into_failure(self) -> Error {
+    pub(crate) fn into_failure(self) -> Error {
         Error::CommandFailed {
             command: self.command,
             code: self.code,
@@ -45,86 +48,105 @@ impl Output {
 }
 
 impl Runner {
-    /// Runs the command to completion or to its timeout. A non-zero exit is not an
+    /// Runs lvm to completion or to its timeout. A non-zero exit is not an
     /// error here: callers classify stderr first.
     pub fn run(&self, args: &[String]) -> Result<Output> {
-        let command = command_line(&self.binary, args);
-        let started = Instant::now();
-        let io_error = |source: std::io::Error| Error::Io {
-            command: command.clone(),
-            source: Arc::new(source),
-        };
-        // As an OsStr, not a Path: duct would turn a bare "lvm" Path into "./lvm"
-        // instead of looking it up in PATH.
-        let handle = duct::cmd(self.binary.as_os_str(), args)
-            .env("LC_ALL", "C")
-            // lvm complains about every inherited descriptor otherwise.
-            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
-            .stdin_null()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .before_spawn(|cmd| {
-                // Its own group, so that a timeout can kill lvm and anything it forked.
-                cmd.process_group(0);
-                Ok(())
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        // lvm complains about every inherited descriptor otherwise.
+        let env = [("LVM_SUPPRESS_FD_WARNINGS", "1")];
+        run_program(self.binary.as_os_str(), &args, &env, self.timeout)
+    }
+}
+
+/// Runs any program the way lvmpin runs every external command: an argument
+/// vector (never a shell string), `LC_ALL=C` so messages are stable, captured
+/// output, its own process group, and at the deadline the whole group is killed
+/// and reaped. A non-zero exit is returned as an `Output`, not an error; only a
+/// failure to start (`Error::Io`) or the timeout (`Error::Timeout`) is.
+pub fn run_program(
+    program: &OsStr,
+    args: &[OsString],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Output> {
+    let command = command_line(program, args);
+    let started = Instant::now();
+    let io_error = |source: std::io::Error| Error::Io {
+        command: command.clone(),
+        source: Arc::new(source),
+    };
+    // As an OsStr, not a Path: duct would turn a bare "lvm" Path into "./lvm"
+    // instead of looking it up in PATH.
+    let mut expression = duct::cmd(program, args).env("LC_ALL", "C");
+    for (key, value) in env {
+        expression = expression.env(key, value);
+    }
+    let handle = expression
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .before_spawn(|cmd| {
+            // Its own group, so that a timeout can kill it and anything it forked.
+            cmd.process_group(0);
+            Ok(())
+        })
+        .start()
+        .map_err(io_error)?;
+    let deadline = started
+        .checked_add(timeout)
+        .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
+    match handle.wait_deadline(deadline).map_err(io_error)? {
+        Some(out) => {
+            let output = Output {
+                command,
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            };
+            tracing::debug!(
+                command = %output.command,
+                code = ?output.code,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "command finished"
+            );
+            Ok(output)
+        }
+        None => {
+            for pid in handle.pids() {
+                // The group id equals the leader's pid (process_group(0) above).
+                let group = Pid::from_raw(pid as i32);
+                if let Err(errno) = killpg(group, Signal::SIGKILL) {
+                    tracing::warn!(%command, pid, %errno, "could not kill timed-out process group");
+                }
+            }
+            if !matches!(
+                handle.wait_deadline(Instant::now() + REAP_GRACE),
+                Ok(Some(_))
+            ) {
+                tracing::error!(%command, "timed-out command still not reaped after SIGKILL");
+            }
+            tracing::warn!(%command, ?timeout, "command timed out and was killed");
+            Err(Error::Timeout {
+                command,
+                after: timeout,
             })
-            .start()
-            .map_err(io_error)?;
-        let deadline = started
-            .checked_add(self.timeout)
-            .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
-        match handle.wait_deadline(deadline).map_err(io_error)? {
-            Some(out) => {
-                let output = Output {
-                    command,
-                    code: out.status.code(),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                };
-                tracing::debug!(
-                    command = %output.command,
-                    code = ?output.code,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "lvm command finished"
-                );
-                Ok(output)
-            }
-            None => {
-                for pid in handle.pids() {
-                    // The group id equals the leader's pid (process_group(0) above).
-                    let group = Pid::from_raw(pid as i32);
-                    if let Err(errno) = killpg(group, Signal::SIGKILL) {
-                        tracing::warn!(%command, pid, %errno, "could not kill timed-out process group");
-                    }
-                }
-                if !matches!(
-                    handle.wait_deadline(Instant::now() + REAP_GRACE),
-                    Ok(Some(_))
-                ) {
-                    tracing::error!(%command, "timed-out command still not reaped after SIGKILL");
-                }
-                tracing::warn!(%command, timeout = ?self.timeout, "lvm command timed out and was killed");
-                Err(Error::Timeout {
-                    command,
-                    after: self.timeout,
-                })
-            }
         }
     }
 }
 
 /// The command as an operator would type it, for errors and logs.
-pub(crate) fn command_line(binary: &std::path::Path, args: &[String]) -> String {
-    let mut line = binary.display().to_string();
+pub(crate) fn command_line(program: &OsStr, args: &[OsString]) -> String {
+    let mut line = program.to_string_lossy().into_owned();
     for arg in args {
         line.push(' ');
+        let arg = arg.to_string_lossy();
         let plain = !arg.is_empty()
             && arg
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_./=+:,@%#&!".contains(c));
         if plain {
-            line.push_str(arg);
+            line.push_str(&arg);
         } else {
             line.push_str(&format!("{arg:?}"));
         }
@@ -180,7 +202,13 @@ mod tests {
     #[test]
     fn command_line_quotes_only_when_needed() {
         assert_eq!(
-            command_line("lvm".as_ref(), &args(&["lvs", "--size", "1b", "a b", ""])),
+            command_line(
+                "lvm".as_ref(),
+                &args(&["lvs", "--size", "1b", "a b", ""])
+                    .into_iter()
+                    .map(OsString::from)
+                    .collect::<Vec<_>>()
+            ),
             "lvm lvs --size 1b \"a b\" \"\""
         );
     }

@@ -18,6 +18,7 @@ mod ops;
 mod report;
 mod tags;
 
+pub use command::{Output, run_program};
 pub use config::{DEVICE_MAPPER_CONTROL, DeviceMapper, LvmConfig, device_mapper_available};
 pub use error::{Error, Result};
 pub use names::{validate_lv_name, validate_vg_name};

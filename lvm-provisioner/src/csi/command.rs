@@ -1,6 +1,8 @@
-//! The one place the CSI layer runs external programs: argument vectors only
-//! (never a shell), stderr captured, and a deadline after which the process is
-//! killed so a hung mkfs cannot pin a kubelet call forever.
+//! External programs of the CSI layer (blkid, mkfs, resize2fs, xfs_growfs) run
+//! through the project's one runner, `lvmpin_lvm::run_program`: argument vectors
+//! only, stderr captured, and a deadline after which the process group is killed
+//! so a hung mkfs cannot pin a kubelet call forever. This module only maps its
+//! results to the CSI error kinds.
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -20,61 +22,51 @@ impl Output {
     }
 }
 
-fn display(program: &str, args: &[OsString]) -> String {
-    let mut s = program.to_string();
-    for a in args {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
+impl From<lvmpin_lvm::Output> for Output {
+    fn from(out: lvmpin_lvm::Output) -> Self {
+        Self {
+            code: out.code,
+            stdout: out.stdout,
+            stderr: out.stderr.trim().to_string(),
+        }
     }
-    s
 }
 
 /// Runs the program and returns its output whatever the exit status.
 pub fn run_unchecked(program: &str, args: &[OsString], timeout: Duration) -> Result<Output> {
-    let command = display(program, args);
-    let handle = duct::cmd(program, args)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .start()
-        .map_err(|e| Error::Command {
-            command: command.clone(),
-            status: "not started".into(),
-            stderr: e.to_string(),
-        })?;
-    let waited = handle.wait_timeout(timeout).map_err(|e| Error::Command {
-        command: command.clone(),
-        status: "wait failed".into(),
-        stderr: e.to_string(),
-    })?;
-    let Some(out) = waited else {
-        // Kill, then reap, so no zombie or orphan is left behind.
-        let _ = handle.kill();
-        return Err(Error::CommandTimeout { command, timeout });
-    };
-    Ok(Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
+    run_program(program, args, timeout).map(Output::from)
 }
 
 /// Runs the program and turns a non-zero exit into `Error::Command`.
 pub fn run(program: &str, args: &[OsString], timeout: Duration) -> Result<Output> {
-    let out = run_unchecked(program, args, timeout)?;
+    let out = run_program(program, args, timeout)?;
     if out.success() {
-        Ok(out)
-    } else {
-        Err(Error::Command {
-            command: display(program, args),
-            status: match out.code {
-                Some(c) => format!("exit code {c}"),
-                None => "killed by a signal".into(),
-            },
-            stderr: out.stderr,
-        })
+        return Ok(out.into());
     }
+    let status = match out.code {
+        Some(c) => format!("exit code {c}"),
+        None => "killed by a signal".into(),
+    };
+    Err(Error::Command {
+        command: out.command.clone(),
+        status,
+        stderr: Output::from(out).stderr,
+    })
+}
+
+fn run_program(program: &str, args: &[OsString], timeout: Duration) -> Result<lvmpin_lvm::Output> {
+    lvmpin_lvm::run_program(program.as_ref(), args, &[], timeout).map_err(|e| match e {
+        lvmpin_lvm::Error::Timeout { command, after } => Error::CommandTimeout {
+            command,
+            timeout: after,
+        },
+        lvmpin_lvm::Error::Io { command, source } => Error::Command {
+            command,
+            status: "not started".into(),
+            stderr: source.to_string(),
+        },
+        other => Error::Lvm(other),
+    })
 }
 
 #[cfg(test)]
