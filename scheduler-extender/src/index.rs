@@ -171,14 +171,7 @@ impl Index {
     }
 
     pub fn replace_nodes(&mut self, all: Vec<NodeFacts>) {
-        let names: HashSet<String> = all.iter().map(|n| n.name.clone()).collect();
-        let stale: Vec<String> = self
-            .nodes
-            .keys()
-            .filter(|k| !names.contains(*k))
-            .cloned()
-            .collect();
-        for k in stale {
+        for k in self.node_names_except(all.iter().map(|n| n.name.as_str())) {
             self.remove_node(&k);
         }
         for n in all {
@@ -233,19 +226,22 @@ impl Index {
     }
 
     pub fn replace_lvm(&mut self, all: Vec<LvmFacts>) {
-        let names: HashSet<String> = all.iter().map(|l| l.node.clone()).collect();
-        let stale: Vec<String> = self
-            .nodes
-            .keys()
-            .filter(|k| !names.contains(*k))
-            .cloned()
-            .collect();
-        for k in stale {
+        for k in self.node_names_except(all.iter().map(|l| l.node.as_str())) {
             self.remove_lvm(&k);
         }
         for l in all {
             self.upsert_lvm(l);
         }
+    }
+
+    /// Known node names missing from a fresh list: what a relist must forget.
+    fn node_names_except<'a>(&self, keep: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let keep: HashSet<&str> = keep.collect();
+        self.nodes
+            .keys()
+            .filter(|k| !keep.contains(k.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// The node a pod using this claim is bound to, if any.
