@@ -1044,21 +1044,20 @@ async fn shutdown_ends_open_watches() {
     assert!(w.next().await.is_none());
 }
 
-/// kubectl as an operator would use it against the simulator; skipped when kubectl is not installed.
+/// kubectl as an operator would use it against the simulator. `.ci/run`
+/// provides kubectl, so a missing one is a failure, not a skip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_create_delete() {
-    let Ok(which) = std::process::Command::new("kubectl")
+    let version = std::process::Command::new("kubectl")
         .arg("version")
         .arg("--client")
         .output()
-    else {
-        eprintln!("kubectl not installed; skipping");
-        return;
-    };
-    if !which.status.success() {
-        eprintln!("kubectl not usable; skipping");
-        return;
-    }
+        .expect("kubectl must be on PATH (.ci/run installs it)");
+    assert!(
+        version.status.success(),
+        "kubectl version --client failed: {}",
+        String::from_utf8_lossy(&version.stderr)
+    );
     let s = sim().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

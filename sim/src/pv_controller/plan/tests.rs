@@ -92,6 +92,22 @@ fn prebound_volume_binds_volume_then_claim() {
     );
 }
 
+/// syncUnboundClaim looks for a matching volume before it provisions: a claim
+/// whose pre-bound PV is already there is bound without ever getting the
+/// storage-provisioner annotation, even with its node selected.
+#[test]
+fn matching_volume_wins_over_provisioning() {
+    let claim = workload_selected(pvc("a", "u1"), "n1");
+    let vol = pv("pvc-u1", Some(("a", "u1")), "1Gi");
+    let acts = run(&[vol], &[claim], &[class("WaitForFirstConsumer")]);
+    let [Action::VolumeStatus(_), Action::ClaimUpdate(c)] = acts.as_slice() else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(volume_name_of(c), Some("pvc-u1"));
+    assert_eq!(ann(c, ANN_STORAGE_PROVISIONER), None);
+    assert_eq!(ann(c, ANN_BETA_STORAGE_PROVISIONER), None);
+}
+
 #[test]
 fn bound_claim_gets_status_from_volume() {
     let vol = with_phase(pv("pvc-u1", Some(("a", "u1")), "2Gi"), PHASE_BOUND);
