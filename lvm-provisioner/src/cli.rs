@@ -64,6 +64,11 @@ pub struct Args {
     pub kubelet_dir: PathBuf,
     #[arg(long, default_value = "0.0.0.0:9808")]
     pub metrics_listen: SocketAddr,
+    /// The agent's namespace (from the downward API: metadata.namespace),
+    /// where it keeps one CSIStorageCapacity per StorageClass for this node;
+    /// empty: publish none.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "")]
+    pub namespace: String,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }

@@ -1,14 +1,16 @@
 //! Everything a reconcile needs, in one place.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use lvmpin_api::LvmNodeStatus;
+use lvmpin_api::{LvmNode, LvmNodeStatus};
 use tokio::sync::Notify;
 
 use crate::backend::Report;
@@ -23,6 +25,8 @@ pub struct AgentConfig {
     /// treated like "no room" and the claim is rescheduled.
     pub spare_bytes: u64,
     pub scan_interval: Duration,
+    /// Where this node's CSIStorageCapacity objects live; `None`: none kept.
+    pub namespace: Option<String>,
 }
 
 /// Read-only caches filled by the watches.
@@ -65,8 +69,17 @@ pub struct Context<B> {
     pub status_dirty: Notify,
     /// The status last written, to skip writes that change nothing.
     pub last_status: Mutex<Option<LvmNodeStatus>>,
+    /// The LvmNode's uid once created or read, for owner references.
+    pub lvm_node_uid: Mutex<Option<String>>,
+    /// Poked after each capacity report, for the CSIStorageCapacity task.
+    pub capacity_dirty: Notify,
+    /// CSIStorageCapacity (capacity, maximum) per object name as last written;
+    /// `None` until the namespace was listed (and after a failed write).
+    pub capacity_written: tokio::sync::Mutex<Option<CapacityWritten>>,
     pub clock: Clock,
 }
+
+pub type CapacityWritten = BTreeMap<String, (String, String)>;
 
 impl<B> Context<B> {
     pub fn new(
@@ -95,11 +108,30 @@ impl<B> Context<B> {
             lvm_state: tokio::sync::Mutex::new(None),
             status_dirty: Notify::new(),
             last_status: Mutex::new(None),
+            lvm_node_uid: Mutex::new(None),
+            capacity_dirty: Notify::new(),
+            capacity_written: tokio::sync::Mutex::new(None),
             clock,
         }
     }
 
     pub fn now(&self) -> String {
         (self.clock)()
+    }
+
+    /// This node's LvmNode as an owner, once its uid is known.
+    pub fn lvm_node_owner(&self) -> Option<OwnerReference> {
+        let uid = self
+            .lvm_node_uid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(OwnerReference {
+            api_version: <LvmNode as kube::Resource>::api_version(&()).into_owned(),
+            kind: "LvmNode".into(),
+            name: self.config.node_name.clone(),
+            uid,
+            ..Default::default()
+        })
     }
 }

@@ -19,6 +19,10 @@ pub enum DeletionStep {
     Ignore,
     /// Released but the policy is Retain: keep the LV and the PV.
     Retain,
+    /// Not Delete, yet our finalizer is there (PVs made before it was
+    /// limited to Delete, or a policy changed by hand): drop it, so that
+    /// deleting the PV object is not blocked for ever. The LV stays.
+    DropFinalizer,
     /// Released with the Delete policy: remove the LV, then the PV.
     Delete {
         volume: VolumeId,
@@ -45,11 +49,15 @@ pub fn plan(pv: &PersistentVolume, node: &str) -> DeletionStep {
     if pinned_node(pv) != Some(node) {
         return DeletionStep::Ignore;
     }
+    let delete_policy = spec.persistent_volume_reclaim_policy.as_deref() == Some("Delete");
+    if !delete_policy && has_finalizer(pv) {
+        return DeletionStep::DropFinalizer;
+    }
     let phase = pv.status.as_ref().and_then(|s| s.phase.as_deref());
     if phase != Some("Released") {
         return DeletionStep::Ignore;
     }
-    if spec.persistent_volume_reclaim_policy.as_deref() != Some("Delete") {
+    if !delete_policy {
         return DeletionStep::Retain;
     }
     let Ok(volume) = csi.volume_handle.parse::<VolumeId>() else {
@@ -144,8 +152,23 @@ mod tests {
                 del(false),
             ),
             (
-                "retain",
+                "retain with our finalizer",
                 pv("n1", "Released", "Retain", &fin, false),
+                DeletionStep::DropFinalizer,
+            ),
+            (
+                "retain, bound, with our finalizer",
+                pv("n1", "Bound", "Retain", &fin, false),
+                DeletionStep::DropFinalizer,
+            ),
+            (
+                "retain, being deleted",
+                pv("n1", "Released", "Retain", &fin, true),
+                DeletionStep::DropFinalizer,
+            ),
+            (
+                "retain",
+                pv("n1", "Released", "Retain", &[], false),
                 DeletionStep::Retain,
             ),
             (

@@ -2,9 +2,10 @@
 //! deletion, and the CSI node service.
 //!
 //! Pure decisions: `claim_plan`, `pv_body`, `capacity`, `expansion`,
-//! `deletion`, `recovery`, `report`, `backoff`, `reschedule`. Shells that
-//! perform them: `reconcile_claim`, `reconcile_pv`, `node_report`, `startup`,
-//! `volumes`, `lvm_backend`, `runtime`.
+//! `deletion`, `recovery`, `report`, `backoff`, `reschedule`, and the plan of
+//! `storage_capacity`. Shells that perform them: `reconcile_claim`,
+//! `reconcile_pv`, `node_report`, `startup`, `volumes`, `lvm_backend`, the
+//! sync of `storage_capacity`, `runtime`.
 #![forbid(unsafe_code)]
 
 pub mod api_util;
@@ -32,6 +33,7 @@ pub mod report;
 pub mod reschedule;
 pub mod runtime;
 pub mod startup;
+pub mod storage_capacity;
 #[doc(hidden)]
 pub mod test_objects;
 pub mod volumes;

@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         csi_socket,
         kubelet_dir,
         metrics_listen,
+        namespace,
         log_format: _,
     } = args;
 
@@ -110,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             volume_groups,
             spare_bytes,
             scan_interval: scan_interval.into(),
+            namespace: Some(namespace).filter(|n| !n.is_empty()),
         },
         metrics_listen: Some(metrics_listen),
         clock: system_clock(),

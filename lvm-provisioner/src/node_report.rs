@@ -26,6 +26,10 @@ fn node_owner(node: &Node) -> Option<OwnerReference> {
     })
 }
 
+fn remember_uid<B>(ctx: &Context<B>, obj: &LvmNode) {
+    *ctx.lvm_node_uid.lock().unwrap_or_else(|e| e.into_inner()) = obj.metadata.uid.clone();
+}
+
 /// Creates the LvmNode if missing and adds the Node owner reference once the
 /// Node exists. Returns whether the owner reference is in place.
 pub async fn ensure_lvm_node<B>(ctx: &Context<B>) -> Result<bool> {
@@ -50,13 +54,17 @@ pub async fn ensure_lvm_node<B>(ctx: &Context<B>) -> Result<bool> {
                 status: None,
             };
             match lvm_nodes.create(&PostParams::default(), &obj).await {
-                Ok(_) => info!(node = %node_name, "created LvmNode"),
+                Ok(created) => {
+                    info!(node = %node_name, "created LvmNode");
+                    remember_uid(ctx, &created);
+                }
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(e.into()),
             }
             Ok(owner.is_some())
         }
         Some(existing) => {
+            remember_uid(ctx, &existing);
             let has_owner = existing
                 .owner_references()
                 .iter()
@@ -153,6 +161,8 @@ pub async fn run<B: VolumeBackend>(
             // The last written status is unchanged, so the next scan retries.
             warn!(error = %e, "could not write LvmNode status");
         }
+        // Cheap when nothing changed: the capacity task compares in memory.
+        ctx.capacity_dirty.notify_one();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(ctx.config.scan_interval) => fresh = true,

@@ -50,6 +50,14 @@ pub fn build(
     if let Some(pool) = &spec.thin_pool {
         attributes.insert("thinPool".into(), pool.clone());
     }
+    let policy = class
+        .reclaim_policy
+        .clone()
+        .unwrap_or_else(|| "Delete".into());
+    // The finalizer holds the PV while its LV may still be removed; with any
+    // other policy nobody removes the LV, and it would only keep
+    // `kubectl delete pv` waiting for ever.
+    let finalizers = (policy == "Delete").then(|| vec![PV_FINALIZER.to_string()]);
     PersistentVolume {
         metadata: ObjectMeta {
             name: Some(spec.volume_name.clone()),
@@ -57,7 +65,7 @@ pub fn build(
                 ANN_PROVISIONED_BY.to_string(),
                 DRIVER_NAME.to_string(),
             )])),
-            finalizers: Some(vec![PV_FINALIZER.to_string()]),
+            finalizers,
             ..Default::default()
         },
         spec: Some(PersistentVolumeSpec {
@@ -84,12 +92,7 @@ pub fn build(
                 ..Default::default()
             }),
             mount_options: class.mount_options.clone(),
-            persistent_volume_reclaim_policy: Some(
-                class
-                    .reclaim_policy
-                    .clone()
-                    .unwrap_or_else(|| "Delete".into()),
-            ),
+            persistent_volume_reclaim_policy: Some(policy),
             storage_class_name: class.metadata.name.clone(),
             node_affinity: Some(VolumeNodeAffinity {
                 required: Some(NodeSelector {
@@ -179,8 +182,7 @@ mod tests {
                 "kind": "PersistentVolume",
                 "metadata": {
                     "name": "pvc-u1",
-                    "annotations": {"pv.kubernetes.io/provisioned-by": "lvm.lvmpin.io"},
-                    "finalizers": ["lvmpin.io/lv-protection"]
+                    "annotations": {"pv.kubernetes.io/provisioned-by": "lvm.lvmpin.io"}
                 },
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],

@@ -47,6 +47,11 @@ async fn reconcile_inner<B: VolumeBackend>(
 ) -> Result<Action> {
     let (volume, delete_object) = match deletion::plan(pv, &ctx.config.node_name) {
         DeletionStep::Ignore | DeletionStep::Retain => return Ok(Action::await_change()),
+        DeletionStep::DropFinalizer => {
+            drop_finalizer(ctx, pv).await?;
+            info!(pv = %pv.name_any(), "dropped the LV finalizer of a PV that is not reclaimed by deletion");
+            return Ok(Action::await_change());
+        }
         DeletionStep::Delete {
             volume,
             delete_object,
@@ -76,17 +81,23 @@ async fn reconcile_inner<B: VolumeBackend>(
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(ops) = deletion::finalizer_removal_patch(pv) {
-        match api
-            .patch(&name, &PatchParams::default(), &json_patch(ops)?)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    drop_finalizer(ctx, pv).await?;
     done(ctx, delete_object)
+}
+
+async fn drop_finalizer<B>(ctx: &Context<B>, pv: &PersistentVolume) -> Result<()> {
+    let Some(ops) = deletion::finalizer_removal_patch(pv) else {
+        return Ok(());
+    };
+    let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    match api
+        .patch(&pv.name_any(), &PatchParams::default(), &json_patch(ops)?)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Counts a deletion once: the pass that deleted the PV object, not the

@@ -22,7 +22,7 @@ use crate::context::{AgentConfig, Caches, Clock, Context};
 use crate::error::{Error, Result};
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
-use crate::{node_report, reconcile_claim, reconcile_pv, startup};
+use crate::{node_report, reconcile_claim, reconcile_pv, startup, storage_capacity};
 
 const RECOVERY_ATTEMPTS: u32 = 3;
 
@@ -194,6 +194,7 @@ impl<B: VolumeBackend> Agent<B> {
         }
 
         tokio::spawn(node_report::run(ctx.clone(), shutdown.clone()));
+        tokio::spawn(storage_capacity::run(ctx.clone(), shutdown.clone()));
 
         {
             let ctx = ctx.clone();

@@ -34,6 +34,12 @@ pub async fn ensure_volume<B: VolumeBackend>(
             let fresh = ctx.backend.report().await?;
             let d = check(spare, &fresh, &req);
             *state = Some(fresh);
+            if d.is_err() {
+                // The VG changed behind our back (someone else's LV, a lost
+                // PV). Report it now, or the extender keeps choosing this
+                // node until the next periodic scan.
+                ctx.status_dirty.notify_one();
+            }
             d?
         }
     };
@@ -53,7 +59,9 @@ pub async fn ensure_volume<B: VolumeBackend>(
                 Ok(v)
             }
             Err(e) => {
+                // The cache was too optimistic; the next report rescans.
                 *state = None;
+                ctx.status_dirty.notify_one();
                 Err(e)
             }
         },

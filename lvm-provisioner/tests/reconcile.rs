@@ -335,10 +335,35 @@ async fn deletion_refuses_an_lv_tagged_for_another_pv() {
 async fn retain_keeps_everything() {
     let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
     let mut w = world(backend.clone(), config(0));
-    let mut v = released_pv(&[PV_FINALIZER], false);
+    let mut v = released_pv(&[], false);
     v["spec"]["persistentVolumeReclaimPolicy"] = json!("Retain");
     w.run(
         vec![],
+        reconcile_pv::reconcile(Arc::new(pv_from_json(v)), w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+/// A Retain PV carrying our finalizer (made by an older agent) loses it, so
+/// that `kubectl delete pv` can finish; the LV is never touched.
+#[tokio::test]
+async fn retain_drops_our_finalizer_and_keeps_the_lv() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = world(backend.clone(), config(0));
+    let mut v = released_pv(&["kubernetes.io/pv-protection", PV_FINALIZER], true);
+    v["spec"]["persistentVolumeReclaimPolicy"] = json!("Retain");
+    let calls = vec![
+        Call::patch("/api/v1/persistentvolumes/pvc-u1")
+            .content_type(JSON_PATCH)
+            .body(json!([
+                {"op": "test", "path": "/metadata/finalizers/1", "value": PV_FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/1"}
+            ])),
+    ];
+    w.run(
+        calls,
         reconcile_pv::reconcile(Arc::new(pv_from_json(v)), w.ctx.clone()),
     )
     .await

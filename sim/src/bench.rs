@@ -159,7 +159,7 @@ async fn measure(tb: &Testbed, opts: &BenchOptions, mode: Mode) -> Result<BenchR
         .collect();
     lat.sort_unstable();
     let agents: Vec<u64> = tb.agents.iter().filter_map(|a| a.peak_rss_kib()).collect();
-    let stats = tb.stats();
+    let stats = tb.sim_stats().unwrap_or_default();
     Ok(BenchResult {
         mode,
         pods: total,

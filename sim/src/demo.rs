@@ -17,7 +17,7 @@ use kube::api::ListParams;
 use lvmpin_api::LvmNode;
 
 use crate::error::{Error, Result};
-use crate::testbed::{Binaries, Mode, Testbed, TestbedOptions};
+use crate::testbed::{Backend, Binaries, Mode, Testbed, TestbedOptions};
 use crate::wait;
 use crate::workload::StatefulSetLike;
 
@@ -29,6 +29,7 @@ pub struct DemoOptions {
     pub mode: Mode,
     /// Install lvm2 with apt-get when it is missing.
     pub install: bool,
+    pub backend: Backend,
 }
 
 impl Default for DemoOptions {
@@ -39,6 +40,7 @@ impl Default for DemoOptions {
             replicas: 3,
             mode: Mode::Decisive,
             install: true,
+            backend: Backend::Sim,
         }
     }
 }
@@ -136,14 +138,20 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         .map_err(|e| Error::ApiServer(format!("build task failed: {e}")))??;
 
     let pb = spinner(&format!(
-        "step 2/4: starting the simulated control plane, {} loop-backed VGs, {} agents and the extender",
-        opts.nodes, opts.nodes
+        "step 2/4: starting the {} control plane, {} loop-backed VGs, {} agents and the extender",
+        match opts.backend {
+            Backend::Sim => "simulated",
+            Backend::Kube => "upstream (kube-local)",
+        },
+        opts.nodes,
+        opts.nodes
     ));
     let tb = Testbed::start_with(
         TestbedOptions {
             nodes: opts.nodes,
             vg_bytes: opts.vg_bytes,
             mode: opts.mode,
+            backend: opts.backend,
             release: true,
             log_filter: "warn".into(),
             ..TestbedOptions::default()
@@ -251,10 +259,15 @@ async fn show(tb: &Testbed, opts: &DemoOptions) -> Result<()> {
             println!("  {line}");
         }
     }
-    let s = tb.stats();
-    println!(
-        "\nScheduler: {} pods bound, {} retries, {} reschedules, {} claim-write conflicts",
-        s.bound, s.retries, s.reschedules, s.conflicts
-    );
+    match tb.sim_stats() {
+        Some(s) => println!(
+            "\nScheduler: {} pods bound, {} retries, {} reschedules, {} claim-write conflicts",
+            s.bound, s.retries, s.reschedules, s.conflicts
+        ),
+        None => println!(
+            "\nkube-scheduler placed every pod; agents gave {} claims back for rescheduling",
+            tb.reschedules().await?
+        ),
+    }
     Ok(())
 }

@@ -12,7 +12,7 @@ use lvmpin_sim::bench::{self, BenchOptions};
 use lvmpin_sim::control_plane::{ControlPlane, ControlPlaneOptions};
 use lvmpin_sim::demo::{self, DemoOptions};
 use lvmpin_sim::scheduler::{ExtenderConfig, SchedulerConfig};
-use lvmpin_sim::testbed::{Binaries, Mode, Testbed, TestbedOptions};
+use lvmpin_sim::testbed::{Backend, Binaries, Cluster, Mode, Testbed, TestbedOptions};
 use lvmpin_sim::workload;
 
 #[derive(Parser)]
@@ -121,6 +121,11 @@ enum Cmd {
         /// Do not install lvm2 when it is missing; just say what to install.
         #[arg(long)]
         no_install: bool,
+        /// `sim`: the simulator's control plane (no Go needed). `kube`: upstream
+        /// kube-apiserver, kube-controller-manager and kube-scheduler from
+        /// `bash hack/kube-local/build.sh`.
+        #[arg(long, default_value = "sim", value_parser = ["sim", "kube"])]
+        control_plane: String,
     },
     /// Pods/s from creation to bound, and peak RSS of every process.
     Bench {
@@ -276,11 +281,11 @@ async fn main() -> Result<()> {
             };
             std::fs::copy(&tb.kubeconfig, &kubeconfig_out)
                 .with_context(|| format!("writing {}", kubeconfig_out.display()))?;
-            let _metrics = match metrics_listen {
-                Some(addr) => {
-                    Some(lvmpin_sim::metrics::serve(addr, &tb.control_plane.stats).await?)
+            let _metrics = match (metrics_listen, &tb.control_plane) {
+                (Some(addr), Cluster::Sim(cp)) => {
+                    Some(lvmpin_sim::metrics::serve(addr, &cp.stats).await?)
                 }
-                None => None,
+                _ => None,
             };
             println!(
                 "cluster up: API server {}, kubeconfig {}, StorageClass {:?} (VG {}), nodes {:?}, extender {}, logs in {}",
@@ -302,8 +307,10 @@ async fn main() -> Result<()> {
             vg_size,
             mode,
             no_install,
+            control_plane,
         } => {
             init_logs(cli.log_format, "warn");
+            let backend = Backend::parse(&control_plane)?;
             let vg_bytes = lvmpin_api::parse_quantity_bytes(&vg_size).context("--vg-size")?;
             let mode = modes(mode).first().copied().unwrap_or(Mode::Decisive);
             let opts = DemoOptions {
@@ -312,6 +319,7 @@ async fn main() -> Result<()> {
                 replicas,
                 mode,
                 install: !no_install,
+                backend,
             };
             tokio::select! {
                 r = demo::run(opts) => r.context("demo failed")?,

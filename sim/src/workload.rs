@@ -7,13 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, VolumeMount};
 use k8s_openapi::api::core::v1::{
     Node, NodeCondition, NodeSpec, NodeStatus, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, Pod, PodSpec, Volume, VolumeResourceRequirements,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use lvmpin_api::names::{
     ANN_LOCAL_DISK_SIZE, DRIVER_NAME, PARAM_FSTYPE, PARAM_VOLUME_GROUP, TOPOLOGY_KEY,
@@ -32,6 +34,10 @@ pub fn node(name: &str) -> Node {
         },
         spec: Some(NodeSpec::default()),
         status: Some(NodeStatus {
+            // kube-scheduler's NodeResourcesFit admits no pod on a node
+            // without allocatable pods; the simulator ignores these.
+            capacity: Some(node_resources()),
+            allocatable: Some(node_resources()),
             conditions: Some(vec![NodeCondition {
                 type_: "Ready".into(),
                 status: "True".into(),
@@ -42,6 +48,13 @@ pub fn node(name: &str) -> Node {
             ..Default::default()
         }),
     }
+}
+
+fn node_resources() -> BTreeMap<String, Quantity> {
+    [("cpu", "64"), ("memory", "256Gi"), ("pods", "1000")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
 }
 
 /// The lvmpin StorageClass: WaitForFirstConsumer, reclaim Delete, one VG.
@@ -166,6 +179,69 @@ impl StatefulSetLike {
             pods.push(p);
         }
         (claims, pods)
+    }
+
+    /// The StatefulSet that creates [`Self::objects`]: the same names, claims
+    /// and pod spec. Pods start in parallel, as there is no kubelet to make
+    /// one Ready before the next (OrderedReady would stop at the first).
+    pub fn statefulset(&self) -> StatefulSet {
+        let (claims, pods) = self.objects();
+        let templates = claims
+            .into_iter()
+            .take(self.templates.len())
+            .zip(&self.templates)
+            .map(|(mut c, (t, _))| {
+                c.metadata.name = Some(t.clone());
+                c.metadata.namespace = None;
+                c
+            })
+            .collect();
+        let labels = BTreeMap::from([("app".to_string(), self.name.clone())]);
+        let mut pod_spec = pods
+            .into_iter()
+            .next()
+            .and_then(|p| p.spec)
+            .unwrap_or_default();
+        // The controller adds one volume per claim template itself.
+        pod_spec.volumes = None;
+        for c in &mut pod_spec.containers {
+            c.volume_mounts = Some(
+                self.templates
+                    .iter()
+                    .map(|(t, _)| VolumeMount {
+                        name: t.clone(),
+                        mount_path: format!("/{t}"),
+                        ..Default::default()
+                    })
+                    .collect(),
+            );
+        }
+        StatefulSet {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                ..Default::default()
+            },
+            spec: Some(StatefulSetSpec {
+                replicas: Some(i32::try_from(self.replicas).unwrap_or(i32::MAX)),
+                pod_management_policy: Some("Parallel".into()),
+                selector: LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    ..Default::default()
+                },
+                service_name: Some(self.name.clone()),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(pod_spec),
+                },
+                volume_claim_templates: Some(templates),
+                ..Default::default()
+            }),
+            status: None,
+        }
     }
 }
 

@@ -1,7 +1,10 @@
-//! A whole simulated cluster on one machine: the control plane in-process, a
-//! loop-backed VG per node, and the real extender and agent binaries as
-//! processes. The demo, the bench and the end-to-end tests all stand on it.
+//! A whole cluster on one machine: a control plane (the simulator's, in
+//! process, or the upstream one through `kube-local`), a loop-backed VG per
+//! node, and the real extender and agent binaries as processes. The demo, the
+//! bench and the end-to-end tests all stand on it.
 
+pub mod install;
+pub mod kube_local;
 pub mod node_disk;
 pub mod process;
 
@@ -15,9 +18,11 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::{Api, Client};
 use lvmpin_api::LvmNode;
 
@@ -26,6 +31,8 @@ use crate::error::{Error, Result};
 use crate::scheduler::{ExtenderConfig, SchedulerConfig, StatsSnapshot};
 use crate::wait;
 use crate::workload::{self, StatefulSetLike};
+use install::ClusterAccess;
+use kube_local::KubeLocal;
 pub use node_disk::NodeDisk;
 pub use process::{Binaries, ManagedProcess};
 
@@ -46,8 +53,81 @@ impl Mode {
     }
 }
 
+/// Which control plane a testbed runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The simulator's API server, PV controller and scheduler driver: fast,
+    /// and needs no Go.
+    Sim,
+    /// Upstream kube-apiserver, kube-controller-manager and kube-scheduler
+    /// (`hack/kube-local`), with the scheduler configuration from `manifests/`
+    /// and the lvmpin processes on their own service-account tokens.
+    Kube,
+}
+
+impl Backend {
+    /// The setting that picks the backend.
+    pub const ENV: &str = "LVMPIN_CONTROL_PLANE";
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "sim" => Ok(Backend::Sim),
+            "kube" => Ok(Backend::Kube),
+            other => Err(Error::ApiServer(format!(
+                "control plane {other:?}: expected \"sim\" or \"kube\""
+            ))),
+        }
+    }
+
+    /// `LVMPIN_CONTROL_PLANE` when set, else `default`.
+    pub fn from_env_or(default: Backend) -> Result<Self> {
+        match std::env::var(Self::ENV) {
+            Ok(v) if !v.is_empty() => Self::parse(&v),
+            _ => Ok(default),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sim => "sim",
+            Backend::Kube => "kube",
+        }
+    }
+}
+
+/// The running control plane of a testbed.
+pub enum Cluster {
+    Sim(ControlPlane),
+    Kube(Box<KubeLocal>),
+}
+
+impl Cluster {
+    pub fn client(&self) -> Client {
+        match self {
+            Cluster::Sim(c) => c.client(),
+            Cluster::Kube(k) => k.client(),
+        }
+    }
+
+    /// The API server's URL.
+    pub fn url(&self) -> String {
+        match self {
+            Cluster::Sim(c) => c.url(),
+            Cluster::Kube(k) => k.ready.apiserver.clone(),
+        }
+    }
+
+    pub async fn shutdown(self) {
+        match self {
+            Cluster::Sim(c) => c.shutdown().await,
+            Cluster::Kube(k) => k.shutdown().await,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TestbedOptions {
+    pub backend: Backend,
     pub nodes: usize,
     pub vg_bytes: u64,
     pub mode: Mode,
@@ -73,6 +153,7 @@ pub struct TestbedOptions {
 impl Default for TestbedOptions {
     fn default() -> Self {
         Self {
+            backend: Backend::Sim,
             nodes: 3,
             vg_bytes: 1 << 30,
             mode: Mode::Decisive,
@@ -97,7 +178,8 @@ impl Default for TestbedOptions {
 pub struct Testbed {
     pub agents: Vec<ManagedProcess>,
     pub extender: ManagedProcess,
-    pub control_plane: ControlPlane,
+    pub control_plane: Cluster,
+    pub backend: Backend,
     pub disks: Vec<NodeDisk>,
     pub node_names: Vec<String>,
     pub vg: String,
@@ -140,14 +222,34 @@ impl Testbed {
         } else {
             Vec::new()
         };
-        let control_plane = ControlPlane::start(ControlPlaneOptions {
-            listen: opts.listen,
-            scheduler: Some(scheduler),
-            ..ControlPlaneOptions::default()
-        })
-        .await?;
-        let kubeconfig = dir.path().join("kubeconfig");
-        control_plane.write_kubeconfig(&kubeconfig)?;
+        let (control_plane, kubeconfig) = match opts.backend {
+            Backend::Sim => {
+                let cp = ControlPlane::start(ControlPlaneOptions {
+                    listen: opts.listen,
+                    scheduler: Some(scheduler),
+                    ..ControlPlaneOptions::default()
+                })
+                .await?;
+                let kubeconfig = dir.path().join("kubeconfig");
+                cp.write_kubeconfig(&kubeconfig)?;
+                (Cluster::Sim(cp), kubeconfig)
+            }
+            Backend::Kube => {
+                let config = opts
+                    .scheduler_uses_extender
+                    .then(|| kube_local::scheduler_config(opts.mode.as_str()));
+                let kl = KubeLocal::start(
+                    dir.path(),
+                    config.as_deref(),
+                    &extender_url,
+                    Duration::from_secs(180),
+                )
+                .await?;
+                install::install_base(&kl.client()).await?;
+                let kubeconfig = kl.ready.kubeconfig.clone();
+                (Cluster::Kube(Box::new(kl)), kubeconfig)
+            }
+        };
         let client = control_plane.client();
 
         let node_names: Vec<String> = (0..opts.nodes).map(|i| format!("node-{i}")).collect();
@@ -163,6 +265,16 @@ impl Testbed {
                 &workload::storage_class(&opts.class, &vg),
             )
             .await?;
+        // On the real API server each process gets its own service account's
+        // token; the simulator has no authorization, so all share one.
+        let access = match opts.backend {
+            Backend::Kube => Some(ClusterAccess::from_kubeconfig(&kubeconfig)?),
+            Backend::Sim => None,
+        };
+        let extender_kubeconfig = match &access {
+            Some(a) => install::extender_kubeconfig(&client, a, dir.path()).await?,
+            None => kubeconfig.clone(),
+        };
 
         let mut disks = Vec::new();
         for n in &node_names {
@@ -179,9 +291,13 @@ impl Testbed {
         }
 
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| opts.log_filter.clone());
-        let kc = kubeconfig.display().to_string();
         let mut agents = Vec::new();
         for disk in &disks {
+            let kc = match &access {
+                Some(a) => install::agent_kubeconfig(&client, a, dir.path(), &disk.node).await?,
+                None => kubeconfig.clone(),
+            };
+            let kc = kc.display().to_string();
             let kubelet_dir = dir.path().join(format!("kubelet-{}", disk.node));
             std::fs::create_dir_all(&kubelet_dir).map_err(|e| Error::io(&kubelet_dir, e))?;
             let mut args: Vec<String> = [
@@ -203,6 +319,9 @@ impl Testbed {
             .iter()
             .map(|s| s.to_string())
             .collect();
+            if access.is_some() {
+                args.extend(["--namespace".to_string(), install::NAMESPACE.to_string()]);
+            }
             args.extend(opts.agent_args.iter().cloned());
             agents.push(ManagedProcess::spawn(
                 &format!("agent-{}", disk.node),
@@ -220,7 +339,7 @@ impl Testbed {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--kubeconfig",
-            &kc,
+            &extender_kubeconfig.display().to_string(),
             "--mode",
             opts.mode.as_str(),
         ]
@@ -239,6 +358,7 @@ impl Testbed {
             agents,
             extender,
             control_plane,
+            backend: opts.backend,
             disks,
             node_names,
             vg,
@@ -255,8 +375,36 @@ impl Testbed {
         self.control_plane.client()
     }
 
-    pub fn stats(&self) -> StatsSnapshot {
-        self.control_plane.stats.snapshot()
+    /// The simulator's scheduler counters; `None` on the upstream scheduler,
+    /// whose view is read from Events and `/metrics` instead.
+    pub fn sim_stats(&self) -> Option<StatsSnapshot> {
+        match &self.control_plane {
+            Cluster::Sim(c) => Some(c.stats.snapshot()),
+            Cluster::Kube(_) => None,
+        }
+    }
+
+    /// How often an agent gave a claim back to the scheduler, counted from the
+    /// agents' `ProvisioningFailed` Events (the same on both backends).
+    pub async fn reschedules(&self) -> Result<u64> {
+        let events = Api::<Event>::all(self.client())
+            .list(&ListParams::default())
+            .await?;
+        Ok(events
+            .items
+            .iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("ProvisioningFailed")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("removing selected-node"))
+            })
+            .map(|e| {
+                e.series
+                    .as_ref()
+                    .map_or(1, |s| u64::try_from(s.count).unwrap_or(1))
+            })
+            .sum())
     }
 
     /// The extender answers `/readyz` with 200 and every agent has reported its VG.
@@ -341,8 +489,15 @@ impl Testbed {
         Error::ApiServer(text)
     }
 
-    /// Create the claims and pods a StatefulSet controller would.
+    /// On the simulator, create the claims and pods a StatefulSet controller
+    /// would; on the upstream control plane, the StatefulSet itself.
     pub async fn create_statefulset(&self, set: &StatefulSetLike) -> Result<()> {
+        if self.backend == Backend::Kube {
+            Api::<StatefulSet>::namespaced(self.client(), &set.namespace)
+                .create(&PostParams::default(), &set.statefulset())
+                .await?;
+            return Ok(());
+        }
         let (claims, pods) = set.objects();
         let c = Api::<PersistentVolumeClaim>::namespaced(self.client(), &set.namespace);
         for claim in &claims {
@@ -351,6 +506,35 @@ impl Testbed {
         let p = Api::<Pod>::namespaced(self.client(), &set.namespace);
         for pod in &pods {
             p.create(&PostParams::default(), pod).await?;
+        }
+        Ok(())
+    }
+
+    /// Remove a set's pods, keeping its claims. Without a kubelet to confirm
+    /// it, a graceful delete of a pod on a node never ends on the upstream
+    /// API server, so pods go with grace period 0, after the StatefulSet
+    /// (orphaning them, or its controller would make them again).
+    pub async fn delete_set_pods(&self, set: &StatefulSetLike) -> Result<()> {
+        if self.backend == Backend::Kube {
+            let orphan = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Orphan),
+                ..DeleteParams::default()
+            };
+            Api::<StatefulSet>::namespaced(self.client(), &set.namespace)
+                .delete(&set.name, &orphan)
+                .await?;
+        }
+        let pods = Api::<Pod>::namespaced(self.client(), &set.namespace);
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        for i in 0..set.replicas {
+            match pods.delete(&set.pod_name(i), &now).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }

@@ -133,6 +133,32 @@ impl NodeDisk {
         run(&mut cmd)
     }
 
+    /// An LV lvmpin did not make (no owner tags), as another tool or an
+    /// operator would create it: it takes space behind the agent's back.
+    pub fn create_foreign_lv(&self, name: &str, size_bytes: u64) -> Result<()> {
+        validate_name(name)?;
+        let size = format!("{size_bytes}b");
+        let vg = self.vg.clone();
+        let mut args = vec!["lvcreate", "-q", "-an", "-Zn", "-L", &size, "-n", name];
+        if !device_mapper_present() {
+            args.extend(["--driverloaded", "n"]);
+        }
+        args.push(&vg);
+        self.lvm(&args).map(|_| ())
+    }
+
+    /// Remove an LV by name (`lvremove`).
+    pub fn remove_lv(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        let lv = format!("{}/{name}", self.vg);
+        let mut args = vec!["lvremove", "-q", "-f"];
+        if !device_mapper_present() {
+            args.extend(["--driverloaded", "n"]);
+        }
+        args.push(&lv);
+        self.lvm(&args).map(|_| ())
+    }
+
     /// Grow the VG by a new loop device of `size_bytes` (`vgextend`).
     pub fn extend(&mut self, dir: &Path, size_bytes: u64) -> Result<()> {
         let dev = self.add_device(dir, size_bytes)?;

@@ -22,12 +22,14 @@ pub const AGENT_FLAGS: &[&str] = &[
     "--csi-socket",
     "--kubelet-dir",
     "--metrics-listen",
+    "--namespace",
     "--log-format",
 ];
 /// Environment variables `lvmpin-agent` reads (clap `env` fallbacks and the log
 /// filter), plus LVM_SYSTEM_DIR, which lvm2 itself reads. Update with the code.
 pub const AGENT_ENV: &[&str] = &[
     "NODE_NAME",
+    "POD_NAMESPACE",
     "LVMPIN_VOLUME_GROUPS",
     "KUBECONFIG",
     "RUST_LOG",

@@ -74,6 +74,23 @@ pub const AGENT: Component = Component {
         // events.rs: kube-runtime's Recorder (events.k8s.io/v1).
         call("create", "events.k8s.io", "events"),
         call("patch", "events.k8s.io", "events"),
+        // storage_capacity.rs: this node's CSIStorageCapacity objects.
+        ApiCall {
+            namespace: Some("lvmpin-system"),
+            ..call("list", "storage.k8s.io", "csistoragecapacities")
+        },
+        ApiCall {
+            namespace: Some("lvmpin-system"),
+            ..call("create", "storage.k8s.io", "csistoragecapacities")
+        },
+        ApiCall {
+            namespace: Some("lvmpin-system"),
+            ..call("patch", "storage.k8s.io", "csistoragecapacities")
+        },
+        ApiCall {
+            namespace: Some("lvmpin-system"),
+            ..call("delete", "storage.k8s.io", "csistoragecapacities")
+        },
     ],
 };
 
