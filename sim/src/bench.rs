@@ -1,6 +1,8 @@
-//! End-to-end throughput: pods from creation to bound, per second, through the
-//! simulated control plane, the real extender and real agents on loop-backed
-//! VGs; plus the peak RSS (VmHWM) of every process.
+//! End-to-end throughput: pods from creation to bound, per second, through a
+//! control plane (the simulator's, or upstream kube-scheduler and friends via
+//! kube-local), the real extender and real agents on loop-backed VGs; plus the
+//! peak RSS (VmHWM) of every process and, on kube-scheduler, the time its
+//! scheduling cycles took (from its own `/metrics`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use kube::api::{ListParams, PostParams};
 
 use crate::error::{Error, Result};
 use crate::testbed::process::peak_rss_kib;
-use crate::testbed::{Binaries, Mode, Testbed, TestbedOptions};
+use crate::testbed::{Backend, Binaries, Mode, Testbed, TestbedOptions};
 use crate::workload::StatefulSetLike;
 
 #[derive(Debug, Clone)]
@@ -25,6 +27,7 @@ pub struct BenchOptions {
     pub scan_interval: String,
     pub release: bool,
     pub timeout: Duration,
+    pub backend: Backend,
 }
 
 impl Default for BenchOptions {
@@ -37,21 +40,37 @@ impl Default for BenchOptions {
             scan_interval: "30s".into(),
             release: !cfg!(debug_assertions),
             timeout: Duration::from_secs(900),
+            backend: Backend::Sim,
         }
     }
 }
 
+/// kube-scheduler's own account of its cycles: mean seconds per attempt of
+/// `scheduler_scheduling_algorithm_duration_seconds` (filter and score,
+/// extender calls included) and `scheduler_scheduling_attempt_duration_seconds`
+/// (the whole attempt), from pkg/scheduler/metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchedulerCycle {
+    pub algorithm_mean_s: f64,
+    pub attempt_mean_s: f64,
+    pub attempts: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct BenchResult {
-    pub mode: Mode,
+    /// `decisive`, `advisory` or `none` (the scheduler does not call the extender).
+    pub label: &'static str,
+    pub backend: Backend,
     pub pods: usize,
     pub nodes: usize,
     pub seconds: f64,
     pub pods_per_second: f64,
     pub p50_ms: u128,
     pub p99_ms: u128,
-    pub retries: u64,
+    /// Failed scheduling attempts (simulator only).
+    pub retries: Option<u64>,
     pub reschedules: u64,
+    pub cycle: Option<SchedulerCycle>,
     pub rss_sim_kib: u64,
     pub rss_extender_kib: u64,
     pub rss_agent_max_kib: u64,
@@ -62,23 +81,71 @@ impl std::fmt::Display for BenchResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:<9} {} pods / {} nodes: {:.1} s, {:.1} pods/s, creation→bound p50 {} ms p99 {} ms, retries {}, reschedules {}; \
-             peak RSS: simulator {} MiB, extender {} MiB, agent max {} MiB mean {} MiB",
-            self.mode.as_str(),
+            "{} {:<9} {} pods / {} nodes: {:.1} s, {:.1} pods/s, creation→bound p50 {} ms p99 {} ms, reschedules {}",
+            self.backend.as_str(),
+            self.label,
             self.pods,
             self.nodes,
             self.seconds,
             self.pods_per_second,
             self.p50_ms,
             self.p99_ms,
-            self.retries,
             self.reschedules,
+        )?;
+        if let Some(r) = self.retries {
+            write!(f, ", retries {r}")?;
+        }
+        if let Some(c) = self.cycle {
+            write!(
+                f,
+                "; kube-scheduler: {:.0} attempts, algorithm (filter+score, extender included) mean {:.2} ms, whole attempt mean {:.2} ms",
+                c.attempts,
+                c.algorithm_mean_s * 1e3,
+                c.attempt_mean_s * 1e3
+            )?;
+        }
+        write!(
+            f,
+            "; peak RSS: this process {} MiB, extender {} MiB, agent max {} MiB mean {} MiB",
             self.rss_sim_kib / 1024,
             self.rss_extender_kib / 1024,
             self.rss_agent_max_kib / 1024,
             self.rss_agent_mean_kib / 1024,
         )
     }
+}
+
+/// Sum and count of a histogram over all its label sets, from Prometheus'
+/// text format.
+pub fn histogram_sum_count(text: &str, name: &str) -> Option<(f64, f64)> {
+    let read = |suffix: &str| -> Option<f64> {
+        let key = format!("{name}_{suffix}");
+        let mut found = None;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some(rest) = line.strip_prefix(&key) else {
+                continue;
+            };
+            if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                continue;
+            }
+            let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+            *found.get_or_insert(0.0) += value;
+        }
+        found
+    };
+    Some((read("sum")?, read("count")?))
+}
+
+fn scheduler_cycle(metrics: &str) -> Option<SchedulerCycle> {
+    let (alg_sum, alg_count) =
+        histogram_sum_count(metrics, "scheduler_scheduling_algorithm_duration_seconds")?;
+    let (att_sum, att_count) =
+        histogram_sum_count(metrics, "scheduler_scheduling_attempt_duration_seconds")?;
+    Some(SchedulerCycle {
+        algorithm_mean_s: alg_sum / alg_count.max(1.0),
+        attempt_mean_s: att_sum / att_count.max(1.0),
+        attempts: att_count,
+    })
 }
 
 fn percentile(sorted: &[u128], p: f64) -> u128 {
@@ -89,12 +156,16 @@ fn percentile(sorted: &[u128], p: f64) -> u128 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-pub async fn run(opts: &BenchOptions, mode: Mode, bins: Binaries) -> Result<BenchResult> {
+/// One run: `mode` with the extender, or `None` for a scheduler that does
+/// not call it (the baseline of the extender's cost).
+pub async fn run(opts: &BenchOptions, mode: Option<Mode>, bins: Binaries) -> Result<BenchResult> {
     let tb = Testbed::start_with(
         TestbedOptions {
+            backend: opts.backend,
             nodes: opts.nodes,
             vg_bytes: opts.vg_bytes,
-            mode,
+            mode: mode.unwrap_or(Mode::Decisive),
+            scheduler_uses_extender: mode.is_some(),
             node_cache_capable: true,
             scan_interval: opts.scan_interval.clone(),
             release: opts.release,
@@ -109,7 +180,7 @@ pub async fn run(opts: &BenchOptions, mode: Mode, bins: Binaries) -> Result<Benc
     result
 }
 
-async fn measure(tb: &Testbed, opts: &BenchOptions, mode: Mode) -> Result<BenchResult> {
+async fn measure(tb: &Testbed, opts: &BenchOptions, mode: Option<Mode>) -> Result<BenchResult> {
     let set = StatefulSetLike {
         namespace: "default".into(),
         name: "bench".into(),
@@ -159,17 +230,22 @@ async fn measure(tb: &Testbed, opts: &BenchOptions, mode: Mode) -> Result<BenchR
         .collect();
     lat.sort_unstable();
     let agents: Vec<u64> = tb.agents.iter().filter_map(|a| a.peak_rss_kib()).collect();
-    let stats = tb.sim_stats().unwrap_or_default();
+    let cycle = match tb.scheduler_metrics().await? {
+        Some(text) => scheduler_cycle(&text),
+        None => None,
+    };
     Ok(BenchResult {
-        mode,
+        label: mode.map_or("none", Mode::as_str),
+        backend: opts.backend,
         pods: total,
         nodes: opts.nodes,
         seconds,
         pods_per_second: total as f64 / seconds.max(1e-9),
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
-        retries: stats.retries,
-        reschedules: stats.reschedules,
+        retries: tb.sim_stats().map(|s| s.retries),
+        reschedules: tb.reschedules().await?,
+        cycle,
         rss_sim_kib: peak_rss_kib(std::process::id()).unwrap_or(0),
         rss_extender_kib: tb.extender.peak_rss_kib().unwrap_or(0),
         rss_agent_max_kib: agents.iter().copied().max().unwrap_or(0),
@@ -179,4 +255,23 @@ async fn measure(tb: &Testbed, opts: &BenchOptions, mode: Mode) -> Result<BenchR
             agents.iter().sum::<u64>() / agents.len() as u64
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_sums_add_up_over_labels() {
+        let text = "# HELP x_seconds help\n# TYPE x_seconds histogram\n\
+            x_seconds_bucket{result=\"a\",le=\"+Inf\"} 3\n\
+            x_seconds_sum{result=\"a\"} 0.5\n\
+            x_seconds_count{result=\"a\"} 3\n\
+            x_seconds_sum{result=\"b\"} 1.5\n\
+            x_seconds_count{result=\"b\"} 1\n\
+            x_seconds_longer_sum 99\n";
+        assert_eq!(histogram_sum_count(text, "x_seconds"), Some((2.0, 4.0)));
+        assert_eq!(histogram_sum_count(text, "y_seconds"), None);
+        assert_eq!(histogram_sum_count("x_seconds_sum 1\n", "x_seconds"), None);
+    }
 }

@@ -137,6 +137,13 @@ enum Cmd {
         mode: ModeArg,
         #[arg(long, default_value = "30s")]
         scan_interval: String,
+        /// `sim` or `kube` (upstream control plane from `bash hack/kube-local/build.sh`).
+        #[arg(long, default_value = "sim", value_parser = ["sim", "kube"])]
+        control_plane: String,
+        /// Also run once with a scheduler that does not call the extender, as
+        /// the baseline of the extender's cost.
+        #[arg(long)]
+        baseline: bool,
     },
 }
 
@@ -336,18 +343,25 @@ async fn main() -> Result<()> {
             nodes,
             mode,
             scan_interval,
+            control_plane,
+            baseline,
         } => {
             init_logs(cli.log_format, "warn");
             let opts = BenchOptions {
                 pods,
                 nodes,
                 scan_interval,
+                backend: Backend::parse(&control_plane)?,
                 ..BenchOptions::default()
             };
             let release = opts.release;
             let bins =
                 tokio::task::spawn_blocking(move || Binaries::locate_or_build(release)).await??;
-            for m in modes(mode) {
+            let mut runs: Vec<Option<Mode>> = modes(mode).into_iter().map(Some).collect();
+            if baseline {
+                runs.push(None);
+            }
+            for m in runs {
                 let run = bench::run(&opts, m, bins.clone());
                 let r = tokio::select! {
                     r = run => r?,

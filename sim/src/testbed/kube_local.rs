@@ -24,6 +24,8 @@ pub struct ReadyInfo {
     pub kubeconfig: PathBuf,
     pub apiserver: String,
     pub scheduler_metrics: String,
+    /// The CA of every serving certificate kube-local made.
+    pub ca_file: PathBuf,
 }
 
 /// A running kube-local; stopped with SIGTERM on `shutdown` or on drop.
@@ -132,6 +134,29 @@ impl KubeLocal {
 
     pub fn log(&self) -> &Path {
         &self.process.log
+    }
+
+    /// kube-scheduler's `/metrics` text (served without credentials).
+    pub async fn scheduler_metrics(&self) -> Result<String> {
+        let url = &self.ready.scheduler_metrics;
+        let base = url.strip_suffix("/metrics").unwrap_or(url);
+        let kc: Kubeconfig = serde_json::from_value(serde_json::json!({
+            "clusters": [{"name": "kube-scheduler", "cluster": {
+                "server": base,
+                "certificate-authority": self.ready.ca_file,
+            }}],
+            "contexts": [{"name": "kube-scheduler", "context": {"cluster": "kube-scheduler"}}],
+            "current-context": "kube-scheduler",
+        }))
+        .map_err(|e| Error::ApiServer(format!("kubeconfig for kube-scheduler: {e}")))?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| Error::ApiServer(format!("kube-scheduler at {base}: {e}")))?;
+        let client = kube::Client::try_from(config)?;
+        let req = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| Error::ApiServer(format!("{url}: {e}")))?;
+        Ok(client.request_text(req).await?)
     }
 
     pub async fn shutdown(mut self) {

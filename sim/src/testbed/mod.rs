@@ -384,6 +384,14 @@ impl Testbed {
         }
     }
 
+    /// kube-scheduler's `/metrics`; `None` on the simulator.
+    pub async fn scheduler_metrics(&self) -> Result<Option<String>> {
+        match &self.control_plane {
+            Cluster::Sim(_) => Ok(None),
+            Cluster::Kube(k) => k.scheduler_metrics().await.map(Some),
+        }
+    }
+
     /// How often an agent gave a claim back to the scheduler, counted from the
     /// agents' `ProvisioningFailed` Events (the same on both backends).
     pub async fn reschedules(&self) -> Result<u64> {
