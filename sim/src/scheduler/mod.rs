@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{
     Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
 };
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -85,6 +85,8 @@ struct Shared {
 struct Failure {
     reason: String,
     reschedule: bool,
+    /// No node fitted: the pod waits for a cluster event, not just a backoff.
+    unschedulable: bool,
 }
 
 impl Failure {
@@ -92,6 +94,14 @@ impl Failure {
         Self {
             reason: reason.into(),
             reschedule: false,
+            unschedulable: false,
+        }
+    }
+
+    fn unschedulable(reason: impl Into<String>) -> Self {
+        Self {
+            unschedulable: true,
+            ..Self::new(reason)
         }
     }
 }
@@ -127,14 +137,21 @@ fn pod_key(pod: &Pod) -> Option<PodKey> {
 /// Runs the scheduler until the task is dropped or aborted.
 pub async fn run(client: Client, cfg: SchedulerConfig, stats: Arc<SchedulerStats>) {
     let wake = Arc::new(Notify::new());
-    let pods = Informer::start(Api::<Pod>::all(client.clone()), wake.clone());
+    // Any change the informers see is a cluster event for parked pods.
+    let events = Arc::new(Notify::new());
+    let pods = Informer::start(Api::<Pod>::all(client.clone()), events.clone());
     let claims = Informer::start(
         Api::<PersistentVolumeClaim>::all(client.clone()),
-        wake.clone(),
+        events.clone(),
     );
-    let volumes = Informer::start(Api::<PersistentVolume>::all(client.clone()), wake.clone());
-    let nodes = Informer::start(Api::<Node>::all(client.clone()), wake.clone());
-    let classes = Informer::start(Api::<StorageClass>::all(client.clone()), wake.clone());
+    let volumes = Informer::start(Api::<PersistentVolume>::all(client.clone()), events.clone());
+    let nodes = Informer::start(Api::<Node>::all(client.clone()), events.clone());
+    let classes = Informer::start(Api::<StorageClass>::all(client.clone()), events.clone());
+    // Watched by volume binding upstream; its updates requeue parked pods.
+    let _capacities = Informer::start(
+        Api::<CSIStorageCapacity>::all(client.clone()),
+        events.clone(),
+    );
     pods.synced().await;
     claims.synced().await;
     volumes.synced().await;
@@ -183,6 +200,7 @@ pub async fn run(client: Client, cfg: SchedulerConfig, stats: Arc<SchedulerStats
                 let until = ready_at.unwrap_or(now + Duration::from_secs(1));
                 let until = until.max(now + Duration::from_millis(5));
                 tokio::select! {
+                    _ = events.notified() => lock(&shared.queue).move_unschedulable(),
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep_until(until.into()) => {}
                 }
@@ -253,7 +271,7 @@ async fn find_node(shared: &Shared, pod: &Pod) -> Result<(Arc<Node>, PodVolumes)
         |n| volumes_store.get(&ObjectRef::new(n)).map(|v| (*v).clone()),
         |n| classes_store.get(&ObjectRef::new(n)).map(|c| (*c).clone()),
     )
-    .map_err(Failure::new)?;
+    .map_err(Failure::unschedulable)?;
 
     let mut all_nodes = shared.nodes.state();
     all_nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -325,7 +343,7 @@ async fn find_node(shared: &Shared, pod: &Pod) -> Result<(Arc<Node>, PodVolumes)
             .map(|(r, n)| format!("{n} {r}"))
             .collect::<Vec<_>>()
             .join(", ");
-        return Err(Failure::new(format!(
+        return Err(Failure::unschedulable(format!(
             "0/{total} nodes are available: {detail}."
         )));
     }
@@ -428,8 +446,10 @@ async fn binding_cycle(
                 BindingCheck::Waiting => {}
                 BindingCheck::Failed { reason, reschedule } => {
                     return Err(Failure {
-                        reason: format!("running PreBind plugin \"VolumeBinding\": {reason}"),
                         reschedule,
+                        ..Failure::new(format!(
+                            "running PreBind plugin \"VolumeBinding\": {reason}"
+                        ))
                     });
                 }
             }
@@ -528,8 +548,12 @@ async fn fail(shared: &Shared, pod: &Pod, key: &PodKey, f: Failure) {
     if f.reschedule {
         shared.stats.reschedules.inc();
     }
-    lock(&shared.queue).failed(&key.uid, Instant::now());
-    tracing::info!(pod = %key, reason = %f.reason, reschedule = f.reschedule, "scheduling attempt failed; retrying with backoff");
+    if f.unschedulable {
+        lock(&shared.queue).unschedulable(&key.uid, Instant::now());
+    } else {
+        lock(&shared.queue).failed(&key.uid, Instant::now());
+    }
+    tracing::info!(pod = %key, reason = %f.reason, reschedule = f.reschedule, unschedulable = f.unschedulable, "scheduling attempt failed");
     publish(
         shared,
         pod,

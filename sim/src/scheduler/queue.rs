@@ -2,6 +2,14 @@
 //! after a failed attempt (podInitialBackoffSeconds 1 s doubling up to
 //! podMaxBackoffSeconds 10 s, kube-scheduler's defaults), and pods held out
 //! while their binding cycle runs or until the cache shows them bound.
+//!
+//! A pod that no node fits (plugins or extenders) is parked as unschedulable,
+//! as in kube-scheduler's `unschedulablePods`
+//! (pkg/scheduler/backend/queue/scheduling_queue.go): it waits for a cluster
+//! event, then for the rest of its backoff, or is flushed after
+//! `podMaxInUnschedulablePodsDuration` (5 min). A pod rejected by extenders
+//! has no plugin to ask whether an event matters, so upstream moves it on any
+//! event (`isPodWorthRequeuing`); so does this queue.
 //! Time is passed in, so the queue is a pure data structure.
 
 use std::collections::HashMap;
@@ -27,7 +35,15 @@ enum State {
     /// Bound by us; kept out until the cache shows `nodeName`, or until the
     /// deadline passes (then it is tried again).
     Assumed(Instant),
+    /// No node fitted; waits for a cluster event or the flush deadline.
+    Unschedulable {
+        backoff_until: Instant,
+        flush_at: Instant,
+    },
 }
+
+/// kube-scheduler's default podMaxInUnschedulablePodsDuration.
+pub const MAX_IN_UNSCHEDULABLE: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug)]
 struct Entry {
@@ -90,10 +106,12 @@ impl Queue {
         self.entries
             .retain(|uid, e| seen.contains(uid) || e.state == State::InFlight);
         for e in self.entries.values_mut() {
-            if let State::Assumed(until) = e.state
-                && until <= now
-            {
-                e.state = State::Ready(now);
+            match e.state {
+                State::Assumed(until) if until <= now => e.state = State::Ready(now),
+                State::Unschedulable { flush_at, .. } if flush_at <= now => {
+                    e.state = State::Ready(now)
+                }
+                _ => {}
             }
         }
     }
@@ -123,6 +141,28 @@ impl Queue {
         }
     }
 
+    /// Park a pod that no node fitted until `move_unschedulable`.
+    pub fn unschedulable(&mut self, uid: &str, now: Instant) {
+        let backoff = self.entries.get(uid).map(|e| self.backoff(e.attempts + 1));
+        if let (Some(e), Some(b)) = (self.entries.get_mut(uid), backoff) {
+            e.attempts += 1;
+            e.state = State::Unschedulable {
+                backoff_until: now + b,
+                flush_at: now + MAX_IN_UNSCHEDULABLE,
+            };
+        }
+    }
+
+    /// A cluster event: every parked pod goes back, after what is left of
+    /// its backoff.
+    pub fn move_unschedulable(&mut self) {
+        for e in self.entries.values_mut() {
+            if let State::Unschedulable { backoff_until, .. } = e.state {
+                e.state = State::Ready(backoff_until);
+            }
+        }
+    }
+
     pub fn attempts(&self, uid: &str) -> u32 {
         self.entries.get(uid).map_or(0, |e| e.attempts)
     }
@@ -133,6 +173,7 @@ impl Queue {
             .values()
             .filter_map(|e| match e.state {
                 State::Ready(at) | State::Assumed(at) => Some(at),
+                State::Unschedulable { flush_at, .. } => Some(flush_at),
                 State::InFlight => None,
             })
             .min()
@@ -189,5 +230,31 @@ mod tests {
         assert_eq!(q.pop(t0 + Duration::from_secs(2)), Some(key("a")));
         q.sync([key("a")], t0);
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn unschedulable_waits_for_an_event_or_the_flush() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut q = Queue::new(s(1), s(10));
+        q.sync([key("a"), key("b")], t0);
+        assert_eq!(q.pop(t0), Some(key("a")));
+        assert_eq!(q.pop(t0), Some(key("b")));
+        q.unschedulable("uid-a", t0);
+        q.unschedulable("uid-b", t0);
+        // Long past its backoff, still parked: no event came.
+        q.sync([key("a"), key("b")], t0 + s(60));
+        assert_eq!(q.pop(t0 + s(60)), None);
+        assert_eq!(q.next_ready(), Some(t0 + MAX_IN_UNSCHEDULABLE));
+        // An event moves both; each still serves the rest of its backoff.
+        q.move_unschedulable();
+        assert_eq!(q.pop(t0), None, "backing off");
+        assert_eq!(q.pop(t0 + s(1)), Some(key("a")));
+        q.unschedulable("uid-a", t0 + s(1));
+        // Without events the flush brings it back after five minutes.
+        let later = t0 + s(1) + MAX_IN_UNSCHEDULABLE;
+        q.sync([key("a"), key("b")], later);
+        assert_eq!(q.pop(later), Some(key("a")), "first come, first served");
+        assert_eq!(q.pop(later), Some(key("b")));
     }
 }

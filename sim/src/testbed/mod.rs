@@ -319,9 +319,7 @@ impl Testbed {
             .iter()
             .map(|s| s.to_string())
             .collect();
-            if access.is_some() {
-                args.extend(["--namespace".to_string(), install::NAMESPACE.to_string()]);
-            }
+            args.extend(["--namespace".to_string(), install::NAMESPACE.to_string()]);
             args.extend(opts.agent_args.iter().cloned());
             agents.push(ManagedProcess::spawn(
                 &format!("agent-{}", disk.node),
