@@ -95,6 +95,23 @@ async fn statefulset_pods_and_their_two_claims_land_on_one_node() {
     assert_consistent(&tb).await;
     assert_no_overcommit(&tb);
     assert_eq!(reschedules(&tb).await, 0);
+    // The scheduler (upstream kube-scheduler by default) really went through
+    // the extender: its filter saw the pods and its bind verb bound them.
+    let metrics = tb.extender_metrics().await.unwrap();
+    let counter = |prefix: &str, label: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let filters = counter(
+        "lvmpin_extender_request_duration_seconds_count",
+        "verb=\"filter\"",
+    );
+    let binds = counter("lvmpin_extender_bind_results_total", "result=\"bound\"");
+    assert!(filters >= 6.0, "filter calls: {filters}\n{metrics}");
+    assert!(binds >= 6.0, "binds: {binds}\n{metrics}");
     tb.shutdown().await;
 }
 

@@ -468,6 +468,24 @@ impl Testbed {
         .map_err(|e| self.with_logs(e))
     }
 
+    /// The extender's `/metrics` text.
+    pub async fn extender_metrics(&self) -> Result<String> {
+        let http: HttpClient<_, Empty<Bytes>> =
+            HttpClient::builder(TokioExecutor::new()).build_http();
+        let url = format!("{}/metrics", self.extender_url);
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| Error::ApiServer(format!("{url}: {e}")))?;
+        let resp = http
+            .get(uri)
+            .await
+            .map_err(|e| Error::ApiServer(format!("{url}: {e}")))?;
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| Error::ApiServer(format!("{url}: {e}")))?;
+        Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+    }
+
     /// Attach the tail of every process log to an error, for diagnosis.
     /// With `LVMPIN_SIM_KEEP_LOGS=<dir>` set, the process logs are also copied there.
     pub fn with_logs(&self, e: Error) -> Error {
