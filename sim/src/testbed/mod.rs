@@ -179,7 +179,6 @@ pub struct Testbed {
     pub agents: Vec<ManagedProcess>,
     pub extender: ManagedProcess,
     pub control_plane: Cluster,
-    pub backend: Backend,
     pub disks: Vec<NodeDisk>,
     pub node_names: Vec<String>,
     pub vg: String,
@@ -356,7 +355,6 @@ impl Testbed {
             agents,
             extender,
             control_plane,
-            backend: opts.backend,
             disks,
             node_names,
             vg,
@@ -371,6 +369,13 @@ impl Testbed {
 
     pub fn client(&self) -> Client {
         self.control_plane.client()
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.control_plane {
+            Cluster::Sim(_) => Backend::Sim,
+            Cluster::Kube(_) => Backend::Kube,
+        }
     }
 
     /// The simulator's scheduler counters; `None` on the upstream scheduler,
@@ -516,7 +521,7 @@ impl Testbed {
     /// On the simulator, create the claims and pods a StatefulSet controller
     /// would; on the upstream control plane, the StatefulSet itself.
     pub async fn create_statefulset(&self, set: &StatefulSetLike) -> Result<()> {
-        if self.backend == Backend::Kube {
+        if self.backend() == Backend::Kube {
             Api::<StatefulSet>::namespaced(self.client(), &set.namespace)
                 .create(&PostParams::default(), &set.statefulset())
                 .await?;
@@ -539,7 +544,7 @@ impl Testbed {
     /// API server, so pods go with grace period 0, after the StatefulSet
     /// (orphaning them, or its controller would make them again).
     pub async fn delete_set_pods(&self, set: &StatefulSetLike) -> Result<()> {
-        if self.backend == Backend::Kube {
+        if self.backend() == Backend::Kube {
             let orphan = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Orphan),
                 ..DeleteParams::default()
