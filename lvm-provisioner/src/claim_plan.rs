@@ -91,7 +91,8 @@ pub fn decide(
         return ClaimDecision::Ignore("claim is being deleted");
     }
     // Before the scheduler's PreBind writes selected-node we must not touch
-    // the claim at all (BRIEF §3 "Must not").
+    // the claim at all (kube-scheduler
+    // `volumebinding` PreBind owns that write; see docs/architecture.md).
     if selected_node(pvc) != Some(node) {
         return ClaimDecision::Ignore("claim is not selected for this node");
     }

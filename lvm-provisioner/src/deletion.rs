@@ -2,7 +2,8 @@
 //!
 //! The order in the shell (`reconcile_pv.rs`) is: remove the LV, delete the PV
 //! object, then drop our finalizer — the order of the external-provisioner
-//! (PROTOCOLS.md §1.4). The finalizer therefore holds the PV for as long as the
+//! (kubernetes-csi/external-provisioner,
+//! `controller.go` `deleteVolumeOperation`, then the finalizer removal). The finalizer therefore holds the PV for as long as the
 //! LV may exist, and a crash at any point leaves a Released PV with the
 //! finalizer, which the next run finishes (every step is idempotent).
 

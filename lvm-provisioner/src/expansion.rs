@@ -1,7 +1,8 @@
 //! Volume expansion without a CSI controller: the agent plays the part of the
-//! external-resizer (RS v2.2.1, recovery path; PROTOCOLS.md §3).
+//! external-resizer (kubernetes-csi/external-resizer [RS] v2.2.1,
+//! `pkg/controller/expand_and_recover.go`, the recovery path).
 //!
-//! Facts this follows, checked against the sources named in PROTOCOLS.md §0:
+//! Facts this follows, checked against those sources and kubernetes [K]:
 //! - RS acts on a Bound claim whose `spec.resources.requests.storage` exceeds
 //!   `status.capacity.storage` and whose PV's claimRef uid matches [RS].
 //! - With RecoverVolumeExpansionFailure on (beta and on from Kubernetes 1.32,
@@ -20,7 +21,8 @@
 //! - Kubelet's legacy path (gate off) only looks at PV capacity versus claim
 //!   capacity and the legacy conditions, which the same writes keep consistent.
 //! - `allocatedResources` and `allocatedResourceStatuses` are always written
-//!   together (the "safe rule" of PROTOCOLS.md §3).
+//!   together (external-resizer's status helpers in
+//!   `pkg/util` always write both).
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;

@@ -1,5 +1,6 @@
 //! The PersistentVolume the agent creates for a claim, field by field as the
-//! external-provisioner writes it (PROTOCOLS.md §1.1), pinned to this node.
+//! external-provisioner writes it (kubernetes-csi/external-provisioner
+//! `pkg/controller/controller.go`, `Provision`), pinned to this node.
 
 use std::collections::BTreeMap;
 

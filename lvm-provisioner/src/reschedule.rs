@@ -1,5 +1,6 @@
 //! The reschedule signal: remove `volume.kubernetes.io/selected-node` from the
-//! claim (PROTOCOLS.md §2), so kube-scheduler's PreBind fails and the pod is
+//! claim (as external-provisioner does in `controller.go`,
+//! `rescheduleProvisioning`), so kube-scheduler's PreBind fails and the pod is
 //! scheduled again, and the extender drops its reservation.
 
 use serde_json::{Value, json};

@@ -32,7 +32,7 @@ pub struct Agent<B> {
     pub config: AgentConfig,
     pub metrics_listen: Option<SocketAddr>,
     pub clock: Clock,
-    /// The CSI node service (issue 6), served beside the controllers.
+    /// The CSI node service, served beside the controllers.
     pub csi: Option<CsiSetup>,
 }
 

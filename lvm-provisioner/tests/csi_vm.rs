@@ -1,5 +1,5 @@
 //! The CSI node service on a real kernel with device-mapper: boots a Debian
-//! kernel under QEMU (hack/vm/run.sh, BRIEF §6) and runs the `csi_vm_check`
+//! kernel under QEMU (hack/vm/run.sh, see hack/vm/README.md) and runs the `csi_vm_check`
 //! example inside it, which drives `csi::serve` backed by real lvm2 over gRPC
 //! (stage ext4/xfs, publish, I/O, stats, lvextend + NodeExpandVolume,
 //! unpublish, unstage, restage without reformatting, block mode).

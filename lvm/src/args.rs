@@ -8,7 +8,7 @@ use crate::tags::owner_tags;
 /// Machine-readable output with sizes as plain byte counts.
 const JSON_IN_BYTES: &[&str] = &["--reportformat", "json", "--units", "b", "--nosuffix"];
 
-/// Every VG with its LVs in one command (BRIEF §5: one report per scan).
+/// Every VG with its LVs in one command (one report per scan).
 #[rustfmt::skip]
 const FULLREPORT: &[&str] = &[
     "--configreport", "vg", "-o", VG_COLUMNS,

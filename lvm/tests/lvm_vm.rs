@@ -1,5 +1,5 @@
 //! The LVM layer with real device-mapper: boots the project's QEMU guest
-//! (hack/vm/run.sh, BRIEF §6) and runs the `lvm_vm_check` example inside it on a
+//! (hack/vm/run.sh, see hack/vm/README.md) and runs the `lvm_vm_check` example inside it on a
 //! virtio disk (active LVs, wiped signatures, thin volumes with real data%,
 //! removal of active LVs). Fails, never skips, when the VM cannot run.
 

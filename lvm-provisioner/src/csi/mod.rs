@@ -1,4 +1,5 @@
-//! CSI node service and kubelet plugin registration (issue 6).
+//! CSI node service and kubelet plugin registration (CSI spec v1 `Node` service; kubelet
+//! `pkg/kubelet/pluginmanager` registration protocol).
 //!
 //! Layout: `request` checks arguments; `stage`, `publish`, `stats` and
 //! `expand` decide with pure planning functions over the mount table and act

@@ -2,7 +2,7 @@
 //!
 //! This follows kube-controller-manager's persistentvolume controller
 //! (pkg/controller/volume/persistentvolume/pv_controller.go, 1.31–1.34) for the
-//! cases lvmpin hits; see docs PROTOCOLS.md §1 for the sources:
+//! cases lvmpin hits:
 //! - `syncVolume`: a PV without claimRef, or with a claimRef lacking a uid (a
 //!   mere reservation), is Available; a PV whose claim is gone or has a new uid is
 //!   Released; a dynamically provisioned Delete PV whose claim is bound to another

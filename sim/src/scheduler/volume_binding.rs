@@ -1,5 +1,5 @@
 //! kube-scheduler's VolumeBinding plugin for the dynamic-provisioning path
-//! (pkg/scheduler/framework/plugins/volumebinding, 1.31–1.34; PROTOCOLS.md §2):
+//! (pkg/scheduler/framework/plugins/volumebinding, binder.go, 1.31–1.34):
 //! PreFilter sorts the pod's claims, Filter checks a node, Reserve assumes
 //! `selected-node` on claim copies read at cycle start, PreBind writes them and
 //! `checkBindings` decides whether to wait, proceed or give up.
