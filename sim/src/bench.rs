@@ -115,25 +115,29 @@ impl std::fmt::Display for BenchResult {
     }
 }
 
-/// Sum and count of a histogram over all its label sets, from Prometheus'
-/// text format.
-pub fn histogram_sum_count(text: &str, name: &str) -> Option<(f64, f64)> {
-    let read = |suffix: &str| -> Option<f64> {
-        let key = format!("{name}_{suffix}");
-        let mut found = None;
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some(rest) = line.strip_prefix(&key) else {
-                continue;
-            };
-            if !(rest.starts_with('{') || rest.starts_with(' ')) {
-                continue;
-            }
-            let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
-            *found.get_or_insert(0.0) += value;
+/// The sum of every sample of `name` (Prometheus text format) whose labels
+/// contain `label` (e.g. `verb="filter"`; "" for all); `None` if there is none.
+pub fn sample_sum(text: &str, name: &str, label: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) || !rest.contains(label) {
+            continue;
         }
-        found
-    };
-    Some((read("sum")?, read("count")?))
+        let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+        *found.get_or_insert(0.0) += value;
+    }
+    found
+}
+
+/// Sum and count of a histogram over all its label sets.
+pub fn histogram_sum_count(text: &str, name: &str) -> Option<(f64, f64)> {
+    Some((
+        sample_sum(text, &format!("{name}_sum"), "")?,
+        sample_sum(text, &format!("{name}_count"), "")?,
+    ))
 }
 
 fn scheduler_cycle(metrics: &str) -> Option<SchedulerCycle> {
