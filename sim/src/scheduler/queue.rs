@@ -9,7 +9,10 @@
 //! event, then for the rest of its backoff, or is flushed after
 //! `podMaxInUnschedulablePodsDuration` (5 min). A pod rejected by extenders
 //! has no plugin to ask whether an event matters, so upstream moves it on any
-//! event (`isPodWorthRequeuing`); so does this queue.
+//! event (`isPodWorthRequeuing`); so does this queue. An event seen while a
+//! pod's attempt is in flight is not lost: that pod then backs off instead of
+//! parking, like upstream's `moveRequestCycle` check in
+//! `AddUnschedulableIfNotPresent`.
 //! Time is passed in, so the queue is a pure data structure.
 
 use std::collections::HashMap;
@@ -51,12 +54,18 @@ struct Entry {
     seq: u64,
     attempts: u32,
     state: State,
+    /// The scheduling cycle that last popped this pod.
+    popped_in: u64,
 }
 
 #[derive(Debug)]
 pub struct Queue {
     entries: HashMap<String, Entry>,
     seq: u64,
+    /// Counts pops, like upstream's `schedulingCycle`.
+    cycle: u64,
+    /// The cycle of the last cluster event.
+    move_request_cycle: u64,
     initial: Duration,
     max: Duration,
     assumed_ttl: Duration,
@@ -67,6 +76,8 @@ impl Queue {
         Self {
             entries: HashMap::new(),
             seq: 0,
+            cycle: 0,
+            move_request_cycle: 0,
             initial,
             max,
             assumed_ttl: Duration::from_secs(30),
@@ -99,6 +110,7 @@ impl Queue {
                         seq: self.seq,
                         attempts: 0,
                         state: State::Ready(now),
+                        popped_in: 0,
                     },
                 );
             }
@@ -123,6 +135,8 @@ impl Queue {
             .values_mut()
             .filter(|e| matches!(e.state, State::Ready(at) if at <= now))
             .min_by_key(|e| e.seq)?;
+        self.cycle += 1;
+        e.popped_in = self.cycle;
         e.state = State::InFlight;
         Some(e.key.clone())
     }
@@ -141,14 +155,21 @@ impl Queue {
         }
     }
 
-    /// Park a pod that no node fitted until `move_unschedulable`.
+    /// Park a pod that no node fitted until `move_unschedulable`, unless an
+    /// event came while its attempt was in flight: that attempt may have
+    /// judged stale state, so the pod only backs off.
     pub fn unschedulable(&mut self, uid: &str, now: Instant) {
         let backoff = self.entries.get(uid).map(|e| self.backoff(e.attempts + 1));
+        let moved_since = self.move_request_cycle;
         if let (Some(e), Some(b)) = (self.entries.get_mut(uid), backoff) {
             e.attempts += 1;
-            e.state = State::Unschedulable {
-                backoff_until: now + b,
-                flush_at: now + MAX_IN_UNSCHEDULABLE,
+            e.state = if moved_since >= e.popped_in {
+                State::Ready(now + b)
+            } else {
+                State::Unschedulable {
+                    backoff_until: now + b,
+                    flush_at: now + MAX_IN_UNSCHEDULABLE,
+                }
             };
         }
     }
@@ -156,6 +177,7 @@ impl Queue {
     /// A cluster event: every parked pod goes back, after what is left of
     /// its backoff.
     pub fn move_unschedulable(&mut self) {
+        self.move_request_cycle = self.cycle;
         for e in self.entries.values_mut() {
             if let State::Unschedulable { backoff_until, .. } = e.state {
                 e.state = State::Ready(backoff_until);
@@ -256,5 +278,21 @@ mod tests {
         q.sync([key("a"), key("b")], later);
         assert_eq!(q.pop(later), Some(key("a")), "first come, first served");
         assert_eq!(q.pop(later), Some(key("b")));
+    }
+
+    #[test]
+    fn an_event_during_the_attempt_is_not_lost() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut q = Queue::new(s(1), s(10));
+        q.sync([key("a"), key("b")], t0);
+        assert_eq!(q.pop(t0), Some(key("a")));
+        // The event lands while a is in flight; b is popped after it.
+        q.move_unschedulable();
+        assert_eq!(q.pop(t0), Some(key("b")));
+        q.unschedulable("uid-a", t0);
+        q.unschedulable("uid-b", t0);
+        assert_eq!(q.pop(t0 + s(1)), Some(key("a")), "a only backs off");
+        assert_eq!(q.pop(t0 + s(60)), None, "b saw the event; parked");
     }
 }
