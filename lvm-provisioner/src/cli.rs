@@ -65,9 +65,10 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0:9808")]
     pub metrics_listen: SocketAddr,
     /// The agent's namespace (from the downward API: metadata.namespace),
-    /// where it keeps one CSIStorageCapacity per StorageClass for this node;
-    /// empty: publish none.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "")]
+    /// where it keeps one CSIStorageCapacity per StorageClass for this node.
+    /// Required: the CSIDriver opts into capacity tracking, so kube-scheduler
+    /// places no claim on a node whose agent publishes none.
+    #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: String,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

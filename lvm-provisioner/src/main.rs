@@ -78,6 +78,10 @@ async fn main() -> anyhow::Result<()> {
         "--node-name (NODE_NAME) is empty"
     );
     anyhow::ensure!(
+        !namespace.trim().is_empty(),
+        "--namespace (POD_NAMESPACE) is empty: the agent must publish CSIStorageCapacity in its own namespace"
+    );
+    anyhow::ensure!(
         volume_groups.iter().all(|vg| !vg.trim().is_empty()),
         "--volume-group (LVMPIN_VOLUME_GROUPS) has an empty name: {volume_groups:?}"
     );
@@ -111,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
             volume_groups,
             spare_bytes,
             scan_interval: scan_interval.into(),
-            namespace: Some(namespace).filter(|n| !n.is_empty()),
+            namespace: Some(namespace),
         },
         metrics_listen: Some(metrics_listen),
         clock: system_clock(),

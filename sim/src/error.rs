@@ -35,6 +35,8 @@ pub enum Error {
     BinaryMissing(String),
     #[error("API server: {0}")]
     ApiServer(String),
+    #[error("scheduler configuration {path}: {reason}")]
+    SchedulerConfig { path: String, reason: String },
 }
 
 impl Error {

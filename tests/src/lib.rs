@@ -82,6 +82,46 @@ pub async fn pods(tb: &Testbed) -> Vec<Pod> {
         .items
 }
 
+/// Wait until each node's CSIStorageCapacity shows what `vgs` says is free
+/// there (whole 4 MiB extents, no spare), i.e. the agents have published
+/// every change so far. Returns the objects by node.
+pub async fn wait_capacity_current(
+    tb: &Testbed,
+    timeout: Duration,
+) -> BTreeMap<String, k8s_openapi::api::storage::v1::CSIStorageCapacity> {
+    let api = Api::<k8s_openapi::api::storage::v1::CSIStorageCapacity>::namespaced(
+        tb.client(),
+        "lvmpin-system",
+    );
+    let mut out = BTreeMap::new();
+    for node in &tb.node_names {
+        let (_, free) = tb
+            .disk(node)
+            .expect("node disk")
+            .vg_size_free()
+            .expect("vgs");
+        let want = (free / (4 << 20) * (4 << 20)).to_string();
+        let name = format!("lvmpin.{}.{node}", tb.class);
+        let r = lvmpin_sim::wait::until(
+            &format!("{name} to show {want} bytes"),
+            timeout,
+            Duration::from_millis(100),
+            || async {
+                let o = api.get_opt(&name).await.ok()??;
+                (o.capacity.as_ref()?.0 == want).then_some(o)
+            },
+        )
+        .await;
+        match r {
+            Ok(o) => {
+                out.insert(node.clone(), o);
+            }
+            Err(e) => panic!("{}", tb.with_logs(e)),
+        }
+    }
+    out
+}
+
 /// Wait until every claim is Bound (phase written by the PV controller).
 pub async fn wait_claims_bound(tb: &Testbed, timeout: Duration) {
     let api = Api::<PersistentVolumeClaim>::all(tb.client());

@@ -153,11 +153,13 @@ fn check_scheduler_configs(m: &Manifests) -> Vec<String> {
     for (name, cfg) in &configs {
         let mode = if name.contains("advisory") {
             Mode::Advisory
+        } else if name.contains("no-extender") {
+            Mode::NoExtender
         } else if name.contains("decisive") {
             Mode::Decisive
         } else {
             errs.push(format!(
-                "{name}: name it after its mode (decisive or advisory)"
+                "{name}: name it after its mode (decisive, advisory or no-extender)"
             ));
             continue;
         };
@@ -166,9 +168,9 @@ fn check_scheduler_configs(m: &Manifests) -> Vec<String> {
             name, cfg, mode, &served,
         ));
     }
-    if modes.len() != 2 {
+    if modes.len() != 3 {
         errs.push(format!(
-            "expected a decisive and an advisory example, found {modes:?}"
+            "expected decisive, advisory and no-extender examples, found {modes:?}"
         ));
     }
     errs

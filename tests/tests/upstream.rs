@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::storage::v1::CSIStorageCapacity;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use lvmpin_api::LvmNode;
@@ -178,35 +177,16 @@ async fn csi_storage_capacity_tracks_each_volume_group() {
     .await
     .unwrap();
     lvmpin_e2e::wait_claims_bound(&tb, Duration::from_secs(30)).await;
-    let api = Api::<CSIStorageCapacity>::namespaced(tb.client(), "lvmpin-system");
-    for node in &tb.node_names {
-        let (_, free) = tb.disk(node).unwrap().vg_size_free().unwrap();
-        // 4 MiB extents, no spare.
-        let want = (free / (4 * MI) * (4 * MI)).to_string();
-        let name = format!("lvmpin.{}.{node}", tb.class);
-        let r = wait::until(
-            &format!("{name} to show {want} bytes"),
-            Duration::from_secs(10),
-            Duration::from_millis(100),
-            || async {
-                let o = api.get_opt(&name).await.ok()??;
-                let cap = o.capacity.as_ref()?.0.clone();
-                (cap == want).then_some(o)
-            },
-        )
-        .await;
-        let obj = match r {
-            Ok(o) => o,
-            Err(e) => panic!("{}", tb.with_logs(e)),
-        };
+    let current = lvmpin_e2e::wait_capacity_current(&tb, Duration::from_secs(10)).await;
+    for (node, obj) in current {
         assert_eq!(obj.storage_class_name, tb.class);
         assert_eq!(
             obj.node_topology.and_then(|t| t.match_labels).unwrap()["topology.lvm.lvmpin.io/node"],
-            *node
+            node
         );
         let owner = obj.metadata.owner_references.unwrap_or_default();
         assert!(
-            owner.iter().any(|o| o.kind == "LvmNode" && o.name == *node),
+            owner.iter().any(|o| o.kind == "LvmNode" && o.name == node),
             "{owner:?}"
         );
     }

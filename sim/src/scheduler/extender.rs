@@ -28,8 +28,78 @@ pub struct ExtenderConfig {
     pub http_timeout: Duration,
 }
 
+/// The `extenders[]` fields of a `kubescheduler.config.k8s.io/v1`
+/// KubeSchedulerConfiguration this driver reads (names as in
+/// k8s.io/kube-scheduler/config/v1 `Extender`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExtenderEntry {
+    url_prefix: String,
+    #[serde(default)]
+    filter_verb: String,
+    #[serde(default)]
+    prioritize_verb: String,
+    #[serde(default)]
+    bind_verb: String,
+    #[serde(default)]
+    weight: i64,
+    #[serde(default)]
+    node_cache_capable: bool,
+    #[serde(default)]
+    ignorable: bool,
+    #[serde(default)]
+    http_timeout: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SchedulerFile {
+    kind: String,
+    #[serde(default)]
+    extenders: Vec<ExtenderEntry>,
+}
+
 impl ExtenderConfig {
-    /// lvmpin's documented setup: filter, prioritize and bind, weight 1.
+    /// The extenders of a KubeSchedulerConfiguration file as users deploy it
+    /// (`manifests/scheduler/*.yaml`), so the simulator runs the same set-up
+    /// as kube-scheduler. `path` only names the file in errors.
+    pub fn from_scheduler_config(yaml: &str, path: &str) -> Result<Vec<Self>> {
+        let bad = |reason: String| Error::SchedulerConfig {
+            path: path.to_string(),
+            reason,
+        };
+        let file: SchedulerFile = serde_yaml::from_str(yaml).map_err(|e| bad(e.to_string()))?;
+        if file.kind != "KubeSchedulerConfiguration" {
+            return Err(bad(format!(
+                "kind is {:?}, want KubeSchedulerConfiguration",
+                file.kind
+            )));
+        }
+        let verb = |v: String| (!v.is_empty()).then_some(v);
+        file.extenders
+            .into_iter()
+            .map(|e| {
+                let http_timeout = match e.http_timeout.as_deref() {
+                    // pkg/scheduler/extender.go NewHTTPExtender: 0 means 5 s.
+                    None | Some("0s") | Some("0") => Duration::from_secs(5),
+                    Some(t) => humantime::parse_duration(t)
+                        .map_err(|err| bad(format!("httpTimeout {t:?}: {err}")))?,
+                };
+                Ok(Self {
+                    url_prefix: e.url_prefix,
+                    filter_verb: verb(e.filter_verb),
+                    prioritize_verb: verb(e.prioritize_verb),
+                    bind_verb: verb(e.bind_verb),
+                    weight: e.weight,
+                    node_cache_capable: e.node_cache_capable,
+                    ignorable: e.ignorable,
+                    http_timeout,
+                })
+            })
+            .collect()
+    }
+
+    /// Filter, prioritize and bind, weight 1, not ignorable: the simulator
+    /// CLI's defaults, each of which it can change.
     pub fn lvmpin(url_prefix: &str) -> Self {
         Self {
             url_prefix: url_prefix.to_string(),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{
     Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
 };
-use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
+use k8s_openapi::api::storage::v1::{CSIDriver, CSIStorageCapacity, StorageClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -34,7 +34,7 @@ use crate::informer::Informer;
 pub use extender::{Extender, ExtenderConfig};
 use queue::{PodKey, Queue};
 pub use stats::{SchedulerStats, StatsSnapshot};
-use volume_binding::{BindingCheck, PodVolumes};
+use volume_binding::{BindingCheck, CapacityView, PodVolumes};
 
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
@@ -75,6 +75,8 @@ struct Shared {
     volumes: Store<PersistentVolume>,
     nodes: Store<Node>,
     classes: Store<StorageClass>,
+    capacities: Store<CSIStorageCapacity>,
+    drivers: Store<CSIDriver>,
     queue: Mutex<Queue>,
     wake: Arc<Notify>,
     /// Cancelled when the scheduler stops, ending binding cycles in flight.
@@ -147,16 +149,19 @@ pub async fn run(client: Client, cfg: SchedulerConfig, stats: Arc<SchedulerStats
     let volumes = Informer::start(Api::<PersistentVolume>::all(client.clone()), events.clone());
     let nodes = Informer::start(Api::<Node>::all(client.clone()), events.clone());
     let classes = Informer::start(Api::<StorageClass>::all(client.clone()), events.clone());
-    // Watched by volume binding upstream; its updates requeue parked pods.
-    let _capacities = Informer::start(
+    // Read by volume binding's capacity check; updates requeue parked pods.
+    let capacities = Informer::start(
         Api::<CSIStorageCapacity>::all(client.clone()),
         events.clone(),
     );
+    let drivers = Informer::start(Api::<CSIDriver>::all(client.clone()), events.clone());
     pods.synced().await;
     claims.synced().await;
     volumes.synced().await;
     nodes.synced().await;
     classes.synced().await;
+    capacities.synced().await;
+    drivers.synced().await;
     tracing::info!("scheduler: caches synced");
     let shared = Arc::new(Shared {
         recorder: Recorder::new(
@@ -176,6 +181,8 @@ pub async fn run(client: Client, cfg: SchedulerConfig, stats: Arc<SchedulerStats
         volumes: volumes.store.clone(),
         nodes: nodes.store.clone(),
         classes: classes.store.clone(),
+        capacities: capacities.store.clone(),
+        drivers: drivers.store.clone(),
         wake: wake.clone(),
         stop: tokio_util::sync::CancellationToken::new(),
     });
@@ -273,6 +280,10 @@ async fn find_node(shared: &Shared, pod: &Pod) -> Result<(Arc<Node>, PodVolumes)
     )
     .map_err(Failure::unschedulable)?;
 
+    let capacity = CapacityView {
+        drivers: shared.drivers.state(),
+        capacities: shared.capacities.state(),
+    };
     let mut all_nodes = shared.nodes.state();
     all_nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let total = all_nodes.len();
@@ -284,7 +295,7 @@ async fn find_node(shared: &Shared, pod: &Pod) -> Result<(Arc<Node>, PodVolumes)
         } else if !nodes::matches_node_selector(pod, &n) {
             Err("node(s) didn't match Pod's node affinity/selector")
         } else {
-            volumes.node_fits(&n)
+            volumes.node_fits(&n, &capacity)
         };
         match verdict {
             Ok(()) => feasible.push(n),
@@ -468,22 +479,29 @@ async fn binding_cycle(
 async fn bind(shared: &Shared, pod: &Pod, node: &str) -> Result<(), Failure> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    if let Some(ext) = shared
-        .extenders
-        .iter()
-        .find(|e| e.config.bind_verb.is_some())
-    {
-        let verb = ext.config.bind_verb.as_deref().unwrap_or("bind");
+    // kube-scheduler's extendersBinding (pkg/scheduler/schedule_one.go): the
+    // binder extender binds; a failing ignorable one falls through to the
+    // default binder.
+    for ext in shared.extenders.iter() {
+        let Some(verb) = ext.config.bind_verb.as_deref() else {
+            continue;
+        };
         let args = wire::ExtenderBindingArgs {
-            pod_name: name,
-            pod_namespace: ns,
+            pod_name: name.clone(),
+            pod_namespace: ns.clone(),
             pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
             node: node.to_string(),
         };
-        return ext.bind(verb, &args).await.map_err(|e| {
-            shared.stats.extender_errors.inc();
-            Failure::new(format!("binding rejected: {e}"))
-        });
+        match ext.bind(verb, &args).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                shared.stats.extender_errors.inc();
+                if !ext.config.ignorable {
+                    return Err(Failure::new(format!("binding rejected: {e}")));
+                }
+                tracing::warn!(error = %e, "ignorable extender failed to bind; default binder used");
+            }
+        }
     }
     let binding = Binding {
         metadata: ObjectMeta {

@@ -3,6 +3,7 @@
 //! node-selector terms used by PV `nodeAffinity` (VolumeBinding's bound-claim check).
 
 use k8s_openapi::api::core::v1::{Node, NodeSelector, NodeSelectorRequirement, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// Ready condition True and not cordoned.
 pub fn is_schedulable(node: &Node) -> bool {
@@ -54,6 +55,30 @@ fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bo
         }
         _ => false,
     }
+}
+
+/// A metav1 `LabelSelector` against the node's labels, as
+/// `metav1.LabelSelectorAsSelector(...).Matches`: an empty selector matches
+/// every node, an unknown operator none.
+pub fn label_selector_matches(sel: &LabelSelector, node: &Node) -> bool {
+    let labels = node.metadata.labels.as_ref();
+    let value = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    let by_label = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| value(k) == Some(v.as_str()));
+    by_label
+        && sel.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => value(&e.key).is_some_and(|v| values.iter().any(|x| x == v)),
+                "NotIn" => value(&e.key).is_none_or(|v| !values.iter().any(|x| x == v)),
+                "Exists" => value(&e.key).is_some(),
+                "DoesNotExist" => value(&e.key).is_none(),
+                _ => false,
+            }
+        })
 }
 
 /// Terms are ORed; within a term every label expression and field expression

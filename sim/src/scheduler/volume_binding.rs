@@ -1,20 +1,74 @@
 //! kube-scheduler's VolumeBinding plugin for the dynamic-provisioning path
-//! (pkg/scheduler/framework/plugins/volumebinding, binder.go, 1.31–1.34):
-//! PreFilter sorts the pod's claims, Filter checks a node, Reserve assumes
+//! (pkg/scheduler/framework/plugins/volumebinding, binder.go, 1.37):
+//! PreFilter sorts the pod's claims, Filter checks a node (`FindPodVolumes`,
+//! with `checkVolumeProvisions` and `hasEnoughCapacity`), Reserve assumes
 //! `selected-node` on claim copies read at cycle start, PreBind writes them and
 //! `checkBindings` decides whether to wait, proceed or give up.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, CSIStorageCapacity, StorageClass};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use lvmpin_api::names::ANN_SELECTED_NODE;
+use lvmpin_api::quantity::parse_quantity_bytes;
 
-use super::nodes::selector_matches;
+use super::nodes::{label_selector_matches, selector_matches};
 use crate::pv_controller::plan::{ANN_BIND_COMPLETED, claim_class};
 
-pub const REASON_NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
+pub const REASON_NODE_CONFLICT: &str = "node(s) didn't match PersistentVolume's node affinity";
 pub const REASON_BIND_CONFLICT: &str = "node(s) didn't find available persistent volumes to bind";
+pub const REASON_NOT_ENOUGH_SPACE: &str = "node(s) did not have enough free storage";
+
+/// What `hasEnoughCapacity` reads from the informers: CSIDrivers and every
+/// CSIStorageCapacity in the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct CapacityView {
+    pub drivers: Vec<Arc<CSIDriver>>,
+    pub capacities: Vec<Arc<CSIStorageCapacity>>,
+}
+
+impl CapacityView {
+    /// True when no check applies (no size requested, not a CSI driver, or one
+    /// that has not opted in), else when some object of the class that the
+    /// node can reach has room: `maximumVolumeSize` if set, else `capacity`.
+    fn has_enough(&self, pvc: &PersistentVolumeClaim, sc: &StorageClass, node: &Node) -> bool {
+        let Some(request) = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+        else {
+            return true;
+        };
+        let opted_in = self
+            .drivers
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(sc.provisioner.as_str()))
+            .is_some_and(|d| d.spec.storage_capacity == Some(true));
+        if !opted_in {
+            return true;
+        }
+        let Some(size) = bytes(request) else {
+            return false;
+        };
+        let class = sc.metadata.name.as_deref().unwrap_or("");
+        self.capacities.iter().any(|c| {
+            let limit = c.maximum_volume_size.as_ref().or(c.capacity.as_ref());
+            c.storage_class_name == class
+                && limit.and_then(bytes).is_some_and(|l| l >= size)
+                && c.node_topology
+                    .as_ref()
+                    .is_some_and(|t| label_selector_matches(t, node))
+        })
+    }
+}
+
+fn bytes(q: &Quantity) -> Option<u64> {
+    parse_quantity_bytes(&q.0).ok()
+}
 
 /// The pod's claims, sorted as PreFilter does.
 #[derive(Debug, Clone, Default)]
@@ -108,7 +162,7 @@ fn topology_allows(sc: &StorageClass, node: &Node) -> bool {
 
 impl PodVolumes {
     /// Filter: Ok when the pod's volumes allow this node.
-    pub fn node_fits(&self, node: &Node) -> Result<(), &'static str> {
+    pub fn node_fits(&self, node: &Node, capacity: &CapacityView) -> Result<(), &'static str> {
         let name = node.metadata.name.as_deref().unwrap_or("");
         for (_, pv) in &self.bound {
             let affinity = pv
@@ -122,16 +176,23 @@ impl PodVolumes {
                 return Err(REASON_NODE_CONFLICT);
             }
         }
+        // A claim already holding another node's name pins the pod there.
+        if self
+            .to_provision
+            .iter()
+            .any(|(pvc, _)| selected_node(pvc).is_some_and(|s| s != name))
+        {
+            return Err(REASON_BIND_CONFLICT);
+        }
         for (pvc, sc) in &self.to_provision {
-            // A claim already holding another node's name pins the pod there.
-            if selected_node(pvc).is_some_and(|s| s != name) {
-                return Err(REASON_NODE_CONFLICT);
-            }
             if sc.provisioner.is_empty() || sc.provisioner == "kubernetes.io/no-provisioner" {
                 return Err(REASON_BIND_CONFLICT);
             }
             if !topology_allows(sc, node) {
-                return Err(REASON_NODE_CONFLICT);
+                return Err(REASON_BIND_CONFLICT);
+            }
+            if !capacity.has_enough(pvc, sc, node) {
+                return Err(REASON_NOT_ENOUGH_SPACE);
             }
         }
         Ok(())

@@ -77,14 +77,29 @@ pub async fn create_object(client: &Client, obj: &DynamicObject) -> Result<()> {
     Ok(())
 }
 
-/// Apply `manifests/base` (but its workloads) and wait for the CRD to serve.
-pub async fn install_base(client: &Client) -> Result<()> {
+/// What the simulator takes of `manifests/base`: it has no authorization or
+/// admission, and serves LvmNode built in, but its scheduler reads the
+/// CSIDriver's `storageCapacity`, as kube-scheduler does.
+const SIM_FILES: &[&str] = &["namespace.yaml", "csidriver.yaml"];
+
+async fn apply_files(client: &Client, files: &[&str]) -> Result<()> {
     let base = workspace_root().join("manifests").join("base");
-    for file in BASE_FILES {
+    for file in files {
         for obj in read_manifest(&base.join(file))? {
             create_object(client, &obj).await?;
         }
     }
+    Ok(())
+}
+
+/// The part of `manifests/base` the simulator uses.
+pub async fn install_sim(client: &Client) -> Result<()> {
+    apply_files(client, SIM_FILES).await
+}
+
+/// Apply `manifests/base` (but its workloads) and wait for the CRD to serve.
+pub async fn install_base(client: &Client) -> Result<()> {
+    apply_files(client, BASE_FILES).await?;
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     wait::until(
         "the LvmNode CRD to be established",

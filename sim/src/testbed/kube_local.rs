@@ -62,24 +62,23 @@ pub fn scheduler_config(name: &str) -> PathBuf {
 impl KubeLocal {
     /// Start kube-local in `dir`. `scheduler_config` is a
     /// KubeSchedulerConfiguration file whose extender URLs are rewritten to
-    /// `extender_url`; `None` runs kube-scheduler with its defaults.
+    /// `extender_url` (which must be `None` for a file without extenders).
     pub async fn start(
         dir: &Path,
-        scheduler_config: Option<&Path>,
-        extender_url: &str,
+        scheduler_config: &Path,
+        extender_url: Option<&str>,
         timeout: Duration,
     ) -> Result<Self> {
         let bin = binary()?;
         let data = dir.join("kube-local");
         std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
         let mut args = vec!["--data-dir".to_string(), data.display().to_string()];
-        if let Some(cfg) = scheduler_config {
-            args.extend([
-                "--scheduler-config".to_string(),
-                cfg.display().to_string(),
-                "--extender-url".to_string(),
-                extender_url.to_string(),
-            ]);
+        args.extend([
+            "--scheduler-config".to_string(),
+            scheduler_config.display().to_string(),
+        ]);
+        if let Some(url) = extender_url {
+            args.extend(["--extender-url".to_string(), url.to_string()]);
         }
         let mut process = ManagedProcess::spawn(
             "kube-local",

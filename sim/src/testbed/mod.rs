@@ -21,7 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::{Api, Client};
 use lvmpin_api::LvmNode;
@@ -212,35 +212,45 @@ impl Testbed {
         );
         let port = process::free_port()?;
         let extender_url = format!("http://127.0.0.1:{port}");
-        let mut scheduler = opts.scheduler.clone();
-        scheduler.extenders = if opts.scheduler_uses_extender {
-            vec![ExtenderConfig {
-                node_cache_capable: opts.node_cache_capable,
-                ..ExtenderConfig::lvmpin(&extender_url)
-            }]
+        // Both backends run the KubeSchedulerConfiguration users deploy.
+        let config_path = kube_local::scheduler_config(if opts.scheduler_uses_extender {
+            opts.mode.as_str()
         } else {
-            Vec::new()
-        };
+            "no-extender"
+        });
         let (control_plane, kubeconfig) = match opts.backend {
             Backend::Sim => {
+                let yaml = std::fs::read_to_string(&config_path)
+                    .map_err(|e| Error::io(&config_path, e))?;
+                let mut scheduler = opts.scheduler.clone();
+                scheduler.extenders = ExtenderConfig::from_scheduler_config(
+                    &yaml,
+                    &config_path.display().to_string(),
+                )?
+                .into_iter()
+                .map(|e| ExtenderConfig {
+                    url_prefix: extender_url.clone(),
+                    node_cache_capable: opts.node_cache_capable,
+                    ..e
+                })
+                .collect();
                 let cp = ControlPlane::start(ControlPlaneOptions {
                     listen: opts.listen,
                     scheduler: Some(scheduler),
                     ..ControlPlaneOptions::default()
                 })
                 .await?;
+                install::install_sim(&cp.client()).await?;
                 let kubeconfig = dir.path().join("kubeconfig");
                 cp.write_kubeconfig(&kubeconfig)?;
                 (Cluster::Sim(cp), kubeconfig)
             }
             Backend::Kube => {
-                let config = opts
-                    .scheduler_uses_extender
-                    .then(|| kube_local::scheduler_config(opts.mode.as_str()));
                 let kl = KubeLocal::start(
                     dir.path(),
-                    config.as_deref(),
-                    &extender_url,
+                    &config_path,
+                    opts.scheduler_uses_extender
+                        .then_some(extender_url.as_str()),
                     Duration::from_secs(180),
                 )
                 .await?;
@@ -418,7 +428,9 @@ impl Testbed {
             .sum())
     }
 
-    /// The extender answers `/readyz` with 200 and every agent has reported its VG.
+    /// The extender answers `/readyz` with 200, every agent has reported its
+    /// VG and published a non-zero CSIStorageCapacity for the class (until
+    /// then kube-scheduler finds no room for a claim on that node).
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         self.wait_extender_ready(timeout).await?;
         let api = Api::<LvmNode>::all(self.client());
@@ -444,6 +456,29 @@ impl Testbed {
                         })
                         .count();
                     (reporting == want).then_some(())
+                }
+            },
+        )
+        .await
+        .map_err(|e| self.with_logs(e))?;
+        let capacities = Api::<CSIStorageCapacity>::namespaced(self.client(), install::NAMESPACE);
+        let class = self.class.clone();
+        wait::until(
+            "every agent to publish its CSIStorageCapacity",
+            timeout,
+            Duration::from_millis(200),
+            || {
+                let capacities = capacities.clone();
+                let class = class.clone();
+                async move {
+                    let list = capacities.list(&ListParams::default()).await.ok()?;
+                    let published = list
+                        .items
+                        .iter()
+                        .filter(|c| c.storage_class_name == class)
+                        .filter(|c| c.capacity.as_ref().is_some_and(|q| q.0 != "0"))
+                        .count();
+                    (published == want).then_some(())
                 }
             },
         )

@@ -142,7 +142,7 @@ fn config(yaml: &str) -> Result<scheduler_config::KubeSchedulerConfiguration, St
     }
 }
 
-const GOOD_CONFIG: &str = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection: {kubeconfig: /etc/kubernetes/scheduler.conf}\npercentageOfNodesToScore: 100\nextenders:\n- {urlPrefix: 'http://127.0.0.1:8099', filterVerb: filter, bindVerb: bind, nodeCacheCapable: true, httpTimeout: 10s}\n";
+const GOOD_CONFIG: &str = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection: {kubeconfig: /etc/kubernetes/scheduler.conf}\npercentageOfNodesToScore: 100\nextenders:\n- {urlPrefix: 'http://127.0.0.1:8099', filterVerb: filter, bindVerb: bind, nodeCacheCapable: true, httpTimeout: 10s, ignorable: true}\n";
 
 fn served() -> Vec<scheduler_config::ServedExtender> {
     vec![scheduler_config::ServedExtender {
@@ -209,6 +209,14 @@ fn scheduler_config_checks_bite() {
         &check(&GOOD_CONFIG.replace("10s", "10 seconds"), Mode::Decisive),
         "httpTimeout",
     );
+    assert_complains(
+        &check(
+            &GOOD_CONFIG.replace("ignorable: true", "ignorable: false"),
+            Mode::Decisive,
+        ),
+        "ignorable must be true",
+    );
+    assert_complains(&check(GOOD_CONFIG, Mode::NoExtender), "no extenders");
 }
 
 #[test]
@@ -235,7 +243,12 @@ fn wrong_storage_class_and_csi_driver_are_found() {
         assert_complains(&errs, needle);
     }
     let errs = components::check_csi_driver(&objs);
-    for needle in ["attachRequired", "fsGroupPolicy", "volumeLifecycleModes"] {
+    for needle in [
+        "attachRequired",
+        "fsGroupPolicy",
+        "volumeLifecycleModes",
+        "storageCapacity must be true",
+    ] {
         assert_complains(&errs, needle);
     }
 }

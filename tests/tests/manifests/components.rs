@@ -360,10 +360,10 @@ pub fn check_csi_driver(objs: &[Located]) -> Vec<String> {
     if s.volume_lifecycle_modes.as_deref() != Some(&["Persistent".to_string()][..]) {
         errs.push(format!("{at}: volumeLifecycleModes must be [Persistent]"));
     }
-    if s.storage_capacity == Some(true) {
-        errs.push(format!(
-            "{at}: storageCapacity: true makes pods wait for CSIStorageCapacity objects, which lvmpin does not publish"
-        ));
+    // The agents publish CSIStorageCapacity; without the opt-in a scheduler
+    // without the extender would place claims capacity-blind.
+    if s.storage_capacity != Some(true) {
+        errs.push(format!("{at}: storageCapacity must be true"));
     }
     errs
 }

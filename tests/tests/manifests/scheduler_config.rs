@@ -129,6 +129,8 @@ pub const EXTENDER_ROUTES: &[(&str, &str)] = &[
 pub enum Mode {
     Decisive,
     Advisory,
+    /// The stock scheduler on CSIStorageCapacity alone.
+    NoExtender,
 }
 
 pub fn check_scheduler_config(
@@ -174,6 +176,12 @@ pub fn check_scheduler_config(
     {
         err("only one extender may set bindVerb".into());
     }
+    if mode == Mode::NoExtender {
+        if !cfg.extenders.is_empty() {
+            err("a no-extender configuration must list no extenders".into());
+        }
+        return errs;
+    }
     let [ext] = cfg.extenders.as_slice() else {
         err(format!(
             "expected exactly one extender, found {}",
@@ -189,6 +197,7 @@ pub fn check_scheduler_config(
     let wanted: &[&str] = match mode {
         Mode::Decisive => &["filterVerb", "bindVerb"],
         Mode::Advisory => &["filterVerb", "prioritizeVerb", "bindVerb"],
+        Mode::NoExtender => &[],
     };
     for (field, value) in verbs {
         match (wanted.contains(&field), value) {
@@ -206,8 +215,8 @@ pub fn check_scheduler_config(
     if ext.node_cache_capable != Some(true) {
         err("nodeCacheCapable should be true: the extender keeps its own node cache".into());
     }
-    if ext.ignorable == Some(true) {
-        err("ignorable must be false: without the extender, capacity would go unchecked".into());
+    if ext.ignorable != Some(true) {
+        err("ignorable must be true: otherwise one failed extender stops all scheduling".into());
     }
     if let Some(t) = &ext.http_timeout
         && let Err(e) = parse_go_duration(t)

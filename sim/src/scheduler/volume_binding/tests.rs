@@ -84,10 +84,13 @@ fn prefilter_sorts_and_rejects() {
     assert_eq!(vols.to_provision.len(), 1);
     assert_eq!(vols.bound.len(), 1);
     assert_eq!(
-        vols.node_fits(&workload::node("n1")),
+        vols.node_fits(&workload::node("n1"), &CapacityView::default()),
         Err(REASON_NODE_CONFLICT)
     );
-    assert_eq!(vols.node_fits(&workload::node("n2")), Ok(()));
+    assert_eq!(
+        vols.node_fits(&workload::node("n2"), &CapacityView::default()),
+        Ok(())
+    );
 
     let err = collect_with(&pod, &[claim("a", "1")], &[], &[sc.clone()]).unwrap_err();
     assert!(err.contains("\"b\" not found"), "{err}");
@@ -106,8 +109,14 @@ fn stale_selected_node_pins_and_assume_keeps_rv() {
     let mut a = claim("a", "41");
     a.metadata.annotations = Some(BTreeMap::from([(ANN_SELECTED_NODE.into(), "n2".into())]));
     let vols = collect_with(&pod, &[a], &[], &[sc]).unwrap();
-    assert!(vols.node_fits(&workload::node("n1")).is_err());
-    assert!(vols.node_fits(&workload::node("n2")).is_ok());
+    assert!(
+        vols.node_fits(&workload::node("n1"), &CapacityView::default())
+            .is_err()
+    );
+    assert!(
+        vols.node_fits(&workload::node("n2"), &CapacityView::default())
+            .is_ok()
+    );
     let assumed = vols.assume("n2");
     assert_eq!(assumed[0].metadata.resource_version.as_deref(), Some("41"));
     assert_eq!(selected_node(&assumed[0]), Some("n2"));
@@ -175,4 +184,106 @@ fn check_bindings_table() {
             ..
         }
     ));
+}
+
+fn driver(storage_capacity: Option<bool>) -> CSIDriver {
+    CSIDriver {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(lvmpin_api::names::DRIVER_NAME.into()),
+            ..Default::default()
+        },
+        spec: k8s_openapi::api::storage::v1::CSIDriverSpec {
+            storage_capacity,
+            ..Default::default()
+        },
+    }
+}
+
+fn capacity(class: &str, node: &str, cap: Option<&str>, max: Option<&str>) -> CSIStorageCapacity {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    CSIStorageCapacity {
+        storage_class_name: class.into(),
+        node_topology: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(TOPOLOGY_KEY.into(), node.into())])),
+            match_expressions: None,
+        }),
+        capacity: cap.map(|c| Quantity(c.into())),
+        maximum_volume_size: max.map(|c| Quantity(c.into())),
+        ..Default::default()
+    }
+}
+
+/// `hasEnoughCapacity`: only drivers that opt in are checked; the object must
+/// be of the claim's class, reachable from the node, and large enough, where
+/// `maximumVolumeSize` wins over `capacity`.
+#[test]
+fn capacity_filter_follows_has_enough_capacity() {
+    let pod = workload::pod("ns", "p", &["a".into()]);
+    let sc = workload::storage_class("lvm", "vg");
+    let vols = collect_with(&pod, &[claim("a", "1")], &[], &[sc]).unwrap();
+    let n1 = workload::node("n1");
+    let on = |caps: Vec<CSIStorageCapacity>| CapacityView {
+        drivers: vec![Arc::new(driver(Some(true)))],
+        capacities: caps.into_iter().map(Arc::new).collect(),
+    };
+    let cases: Vec<(&str, CapacityView, Result<(), &str>)> = vec![
+        ("no CSIDriver", CapacityView::default(), Ok(())),
+        (
+            "driver not opted in",
+            CapacityView {
+                drivers: vec![Arc::new(driver(None))],
+                capacities: vec![],
+            },
+            Ok(()),
+        ),
+        (
+            "opted in, no objects",
+            on(vec![]),
+            Err(REASON_NOT_ENOUGH_SPACE),
+        ),
+        (
+            "enough",
+            on(vec![capacity("lvm", "n1", Some("1Gi"), None)]),
+            Ok(()),
+        ),
+        (
+            "too small",
+            on(vec![capacity("lvm", "n1", Some("1023Mi"), None)]),
+            Err(REASON_NOT_ENOUGH_SPACE),
+        ),
+        (
+            "max volume size wins over capacity",
+            on(vec![capacity("lvm", "n1", Some("10Gi"), Some("512Mi"))]),
+            Err(REASON_NOT_ENOUGH_SPACE),
+        ),
+        (
+            "other class",
+            on(vec![capacity("other", "n1", Some("10Gi"), None)]),
+            Err(REASON_NOT_ENOUGH_SPACE),
+        ),
+        (
+            "other node",
+            on(vec![capacity("lvm", "n2", Some("10Gi"), None)]),
+            Err(REASON_NOT_ENOUGH_SPACE),
+        ),
+        (
+            "any matching object will do",
+            on(vec![
+                capacity("lvm", "n2", Some("10Gi"), None),
+                capacity("lvm", "n1", Some("2Gi"), None),
+            ]),
+            Ok(()),
+        ),
+        (
+            "no topology is unavailable",
+            on(vec![CSIStorageCapacity {
+                node_topology: None,
+                ..capacity("lvm", "n1", Some("10Gi"), None)
+            }]),
+            Err(REASON_NOT_ENOUGH_SPACE),
+        ),
+    ];
+    for (name, view, want) in cases {
+        assert_eq!(vols.node_fits(&n1, &view), want, "{name}");
+    }
 }

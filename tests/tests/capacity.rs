@@ -1,0 +1,151 @@
+//! Placement without the extender, or after losing it: the CSIStorageCapacity
+//! objects the agents publish are what kube-scheduler's VolumeBinding plugin
+//! filters by (the CSIDriver sets `storageCapacity: true`). Runs on
+//! `kube-local` by default, on the simulator with `LVMPIN_CONTROL_PLANE=sim`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::Api;
+use kube::api::PostParams;
+use lvmpin_e2e::{
+    assert_consistent, assert_no_overcommit, pods, reschedules, set, start, wait_capacity_current,
+    wait_claims_bound,
+};
+use lvmpin_sim::testbed::{Testbed, TestbedOptions};
+use lvmpin_sim::{wait, workload};
+
+const MI: u64 = 1 << 20;
+const EXTENT: u64 = 4 * MI;
+
+/// How many volumes of `size` bytes the VGs hold now, in whole extents.
+fn volumes_that_fit(tb: &Testbed, size: u64) -> u64 {
+    tb.node_names
+        .iter()
+        .map(|n| {
+            let (_, free) = tb.disk(n).unwrap().vg_size_free().unwrap();
+            (free / EXTENT) / size.div_ceil(EXTENT)
+        })
+        .sum()
+}
+
+fn count_by_node(pods: &[Pod]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for p in pods
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some("default"))
+    {
+        if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            *out.entry(n).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Set-up (a), the stock scheduler alone. One pod at a time, each created once
+/// the agents have published the previous volume, until every VG is full:
+/// the small node fills up and is then filtered out, so no agent ever has to
+/// hand a claim back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_scheduler_alone_fills_every_node_without_a_reschedule() {
+    let mut tb = start(TestbedOptions {
+        nodes: 2,
+        vg_bytes: 64 * MI,
+        scheduler_uses_extender: false,
+        ..TestbedOptions::default()
+    })
+    .await;
+    tb.vgextend("node-1", 128 * MI).unwrap();
+    let n = volumes_that_fit(&tb, 12 * MI);
+    wait_capacity_current(&tb, Duration::from_secs(30)).await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(tb.client(), "default");
+    let pods_api = Api::<Pod>::namespaced(tb.client(), "default");
+    for i in 0..n {
+        let name = format!("seq-{i}");
+        claims
+            .create(
+                &PostParams::default(),
+                &workload::claim("default", &name, &tb.class, "12Mi"),
+            )
+            .await
+            .unwrap();
+        pods_api
+            .create(
+                &PostParams::default(),
+                &workload::pod("default", &name, std::slice::from_ref(&name)),
+            )
+            .await
+            .unwrap();
+        if let Err(e) = tb
+            .wait_bound("default", &[name], Duration::from_secs(60))
+            .await
+        {
+            panic!("{}", tb.with_logs(e));
+        }
+        wait_claims_bound(&tb, Duration::from_secs(30)).await;
+        wait_capacity_current(&tb, Duration::from_secs(30)).await;
+    }
+    let placed = count_by_node(&pods(&tb).await);
+    eprintln!("{n} pods placed one at a time: {placed:?}");
+    assert_eq!(reschedules(&tb).await, 0, "placed: {placed:?}");
+    assert_eq!(volumes_that_fit(&tb, 12 * MI), 0, "every VG is full");
+    assert_consistent(&tb).await;
+    assert_no_overcommit(&tb);
+    tb.shutdown().await;
+}
+
+/// Set-up (b), the extender ignorable: killed mid-burst and never restarted,
+/// scheduling goes on on CSIStorageCapacity alone. Every pod lands, and no
+/// claim is lost or provisioned twice; the claims placed while the capacity
+/// objects lagged are handed back by the agents and placed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extender_lost_for_good_mid_burst_scheduling_goes_on() {
+    let mut tb = start(TestbedOptions {
+        nodes: 4,
+        vg_bytes: 256 * MI,
+        ..TestbedOptions::default()
+    })
+    .await;
+    // A little room is left: without the extender's reservations, a burst may
+    // strand a few extents per node until the agents give the claims back.
+    let pods_n = (volumes_that_fit(&tb, 12 * MI) - 4) as usize;
+    let s = set("lost", pods_n, &[("data", "12Mi")]);
+    tb.create_statefulset(&s).await.unwrap();
+    let api = Api::<Pod>::namespaced(tb.client(), "default");
+    let third = pods_n / 3;
+    let r = wait::until(
+        &format!("{third} pods bound"),
+        Duration::from_secs(90),
+        Duration::from_millis(100),
+        || async {
+            let l = api.list(&Default::default()).await.ok()?;
+            (count_by_node(&l.items).values().sum::<usize>() >= third).then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = r {
+        panic!("{}", tb.with_logs(e));
+    }
+    tb.extender.kill().await;
+    let at_kill: usize = count_by_node(&pods(&tb).await).values().sum();
+    assert!(
+        at_kill < pods_n,
+        "the burst was over before the extender was killed"
+    );
+    let names: Vec<String> = (0..pods_n).map(|i| s.pod_name(i)).collect();
+    if let Err(e) = tb
+        .wait_bound("default", &names, Duration::from_secs(240))
+        .await
+    {
+        panic!("{}", tb.with_logs(e));
+    }
+    wait_claims_bound(&tb, Duration::from_secs(60)).await;
+    assert_consistent(&tb).await;
+    assert_no_overcommit(&tb);
+    eprintln!(
+        "extender killed with {at_kill}/{pods_n} pods bound; the rest placed without it with {} reschedules",
+        reschedules(&tb).await
+    );
+    tb.shutdown().await;
+}
