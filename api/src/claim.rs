@@ -1,7 +1,56 @@
-//! The one definition of how many bytes a claim asks for, shared by the
-//! extender (which reserves them) and the agent (which allocates them).
+//! The one definition of how many bytes a claim asks for, and of the claims
+//! lvmpin refuses whatever their size, shared by the extender (which reserves
+//! space only for claims the agent will serve) and the agent (which
+//! allocates it).
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
+/// Access modes a node-local volume can honour.
+pub const SUPPORTED_ACCESS_MODES: [&str; 2] = ["ReadWriteOnce", "ReadWriteOncePod"];
+
+/// Why a claim can never be served, on any node.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Unsupported {
+    #[error("claim lists no access modes; use ReadWriteOnce or ReadWriteOncePod")]
+    NoAccessModes,
+    #[error(
+        "claim asks for access mode {0}; a node-local LVM volume supports only ReadWriteOnce and ReadWriteOncePod"
+    )]
+    AccessMode(String),
+    #[error("claim has a data source; lvmpin cannot clone or restore volumes")]
+    DataSource,
+}
+
+impl Unsupported {
+    /// The Event reason the agent records.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Unsupported::NoAccessModes | Unsupported::AccessMode(_) => "UnsupportedAccessMode",
+            Unsupported::DataSource => "UnsupportedDataSource",
+        }
+    }
+}
+
+/// The first reason the claim can never be served, if any.
+pub fn unsupported(pvc: &PersistentVolumeClaim) -> Option<Unsupported> {
+    let spec = pvc.spec.as_ref();
+    let modes = spec
+        .and_then(|s| s.access_modes.as_deref())
+        .unwrap_or_default();
+    if modes.is_empty() {
+        return Some(Unsupported::NoAccessModes);
+    }
+    if let Some(bad) = modes
+        .iter()
+        .find(|m| !SUPPORTED_ACCESS_MODES.contains(&m.as_str()))
+    {
+        return Some(Unsupported::AccessMode(bad.clone()));
+    }
+    if spec.is_some_and(|s| s.data_source.is_some() || s.data_source_ref.is_some()) {
+        return Some(Unsupported::DataSource);
+    }
+    None
+}
 use thiserror::Error;
 
 use crate::names::ANN_LOCAL_DISK_SIZE;

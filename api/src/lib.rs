@@ -11,7 +11,7 @@ pub mod names;
 pub mod quantity;
 pub mod volume_id;
 
-pub use claim::{ClaimSizeError, claim_size_bytes};
+pub use claim::{ClaimSizeError, Unsupported, claim_size_bytes, unsupported};
 pub use lvm_node::{
     LvmNode, LvmNodeSpec, LvmNodeStatus, NodeCondition, ThinPoolStatus, VolumeGroupStatus,
 };

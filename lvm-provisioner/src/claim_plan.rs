@@ -12,7 +12,6 @@ use lvmpin_api::names::{
 pub const DEFAULT_FSTYPE: &str = "ext4";
 
 /// Modes a node-local volume can honour: one node at a time.
-const SUPPORTED_ACCESS_MODES: [&str; 2] = ["ReadWriteOnce", "ReadWriteOncePod"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionSpec {
@@ -114,36 +113,10 @@ pub fn decide(
         return ClaimDecision::Ignore("claim has no uid yet");
     };
 
-    let modes = spec
-        .and_then(|s| s.access_modes.clone())
-        .unwrap_or_default();
-    if modes.is_empty() {
+    if let Some(u) = lvmpin_api::unsupported(pvc) {
         return ClaimDecision::Refuse {
-            reason: "UnsupportedAccessMode",
-            message: format!(
-                "claim {claim} lists no access modes; use ReadWriteOnce or ReadWriteOncePod"
-            ),
-        };
-    }
-    if let Some(bad) = modes
-        .iter()
-        .find(|m| !SUPPORTED_ACCESS_MODES.contains(&m.as_str()))
-    {
-        return ClaimDecision::Refuse {
-            reason: "UnsupportedAccessMode",
-            message: format!(
-                "claim {claim} asks for access mode {bad}; a node-local LVM volume supports only ReadWriteOnce and ReadWriteOncePod"
-            ),
-        };
-    }
-    if spec.and_then(|s| s.data_source.as_ref()).is_some()
-        || spec.and_then(|s| s.data_source_ref.as_ref()).is_some()
-    {
-        return ClaimDecision::Refuse {
-            reason: "UnsupportedDataSource",
-            message: format!(
-                "claim {claim} has a data source; {DRIVER_NAME} cannot clone or restore volumes"
-            ),
+            reason: u.reason(),
+            message: format!("claim {claim}: {u}"),
         };
     }
     let Some(vg) = class_param(class, PARAM_VOLUME_GROUP) else {

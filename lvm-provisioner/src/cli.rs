@@ -90,6 +90,8 @@ mod tests {
             "vg2",
             "--spare-bytes",
             "1Gi",
+            "--namespace",
+            "lvmpin-system",
         ])
         .unwrap();
         assert_eq!(a.volume_groups, vec!["vg0", "vg1", "vg2"]);

@@ -250,6 +250,24 @@ mod tests {
                 ClaimB::new("a").request("2Gi").annotation("1Gi").build(),
                 "less than the requested",
             ),
+            (
+                ClaimB::new("a")
+                    .size(10)
+                    .access_modes(&["ReadWriteMany"])
+                    .build(),
+                "access mode ReadWriteMany",
+            ),
+            (
+                ClaimB::new("a").size(10).access_modes(&[]).build(),
+                "no access modes",
+            ),
+            (
+                ClaimB::new("a")
+                    .size(10)
+                    .data_source("PersistentVolumeClaim", "src")
+                    .build(),
+                "data source",
+            ),
         ];
         for (claim, want) in cases {
             match run(&pod_with(&["a"]), vec![claim], vec![]).unwrap() {

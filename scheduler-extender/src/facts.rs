@@ -43,7 +43,8 @@ pub struct ClaimFacts {
     /// `pvc-<uid>`: the LV (and PV) name the agent will create.
     pub lv_name: String,
     pub class: Option<String>,
-    /// Bytes the claim needs, or why its size is unusable.
+    /// Bytes the claim needs, or why the agent will refuse it (its size, access
+    /// modes or data source): such a claim is neither placed nor reserved.
     pub size: Result<u64, String>,
     /// `spec.volumeName`: set once the claim is bound.
     pub volume_name: Option<String>,
@@ -147,7 +148,10 @@ pub fn claim_facts(pvc: &PersistentVolumeClaim) -> Option<ClaimFacts> {
         lv_name: volume_name_for_claim(&uid),
         uid,
         class,
-        size: claim_size_bytes(pvc).map_err(|e| e.to_string()),
+        size: match lvmpin_api::unsupported(pvc) {
+            Some(u) => Err(u.to_string()),
+            None => claim_size_bytes(pvc).map_err(|e| e.to_string()),
+        },
         volume_name: spec
             .and_then(|s| s.volume_name.clone())
             .filter(|v| !v.is_empty()),

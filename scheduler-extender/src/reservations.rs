@@ -380,6 +380,40 @@ mod tests {
         assert!(res.is_empty());
     }
 
+    /// A claim the agent refuses for good keeps `selected-node` (placing it
+    /// elsewhere would be refused just the same), so it must not hold space.
+    #[test]
+    fn claims_the_agent_refuses_reserve_nothing() {
+        let now = Instant::now();
+        let res = Reservations::default();
+        for (name, claim) in [
+            (
+                "ReadWriteMany",
+                ClaimB::new("a")
+                    .size(10)
+                    .selected("n1")
+                    .access_modes(&["ReadWriteMany"]),
+            ),
+            (
+                "data source",
+                ClaimB::new("a")
+                    .size(10)
+                    .selected("n1")
+                    .data_source("VolumeSnapshot", "s"),
+            ),
+            ("bad size", ClaimB::new("a").request("lots").selected("n1")),
+        ] {
+            let mut ix = index();
+            ix.upsert_claim(ClaimB::new("a").size(10).selected("n1").build());
+            assert!(
+                total(&reserved_totals(&ix, &res, now, &[]), "n1") >= 10,
+                "control"
+            );
+            ix.upsert_claim(claim.build());
+            assert!(reserved_totals(&ix, &res, now, &[]).is_empty(), "{name}");
+        }
+    }
+
     /// Replays the agent's report through the index, as the watch does.
     fn report_lv(ix: &mut Index, node: &str, lv: &str) {
         let mut lvm = ix.nodes[node].lvm.clone().unwrap_or_default();

@@ -11,7 +11,7 @@ use lvmpin_api::names::{ANN_LOCAL_DISK_SIZE, ANN_SELECTED_NODE};
 
 use crate::facts::{ClaimFacts, ClassFacts, LvmFacts, NodeLvm, PodFacts, VgState, claim_facts};
 
-/// A claim in namespace `ns` of class `fast`, uid `uid-<name>`.
+/// A ReadWriteOnce claim in namespace `ns` of class `fast`, uid `uid-<name>`.
 pub struct ClaimB {
     pvc: PersistentVolumeClaim,
 }
@@ -24,9 +24,24 @@ impl ClaimB {
         pvc.metadata.uid = Some(format!("uid-{name}"));
         pvc.spec = Some(PersistentVolumeClaimSpec {
             storage_class_name: Some("fast".into()),
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
             ..Default::default()
         });
         Self { pvc }
+    }
+
+    pub fn access_modes(mut self, modes: &[&str]) -> Self {
+        self.spec().access_modes = Some(modes.iter().map(|m| m.to_string()).collect());
+        self
+    }
+
+    pub fn data_source(mut self, kind: &str, name: &str) -> Self {
+        self.spec().data_source = Some(k8s_openapi::api::core::v1::TypedLocalObjectReference {
+            api_group: None,
+            kind: kind.into(),
+            name: name.into(),
+        });
+        self
     }
 
     fn spec(&mut self) -> &mut PersistentVolumeClaimSpec {
