@@ -23,6 +23,7 @@ cluster=${CLUSTER_NAME:-lvmpin-e2e}
 tag=${IMAGE_TAG:-e2e}
 agent_image=lvmpin-agent:$tag
 extender_image=lvmpin-scheduler-extender:$tag
+controller_image=lvmpin-controller:$tag
 vg=lvmpin
 disk_size=${DISK_SIZE:-2G}
 timeout=${WAIT_TIMEOUT:-300s}
@@ -73,6 +74,7 @@ trap cleanup EXIT
 log "building images"
 docker build -f "$repo/images/agent.Dockerfile" -t "$agent_image" "$repo"
 docker build -f "$repo/images/scheduler-extender.Dockerfile" -t "$extender_image" "$repo"
+docker build -f "$repo/images/controller.Dockerfile" -t "$controller_image" "$repo"
 
 log "creating kind cluster $cluster"
 # kind resolves the relative hostPath in the config against the working
@@ -80,7 +82,7 @@ log "creating kind cluster $cluster"
 # No --wait: nodes only become Ready once the CNI pods run, and those can only
 # be scheduled after the extender runs (bootstrapped below).
 (cd "$repo" && kind create cluster --name "$cluster" --config hack/kind-config.yaml)
-kind load docker-image --name "$cluster" "$agent_image" "$extender_image"
+kind load docker-image --name "$cluster" "$agent_image" "$extender_image" "$controller_image"
 
 # kind nodes share the host's kernel, so every node sees every loop device.
 # Each node therefore gets an lvm.conf that accepts only its own loop device,
@@ -151,6 +153,9 @@ images:
     newTag: "$tag"
   - name: ghcr.io/lvmpin/lvmpin-scheduler-extender
     newName: lvmpin-scheduler-extender
+    newTag: "$tag"
+  - name: ghcr.io/lvmpin/lvmpin-controller
+    newName: lvmpin-controller
     newTag: "$tag"
 patches:
   - target:

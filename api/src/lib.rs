@@ -8,7 +8,9 @@
 pub mod claim;
 pub mod lvm_node;
 pub mod names;
+pub mod patch;
 pub mod quantity;
+pub mod volume;
 pub mod volume_id;
 
 pub use claim::{ClaimSizeError, Unsupported, claim_size_bytes, unsupported};

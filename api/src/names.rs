@@ -26,6 +26,11 @@ pub const PARAM_THIN_POOL: &str = "lvmpin.io/thin-pool";
 /// StorageClass parameter for the filesystem type.
 pub const PARAM_FSTYPE: &str = "csi.storage.k8s.io/fstype";
 
+/// StorageClass parameter, or claim annotation (which wins), naming what
+/// lvmpin does with a bound claim whose node was deleted: `keep` or
+/// `recreate` (see docs/operations.md).
+pub const NODE_LOSS_POLICY: &str = "lvmpin.io/node-loss-policy";
+
 /// Finalizer on PVs we create: the PV stays while its LV exists.
 pub const PV_FINALIZER: &str = "lvmpin.io/lv-protection";
 

@@ -2,7 +2,7 @@
 //! deletion, and the CSI node service.
 //!
 //! Pure decisions: `claim_plan`, `pv_body`, `capacity`, `expansion`,
-//! `deletion`, `recovery`, `report`, `backoff`, `reschedule`, and the plan of
+//! `deletion`, `recovery`, `report`, `backoff`, and the plan of
 //! `storage_capacity`. Shells that perform them: `reconcile_claim`,
 //! `reconcile_pv`, `node_report`, `startup`, `volumes`, `lvm_backend`, the
 //! sync of `storage_capacity`, `runtime`.
@@ -30,7 +30,6 @@ pub mod reconcile_claim;
 pub mod reconcile_pv;
 pub mod recovery;
 pub mod report;
-pub mod reschedule;
 pub mod runtime;
 pub mod startup;
 pub mod storage_capacity;

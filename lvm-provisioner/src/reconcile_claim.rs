@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::events;
 use crate::expansion::{self, ExpansionStep};
 use crate::pv_body;
-use crate::reschedule::remove_selected_node_patch;
 use crate::volumes::{ensure_volume, extend_volume};
+use lvmpin_api::patch::remove_selected_node_patch;
 
 const CLASS_WAIT: Duration = Duration::from_secs(5);
 

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, 
 use k8s_openapi::api::storage::v1::StorageClass;
 use lvmpin_api::names::{
     ANN_BETA_STORAGE_CLASS, ANN_SELECTED_NODE, DRIVER_NAME, PARAM_THIN_POOL, PARAM_VOLUME_GROUP,
-    TOPOLOGY_KEY, ZONE_LABEL,
+    ZONE_LABEL,
 };
 use lvmpin_api::{LvmNode, claim_size_bytes, names::volume_name_for_claim};
 
@@ -172,22 +172,7 @@ pub fn class_facts(sc: &StorageClass) -> Option<ClassFacts> {
 }
 
 pub fn pv_facts(pv: &PersistentVolume) -> Option<PvFacts> {
-    let node = pv
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_affinity.as_ref())
-        .and_then(|a| a.required.as_ref())
-        .and_then(|r| {
-            r.node_selector_terms.iter().find_map(|t| {
-                t.match_expressions.as_ref()?.iter().find_map(|e| {
-                    if e.key == TOPOLOGY_KEY && e.operator == "In" {
-                        e.values.as_ref()?.first().cloned()
-                    } else {
-                        None
-                    }
-                })
-            })
-        });
+    let node = lvmpin_api::volume::pinned_node(pv).map(str::to_string);
     Some(PvFacts {
         name: pv.metadata.name.clone()?,
         node,

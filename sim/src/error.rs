@@ -30,7 +30,7 @@ pub enum Error {
         after: std::time::Duration,
     },
     #[error(
-        "binary {0} not found; build it with `cargo build -p lvmpin-scheduler-extender -p lvmpin-provisioner --bins`"
+        "binary {0} not found; build it with `cargo build -p lvmpin-scheduler-extender -p lvmpin-provisioner -p lvmpin-cluster-controller --bins`"
     )]
     BinaryMissing(String),
     #[error("API server: {0}")]

@@ -202,7 +202,7 @@ fn references_resolve_in_every_install() {
 fn every_api_call_of_each_binary_is_allowed() {
     let m = load_manifests();
     fail_on(for_each_install(&m, |objs| {
-        [&rbac::AGENT, &rbac::EXTENDER]
+        [&rbac::AGENT, &rbac::EXTENDER, &rbac::CONTROLLER]
             .into_iter()
             .flat_map(|c| rbac::missing_permissions(objs, c))
             .collect()
@@ -213,7 +213,7 @@ fn every_api_call_of_each_binary_is_allowed() {
 fn no_rule_grants_more_than_the_calls_need() {
     let m = load_manifests();
     fail_on(for_each_install(&m, |objs| {
-        [&rbac::AGENT, &rbac::EXTENDER]
+        [&rbac::AGENT, &rbac::EXTENDER, &rbac::CONTROLLER]
             .into_iter()
             .flat_map(|c| rbac::excess_permissions(objs, c))
             .collect()

@@ -25,6 +25,7 @@ use crate::wait;
 pub const NAMESPACE: &str = "lvmpin-system";
 pub const AGENT_SA: &str = "lvmpin-agent";
 pub const EXTENDER_SA: &str = "lvmpin-scheduler-extender";
+pub const CONTROLLER_SA: &str = "lvmpin-controller";
 
 /// The files of `manifests/base` that a test cluster needs; the workloads
 /// (DaemonSet, Deployment) are replaced by the testbed's own processes.
@@ -36,6 +37,8 @@ const BASE_FILES: &[&str] = &[
     "agent/rbac.yaml",
     "extender/serviceaccount.yaml",
     "extender/rbac.yaml",
+    "controller/serviceaccount.yaml",
+    "controller/rbac.yaml",
 ];
 
 /// Every YAML document of one file, as dynamic objects.
@@ -185,15 +188,16 @@ async fn token(client: &Client, sa: &str, pod: Option<&Pod>) -> Result<String> {
         .ok_or_else(|| Error::ApiServer(format!("TokenRequest for {sa} returned no token")))
 }
 
-/// The extender's kubeconfig, with a token of its service account.
-pub async fn extender_kubeconfig(
+/// A kubeconfig with a token of `service_account` (in lvmpin-system).
+pub async fn service_account_kubeconfig(
     client: &Client,
     access: &ClusterAccess,
     dir: &Path,
+    service_account: &str,
 ) -> Result<PathBuf> {
-    let token = token(client, EXTENDER_SA, None).await?;
-    let path = dir.join("extender.kubeconfig");
-    access.write_token_kubeconfig(&path, EXTENDER_SA, &token)?;
+    let token = token(client, service_account, None).await?;
+    let path = dir.join(format!("{service_account}.kubeconfig"));
+    access.write_token_kubeconfig(&path, service_account, &token)?;
     Ok(path)
 }
 

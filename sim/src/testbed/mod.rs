@@ -136,6 +136,7 @@ pub struct TestbedOptions {
     pub scan_interval: String,
     pub extender_args: Vec<String>,
     pub agent_args: Vec<String>,
+    pub controller_args: Vec<String>,
     /// Use release binaries (the demo) or debug ones (tests).
     pub release: bool,
     /// Scheduler settings; the extender entry is filled in by the testbed.
@@ -161,6 +162,7 @@ impl Default for TestbedOptions {
             scan_interval: "1s".into(),
             extender_args: Vec::new(),
             agent_args: Vec::new(),
+            controller_args: Vec::new(),
             release: !cfg!(debug_assertions),
             scheduler: SchedulerConfig {
                 bind_poll: Duration::from_millis(200),
@@ -178,6 +180,7 @@ impl Default for TestbedOptions {
 pub struct Testbed {
     pub agents: Vec<ManagedProcess>,
     pub extender: ManagedProcess,
+    pub controller: ManagedProcess,
     pub control_plane: Cluster,
     pub disks: Vec<NodeDisk>,
     pub node_names: Vec<String>,
@@ -280,10 +283,24 @@ impl Testbed {
             Backend::Kube => Some(ClusterAccess::from_kubeconfig(&kubeconfig)?),
             Backend::Sim => None,
         };
-        let extender_kubeconfig = match &access {
-            Some(a) => install::extender_kubeconfig(&client, a, dir.path()).await?,
-            None => kubeconfig.clone(),
+        let sa_kubeconfig = |sa: &'static str| {
+            let (client, access, dir, admin) = (
+                client.clone(),
+                access.clone(),
+                dir.clone(),
+                kubeconfig.clone(),
+            );
+            async move {
+                match &access {
+                    Some(a) => {
+                        install::service_account_kubeconfig(&client, a, dir.path(), sa).await
+                    }
+                    None => Ok(admin),
+                }
+            }
         };
+        let extender_kubeconfig = sa_kubeconfig(install::EXTENDER_SA).await?;
+        let controller_kubeconfig = sa_kubeconfig(install::CONTROLLER_SA).await?;
 
         let mut disks = Vec::new();
         for n in &node_names {
@@ -358,12 +375,27 @@ impl Testbed {
             "extender",
             &bins.extender,
             args,
-            vec![("RUST_LOG".into(), rust_log)],
+            vec![("RUST_LOG".into(), rust_log.clone())],
             dir.path().join("extender.log"),
+        )?;
+        let mut args: Vec<String> = vec![
+            "--kubeconfig".into(),
+            controller_kubeconfig.display().to_string(),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(opts.controller_args.iter().cloned());
+        let controller = ManagedProcess::spawn(
+            "controller",
+            &bins.controller,
+            args,
+            vec![("RUST_LOG".into(), rust_log)],
+            dir.path().join("controller.log"),
         )?;
         let tb = Testbed {
             agents,
             extender,
+            controller,
             control_plane,
             disks,
             node_names,
@@ -528,12 +560,16 @@ impl Testbed {
 
     /// Attach the tail of every process log to an error, for diagnosis.
     /// With `LVMPIN_SIM_KEEP_LOGS=<dir>` set, the process logs are also copied there.
+    fn processes(&self) -> impl Iterator<Item = &ManagedProcess> {
+        self.agents.iter().chain([&self.extender, &self.controller])
+    }
+
     pub fn with_logs(&self, e: Error) -> Error {
         let mut text = format!("{e}");
         if let Some(keep) = std::env::var_os("LVMPIN_SIM_KEEP_LOGS") {
             let dest = PathBuf::from(keep).join(self.dir.path().file_name().unwrap_or_default());
             if std::fs::create_dir_all(&dest).is_ok() {
-                for p in self.agents.iter().chain(std::iter::once(&self.extender)) {
+                for p in self.processes() {
                     if let Some(name) = p.log.file_name() {
                         let _ = std::fs::copy(&p.log, dest.join(name));
                     }
@@ -541,7 +577,7 @@ impl Testbed {
                 text.push_str(&format!("\nlogs copied to {}", dest.display()));
             }
         }
-        for p in self.agents.iter().chain(std::iter::once(&self.extender)) {
+        for p in self.processes() {
             text.push_str(&format!(
                 "\n--- {} ({}) warnings ---\n{}\n--- last lines ---\n{}",
                 p.name,
@@ -667,6 +703,7 @@ impl Testbed {
             a.stop(Duration::from_secs(5)).await;
         }
         self.extender.stop(Duration::from_secs(5)).await;
+        self.controller.stop(Duration::from_secs(5)).await;
         let Testbed {
             control_plane,
             disks,

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 
 pub const EXTENDER_BIN: &str = "lvmpin-scheduler-extender";
 pub const AGENT_BIN: &str = "lvmpin-agent";
+pub const CONTROLLER_BIN: &str = "lvmpin-controller";
 
 /// The workspace this crate was built from.
 pub fn workspace_root() -> PathBuf {
@@ -30,22 +31,25 @@ pub fn target_dir() -> PathBuf {
 pub struct Binaries {
     pub extender: PathBuf,
     pub agent: PathBuf,
+    pub controller: PathBuf,
 }
 
 impl Binaries {
-    /// Find both binaries for `release` or debug, building them with cargo
-    /// when either is missing. (Not when merely stale: a nested cargo run with
+    /// Find the binaries for `release` or debug, building them with cargo
+    /// when any is missing. (Not when merely stale: a nested cargo run with
     /// another feature set would rebuild shared dependencies for everyone.)
     pub fn locate_or_build(release: bool) -> Result<Self> {
         let dir = target_dir().join(if release { "release" } else { "debug" });
         let bins = Binaries {
             extender: dir.join(EXTENDER_BIN),
             agent: dir.join(AGENT_BIN),
+            controller: dir.join(CONTROLLER_BIN),
         };
-        if !(bins.extender.is_file() && bins.agent.is_file()) {
+        let all = [&bins.extender, &bins.agent, &bins.controller];
+        if !all.iter().all(|p| p.is_file()) {
             cargo_build(release)?;
         }
-        for p in [&bins.extender, &bins.agent] {
+        for p in all {
             if !p.is_file() {
                 return Err(Error::BinaryMissing(p.display().to_string()));
             }
@@ -73,6 +77,8 @@ fn cargo_build(release: bool) -> Result<()> {
         "lvmpin-scheduler-extender",
         "-p",
         "lvmpin-provisioner",
+        "-p",
+        "lvmpin-cluster-controller",
         "--bins",
     ]);
     if release {

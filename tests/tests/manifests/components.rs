@@ -374,6 +374,7 @@ pub fn check_storage_classes(objs: &[Located]) -> Vec<String> {
         names::PARAM_VOLUME_GROUP,
         names::PARAM_THIN_POOL,
         names::PARAM_FSTYPE,
+        names::NODE_LOSS_POLICY,
     ]
     .into();
     for l in objs {
@@ -409,6 +410,15 @@ pub fn check_storage_classes(objs: &[Located]) -> Vec<String> {
             errs.push(format!(
                 "{at}: {} must be ext4 or xfs, not {fs}",
                 names::PARAM_FSTYPE
+            ));
+        }
+        if let Some(p) = params.get(names::NODE_LOSS_POLICY)
+            && p != "keep"
+            && p != "recreate"
+        {
+            errs.push(format!(
+                "{at}: {} must be keep or recreate, not {p}",
+                names::NODE_LOSS_POLICY
             ));
         }
         for k in params.keys() {

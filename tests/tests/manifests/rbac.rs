@@ -63,7 +63,7 @@ pub const AGENT: Component = Component {
         call("create", "", "persistentvolumes"),
         call("patch", "", "persistentvolumes"),
         call("delete", "", "persistentvolumes"),
-        // runtime.rs (controller), reschedule.rs, reconcile_claim.rs (expansion).
+        // runtime.rs (controller), reconcile_claim.rs (reschedule, expansion).
         call("list", "", "persistentvolumeclaims"),
         call("watch", "", "persistentvolumeclaims"),
         call("patch", "", "persistentvolumeclaims"),
@@ -132,6 +132,39 @@ pub const EXTENDER: Component = Component {
             name: Some("lvmpin-scheduler-extender"),
             ..call("update", "coordination.k8s.io", "leases")
         },
+    ],
+};
+
+/// lvmpin-controller (cluster-controller/src).
+pub const CONTROLLER: Component = Component {
+    name: "lvmpin-controller",
+    namespace: "lvmpin-system",
+    service_account: "lvmpin-controller",
+    calls: &[
+        // runtime.rs: one watch cache per kind.
+        call("list", "", "nodes"),
+        call("watch", "", "nodes"),
+        call("list", "lvmpin.io", "lvmnodes"),
+        call("watch", "lvmpin.io", "lvmnodes"),
+        call("list", "", "persistentvolumeclaims"),
+        call("watch", "", "persistentvolumeclaims"),
+        call("list", "", "persistentvolumes"),
+        call("watch", "", "persistentvolumes"),
+        call("list", "", "pods"),
+        call("watch", "", "pods"),
+        call("list", "storage.k8s.io", "storageclasses"),
+        call("watch", "storage.k8s.io", "storageclasses"),
+        // actions.rs: the live check that a Node is gone, and each action.
+        call("get", "", "nodes"),
+        call("patch", "", "persistentvolumeclaims"),
+        call("delete", "", "persistentvolumeclaims"),
+        call("delete", "", "pods"),
+        call("get", "", "persistentvolumes"),
+        call("patch", "", "persistentvolumes"),
+        call("delete", "", "persistentvolumes"),
+        // actions.rs: kube-runtime's Recorder (events.k8s.io/v1).
+        call("create", "events.k8s.io", "events"),
+        call("patch", "events.k8s.io", "events"),
     ],
 };
 

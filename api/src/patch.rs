@@ -1,19 +1,23 @@
-//! The reschedule signal: remove `volume.kubernetes.io/selected-node` from the
-//! claim (as external-provisioner does in `controller.go`,
-//! `rescheduleProvisioning`), so kube-scheduler's PreBind fails and the pod is
-//! scheduled again, and the extender drops its reservation.
+//! JSON patches more than one lvmpin component sends.
 
 use serde_json::{Value, json};
 
-use lvmpin_api::names::ANN_SELECTED_NODE;
+use crate::names::ANN_SELECTED_NODE;
 
-/// JSON patch that removes selected-node only while it still names `node`: if
-/// the scheduler has meanwhile chosen another node, the `test` fails and that
-/// newer choice is left alone.
+/// RFC 6901 escaping of one path segment.
+fn pointer_segment(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// The reschedule signal: remove `volume.kubernetes.io/selected-node` from a
+/// claim (as external-provisioner does in `controller.go`,
+/// `rescheduleProvisioning`), so kube-scheduler's PreBind fails and the pod
+/// is placed again. The `test` makes it apply only while the annotation still
+/// names `node`: a newer choice of the scheduler is left alone.
 pub fn remove_selected_node_patch(node: &str) -> Value {
     let path = format!(
         "/metadata/annotations/{}",
-        ANN_SELECTED_NODE.replace('~', "~0").replace('/', "~1")
+        pointer_segment(ANN_SELECTED_NODE)
     );
     json!([
         {"op": "test", "path": path, "value": node},
