@@ -8,11 +8,15 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams};
 use lvmpin_e2e::{
-    assert_consistent, assert_no_overcommit, pods, reschedules, set, start, wait_capacity_current,
-    wait_claims_bound,
+    Backend, assert_consistent, assert_no_overcommit, pods, reschedules, set, start, start_on,
+    wait_capacity_current, wait_claims_bound,
 };
+
+
+
+
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 use lvmpin_sim::{wait, workload};
 
@@ -147,5 +151,114 @@ async fn extender_lost_for_good_mid_burst_scheduling_goes_on() {
         "extender killed with {at_kill}/{pods_n} pods bound; the rest placed without it with {} reschedules",
         reschedules(&tb).await
     );
+    tb.shutdown().await;
+}
+
+const MANAGED: &str = "lvmpin.io/local-storage";
+
+fn requests_managed(p: &Pod) -> bool {
+    p.spec.iter().flat_map(|s| &s.containers).any(|c| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .is_some_and(|l| l.contains_key(MANAGED))
+    })
+}
+
+/// Set-up (c), upstream only (the simulator has no admission): with
+/// `decisive-managed.yaml` and the MutatingAdmissionPolicy of
+/// `manifests/managed-resource`, pods that mount a claim get the extended
+/// resource and go through the extender; a pod without claims is scheduled
+/// without ever reaching it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_resource_sends_only_pods_with_claims_to_the_extender() {
+    let tb = start_on(
+        Backend::Kube,
+        TestbedOptions {
+            nodes: 2,
+            vg_bytes: 256 * MI,
+            scheduler_file: Some("decisive-managed".into()),
+            ..TestbedOptions::default()
+        },
+    )
+    .await;
+    let client = tb.client();
+    let policy = lvmpin_sim::testbed::process::workspace_root()
+        .join("manifests/managed-resource/policy.yaml");
+    for obj in lvmpin_sim::testbed::install::read_manifest(&policy).unwrap() {
+        lvmpin_sim::testbed::install::create_object(&client, &obj)
+            .await
+            .unwrap();
+    }
+    // The API server loads new policies asynchronously: probe with dry runs.
+    let pods_api = Api::<Pod>::namespaced(client.clone(), "default");
+    let probe = workload::pod("default", "probe", &["probe-claim".into()]);
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let r = wait::until(
+        "the policy to take effect",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async { requests_managed(&pods_api.create(&dry, &probe).await.ok()?).then_some(()) },
+    )
+    .await;
+    if let Err(e) = r {
+        panic!("{}", tb.with_logs(e));
+    }
+
+    let s = set("managed", 4, &[("data", "8Mi")]);
+    tb.create_statefulset(&s).await.unwrap();
+    let names: Vec<String> = (0..s.replicas).map(|i| s.pod_name(i)).collect();
+    if let Err(e) = tb
+        .wait_bound("default", &names, Duration::from_secs(90))
+        .await
+    {
+        panic!("{}", tb.with_logs(e));
+    }
+    pods_api
+        .create(
+            &PostParams::default(),
+            &workload::pod("default", "plain", &[]),
+        )
+        .await
+        .unwrap();
+    if let Err(e) = tb
+        .wait_bound("default", &["plain".to_string()], Duration::from_secs(60))
+        .await
+    {
+        panic!("{}", tb.with_logs(e));
+    }
+    for p in pods(&tb).await {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        if p.metadata.namespace.as_deref() != Some("default") {
+            continue;
+        }
+        assert_eq!(requests_managed(&p), name != "plain", "{name}");
+    }
+    wait_claims_bound(&tb, Duration::from_secs(30)).await;
+    assert_consistent(&tb).await;
+    let metrics = tb.extender_metrics().await.unwrap();
+    let counter = |name: &str, label: &str| {
+        lvmpin_sim::bench::sample_sum(&metrics, name, label).unwrap_or(0.0)
+    };
+    let filters = counter(
+        "lvmpin_extender_request_duration_seconds_count",
+        "verb=\"filter\"",
+    );
+    let untouched = counter(
+        "lvmpin_extender_filter_verdicts_total",
+        "verdict=\"untouched\"",
+    );
+    assert!(filters >= 4.0, "filter calls: {filters}\n{metrics}");
+    assert_eq!(
+        untouched, 0.0,
+        "a pod without claims reached the extender\n{metrics}"
+    );
+    pods_api
+        .delete("plain", &DeleteParams::default())
+        .await
+        .unwrap();
     tb.shutdown().await;
 }

@@ -26,6 +26,9 @@ pub struct ExtenderConfig {
     /// An ignorable extender's errors and timeouts do not fail scheduling.
     pub ignorable: bool,
     pub http_timeout: Duration,
+    /// `managedResources[].name`: when set, only pods requesting one of them
+    /// are sent to this extender.
+    pub managed_resources: Vec<String>,
 }
 
 /// The `extenders[]` fields of a `kubescheduler.config.k8s.io/v1`
@@ -49,6 +52,13 @@ struct ExtenderEntry {
     ignorable: bool,
     #[serde(default)]
     http_timeout: Option<String>,
+    #[serde(default)]
+    managed_resources: Vec<ManagedResource>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ManagedResource {
+    name: String,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -93,6 +103,7 @@ impl ExtenderConfig {
                     node_cache_capable: e.node_cache_capable,
                     ignorable: e.ignorable,
                     http_timeout,
+                    managed_resources: e.managed_resources.into_iter().map(|m| m.name).collect(),
                 })
             })
             .collect()
@@ -111,7 +122,30 @@ impl ExtenderConfig {
             ignorable: false,
             // kube-scheduler's default httpTimeout.
             http_timeout: Duration::from_secs(5),
+            managed_resources: Vec::new(),
         }
+    }
+
+    /// kube-scheduler's `HTTPExtender.IsInterested` (pkg/scheduler/extender.go):
+    /// without managed resources every pod; otherwise pods whose containers or
+    /// init containers request or limit one of them.
+    pub fn is_interested(&self, pod: &Pod) -> bool {
+        if self.managed_resources.is_empty() {
+            return true;
+        }
+        let Some(spec) = pod.spec.as_ref() else {
+            return false;
+        };
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .filter_map(|c| c.resources.as_ref())
+            .any(|r| {
+                self.managed_resources.iter().any(|m| {
+                    r.requests.as_ref().is_some_and(|q| q.contains_key(m))
+                        || r.limits.as_ref().is_some_and(|q| q.contains_key(m))
+                })
+            })
     }
 }
 
@@ -213,5 +247,88 @@ impl Extender {
             url: self.url(verb),
             reason,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use std::collections::BTreeMap;
+
+    fn pod(init: bool, requests: &[&str], limits: &[&str]) -> Pod {
+        let list = |names: &[&str]| {
+            Some(
+                names
+                    .iter()
+                    .map(|n| (n.to_string(), Quantity("1".into())))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        };
+        let c = Container {
+            name: "c".into(),
+            resources: Some(ResourceRequirements {
+                requests: list(requests),
+                limits: list(limits),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let plain = Container {
+            name: "plain".into(),
+            ..Default::default()
+        };
+        Pod {
+            spec: Some(if init {
+                PodSpec {
+                    containers: vec![plain],
+                    init_containers: Some(vec![c]),
+                    ..Default::default()
+                }
+            } else {
+                PodSpec {
+                    containers: vec![plain, c],
+                    ..Default::default()
+                }
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn managed_resources_select_pods_like_is_interested() {
+        let all = ExtenderConfig::lvmpin("http://x");
+        let managed = ExtenderConfig {
+            managed_resources: vec!["lvmpin.io/local-storage".into()],
+            ..all.clone()
+        };
+        let r = "lvmpin.io/local-storage";
+        assert!(all.is_interested(&pod(false, &[], &[])));
+        assert!(!managed.is_interested(&pod(false, &[], &[])));
+        assert!(!managed.is_interested(&pod(false, &["example.com/gpu"], &[])));
+        assert!(managed.is_interested(&pod(false, &[r], &[])));
+        assert!(managed.is_interested(&pod(false, &[], &[r])));
+        assert!(managed.is_interested(&pod(true, &[r], &[r])));
+    }
+
+    #[test]
+    fn scheduler_config_files_are_read() {
+        let yaml = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nextenders:\n- urlPrefix: http://e\n  filterVerb: filter\n  bindVerb: bind\n  ignorable: true\n  httpTimeout: 2s\n  managedResources: [{name: lvmpin.io/local-storage, ignoredByScheduler: true}]\n";
+        let [e] = ExtenderConfig::from_scheduler_config(yaml, "s.yaml")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(e.filter_verb.as_deref(), Some("filter"));
+        assert_eq!(e.prioritize_verb, None);
+        assert!(e.ignorable);
+        assert_eq!(e.http_timeout, Duration::from_secs(2));
+        assert_eq!(e.managed_resources, vec!["lvmpin.io/local-storage"]);
+        let err =
+            ExtenderConfig::from_scheduler_config(&yaml.replace("2s", "two seconds"), "s.yaml")
+                .unwrap_err();
+        assert!(err.to_string().contains("httpTimeout"), "{err}");
+        let err = ExtenderConfig::from_scheduler_config("kind: Pod\n", "p.yaml").unwrap_err();
+        assert!(err.to_string().contains("p.yaml"), "{err}");
     }
 }

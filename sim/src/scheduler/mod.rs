@@ -303,7 +303,11 @@ async fn find_node(shared: &Shared, pod: &Pod) -> Result<(Arc<Node>, PodVolumes)
         }
     }
 
-    for ext in &shared.extenders {
+    for ext in shared
+        .extenders
+        .iter()
+        .filter(|e| e.config.is_interested(pod))
+    {
         let Some(verb) = ext.config.filter_verb.as_deref() else {
             continue;
         };
@@ -367,7 +371,11 @@ async fn find_node(shared: &Shared, pod: &Pod) -> Result<(Arc<Node>, PodVolumes)
         .iter()
         .map(|n| (n.metadata.name.clone().unwrap_or_default(), 0))
         .collect();
-    for ext in &shared.extenders {
+    for ext in shared
+        .extenders
+        .iter()
+        .filter(|e| e.config.is_interested(pod))
+    {
         let Some(verb) = ext.config.prioritize_verb.as_deref() else {
             continue;
         };
@@ -482,7 +490,11 @@ async fn bind(shared: &Shared, pod: &Pod, node: &str) -> Result<(), Failure> {
     // kube-scheduler's extendersBinding (pkg/scheduler/schedule_one.go): the
     // binder extender binds; a failing ignorable one falls through to the
     // default binder.
-    for ext in shared.extenders.iter() {
+    for ext in shared
+        .extenders
+        .iter()
+        .filter(|e| e.config.is_interested(pod))
+    {
         let Some(verb) = ext.config.bind_verb.as_deref() else {
             continue;
         };

@@ -144,6 +144,9 @@ pub struct TestbedOptions {
     /// False: the extender still runs, but the scheduler does not call it
     /// (a cluster whose scheduler is not configured for lvmpin).
     pub scheduler_uses_extender: bool,
+    /// A file of `manifests/scheduler/` (without `.yaml`) instead of the one
+    /// named after `mode` (or `no-extender`).
+    pub scheduler_file: Option<String>,
     pub class: String,
     /// Log filter for the agents and the extender when `RUST_LOG` is unset.
     pub log_filter: String,
@@ -169,6 +172,7 @@ impl Default for TestbedOptions {
                 ..SchedulerConfig::default()
             },
             scheduler_uses_extender: true,
+            scheduler_file: None,
             class: "lvmpin".into(),
             log_filter: "info".into(),
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -216,10 +220,10 @@ impl Testbed {
         let port = process::free_port()?;
         let extender_url = format!("http://127.0.0.1:{port}");
         // Both backends run the KubeSchedulerConfiguration users deploy.
-        let config_path = kube_local::scheduler_config(if opts.scheduler_uses_extender {
-            opts.mode.as_str()
-        } else {
-            "no-extender"
+        let config_path = kube_local::scheduler_config(match &opts.scheduler_file {
+            Some(f) => f,
+            None if opts.scheduler_uses_extender => opts.mode.as_str(),
+            None => "no-extender",
         });
         let (control_plane, kubeconfig) = match opts.backend {
             Backend::Sim => {

@@ -45,6 +45,11 @@ pub enum Object {
     Crd(CustomResourceDefinition),
     ValidatingAdmissionPolicy(ValidatingAdmissionPolicy),
     ValidatingAdmissionPolicyBinding(ValidatingAdmissionPolicyBinding),
+    /// Metadata only: the workspace's k8s-openapi (API 1.33) has no type for
+    /// these (GA in 1.36); kube-apiserver validates them in
+    /// tests/tests/capacity.rs.
+    MutatingAdmissionPolicy(ObjectMeta),
+    MutatingAdmissionPolicyBinding(ObjectMeta),
     PersistentVolumeClaim(PersistentVolumeClaim),
     Pod(Pod),
 }
@@ -68,6 +73,8 @@ impl Object {
             Object::Crd(_) => "CustomResourceDefinition",
             Object::ValidatingAdmissionPolicy(_) => "ValidatingAdmissionPolicy",
             Object::ValidatingAdmissionPolicyBinding(_) => "ValidatingAdmissionPolicyBinding",
+            Object::MutatingAdmissionPolicy(_) => "MutatingAdmissionPolicy",
+            Object::MutatingAdmissionPolicyBinding(_) => "MutatingAdmissionPolicyBinding",
             Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
             Object::Pod(_) => "Pod",
         }
@@ -91,6 +98,7 @@ impl Object {
             Object::Crd(o) => &o.metadata,
             Object::ValidatingAdmissionPolicy(o) => &o.metadata,
             Object::ValidatingAdmissionPolicyBinding(o) => &o.metadata,
+            Object::MutatingAdmissionPolicy(m) | Object::MutatingAdmissionPolicyBinding(m) => m,
             Object::PersistentVolumeClaim(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
         }
@@ -115,6 +123,8 @@ impl Object {
                 | Object::Crd(_)
                 | Object::ValidatingAdmissionPolicy(_)
                 | Object::ValidatingAdmissionPolicyBinding(_)
+                | Object::MutatingAdmissionPolicy(_)
+                | Object::MutatingAdmissionPolicyBinding(_)
         )
     }
 
@@ -204,6 +214,11 @@ where
     Ok(wrap(obj))
 }
 
+fn metadata_only(doc: &Value) -> Result<ObjectMeta, String> {
+    let meta = doc.get("metadata").cloned().unwrap_or(Value::Null);
+    serde_json::from_value(meta).map_err(|e| format!("metadata: {e}"))
+}
+
 /// Decodes one document by its apiVersion and kind.
 pub fn parse_object(doc: &Value) -> Result<Object, String> {
     let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
@@ -232,6 +247,12 @@ pub fn parse_object(doc: &Value) -> Result<Object, String> {
         }
         ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") => {
             typed(doc, Object::ValidatingAdmissionPolicyBinding)
+        }
+        ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy") => {
+            metadata_only(doc).map(Object::MutatingAdmissionPolicy)
+        }
+        ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicyBinding") => {
+            metadata_only(doc).map(Object::MutatingAdmissionPolicyBinding)
         }
         _ => Err(format!(
             "unknown kind {kind:?} of apiVersion {api_version:?}: teach tests/tests/manifests/load.rs about it"

@@ -215,6 +215,14 @@ pub fn check_scheduler_config(
     if ext.node_cache_capable != Some(true) {
         err("nodeCacheCapable should be true: the extender keeps its own node cache".into());
     }
+    for m in ext.managed_resources.iter().flatten() {
+        if m.ignored_by_scheduler != Some(true) {
+            err(format!(
+                "managedResources {}: ignoredByScheduler must be true, since no node advertises it",
+                m.name
+            ));
+        }
+    }
     if ext.ignorable != Some(true) {
         err("ignorable must be true: otherwise one failed extender stops all scheduling".into());
     }
