@@ -28,6 +28,10 @@ pub struct BenchOptions {
     pub release: bool,
     pub timeout: Duration,
     pub backend: Backend,
+    /// Create this many pods first; once they are bound, kill the extender
+    /// for good and create the rest (the ignorable set-up losing its
+    /// extender).
+    pub kill_extender_at: Option<usize>,
 }
 
 impl Default for BenchOptions {
@@ -41,6 +45,7 @@ impl Default for BenchOptions {
             release: !cfg!(debug_assertions),
             timeout: Duration::from_secs(900),
             backend: Backend::Sim,
+            kill_extender_at: None,
         }
     }
 }
@@ -60,6 +65,8 @@ pub struct SchedulerCycle {
 pub struct BenchResult {
     /// `decisive`, `advisory` or `none` (the scheduler does not call the extender).
     pub label: &'static str,
+    /// Pods bound when the extender was killed, if it was.
+    pub extender_killed_at: Option<usize>,
     pub backend: Backend,
     pub pods: usize,
     pub nodes: usize,
@@ -83,7 +90,10 @@ impl std::fmt::Display for BenchResult {
             f,
             "{} {:<9} {} pods / {} nodes: {:.1} s, {:.1} pods/s, creation→bound p50 {} ms p99 {} ms, reschedules {}",
             self.backend.as_str(),
-            self.label,
+            match self.extender_killed_at {
+                Some(n) => format!("{} (extender killed after {n} bound)", self.label),
+                None => self.label.to_string(),
+            },
             self.pods,
             self.nodes,
             self.seconds,
@@ -179,12 +189,13 @@ pub async fn run(opts: &BenchOptions, mode: Option<Mode>, bins: Binaries) -> Res
         bins,
     )
     .await?;
-    let result = measure(&tb, opts, mode).await;
+    let mut tb = tb;
+    let result = measure(&mut tb, opts, mode).await;
     tb.shutdown().await;
     result
 }
 
-async fn measure(tb: &Testbed, opts: &BenchOptions, mode: Option<Mode>) -> Result<BenchResult> {
+async fn measure(tb: &mut Testbed, opts: &BenchOptions, mode: Option<Mode>) -> Result<BenchResult> {
     let set = StatefulSetLike {
         namespace: "default".into(),
         name: "bench".into(),
@@ -200,30 +211,50 @@ async fn measure(tb: &Testbed, opts: &BenchOptions, mode: Option<Mode>) -> Resul
     let pods_api = Api::<Pod>::namespaced(tb.client(), "default");
     let start = Instant::now();
     let mut created: HashMap<String, Instant> = HashMap::new();
-    for p in &pods {
-        pods_api.create(&PostParams::default(), p).await?;
-        created.insert(p.metadata.name.clone().unwrap_or_default(), Instant::now());
-    }
     let mut bound_at: HashMap<String, Instant> = HashMap::new();
+    let mut killed_at = None;
     let total = pods.len();
     let deadline = Instant::now() + opts.timeout;
-    while bound_at.len() < total {
-        if Instant::now() >= deadline {
-            return Err(tb.with_logs(Error::Timeout {
-                what: format!("{total} bench pods to be bound ({} were)", bound_at.len()),
-                after: opts.timeout,
-            }));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok(list) = pods_api.list(&ListParams::default()).await else {
+    // With kill_extender_at, the first pods are placed with the extender; it
+    // is killed once they are bound, and the rest are created after that.
+    let first_wave = opts
+        .kill_extender_at
+        .filter(|_| mode.is_some())
+        .map_or(total, |k| k.min(total));
+    for (wave, range) in [(0, 0..first_wave), (1, first_wave..total)] {
+        if range.is_empty() {
             continue;
-        };
-        let now = Instant::now();
-        for p in &list.items {
-            if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
-                && let Some(n) = p.metadata.name.clone()
-            {
-                bound_at.entry(n).or_insert(now);
+        }
+        if wave == 1 {
+            tb.extender.kill().await;
+            killed_at = Some(bound_at.len());
+        }
+        for p in &pods[range.clone()] {
+            pods_api.create(&PostParams::default(), p).await?;
+            created.insert(p.metadata.name.clone().unwrap_or_default(), Instant::now());
+        }
+        while bound_at.len() < range.end {
+            if Instant::now() >= deadline {
+                return Err(tb.with_logs(Error::Timeout {
+                    what: format!(
+                        "{} bench pods to be bound ({} were)",
+                        range.end,
+                        bound_at.len()
+                    ),
+                    after: opts.timeout,
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Ok(list) = pods_api.list(&ListParams::default()).await else {
+                continue;
+            };
+            let now = Instant::now();
+            for p in &list.items {
+                if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+                    && let Some(n) = p.metadata.name.clone()
+                {
+                    bound_at.entry(n).or_insert(now);
+                }
             }
         }
     }
@@ -240,6 +271,7 @@ async fn measure(tb: &Testbed, opts: &BenchOptions, mode: Option<Mode>) -> Resul
     };
     Ok(BenchResult {
         label: mode.map_or("none", Mode::as_str),
+        extender_killed_at: killed_at,
         backend: opts.backend,
         pods: total,
         nodes: opts.nodes,

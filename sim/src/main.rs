@@ -144,6 +144,16 @@ enum Cmd {
         /// the baseline of the extender's cost.
         #[arg(long)]
         baseline: bool,
+        /// Each node's volume group (a quantity).
+        #[arg(long, default_value = "1Gi")]
+        vg_size: String,
+        /// Each pod's claim (a quantity).
+        #[arg(long, default_value = "8Mi")]
+        claim_size: String,
+        /// Create this many pods first; once they are bound, kill the
+        /// extender for good and create the rest.
+        #[arg(long)]
+        kill_extender_at: Option<usize>,
     },
 }
 
@@ -345,6 +355,9 @@ async fn main() -> Result<()> {
             scan_interval,
             control_plane,
             baseline,
+            vg_size,
+            claim_size,
+            kill_extender_at,
         } => {
             init_logs(cli.log_format, "warn");
             let opts = BenchOptions {
@@ -352,6 +365,9 @@ async fn main() -> Result<()> {
                 nodes,
                 scan_interval,
                 backend: Backend::parse(&control_plane)?,
+                vg_bytes: lvmpin_api::parse_quantity_bytes(&vg_size).context("--vg-size")?,
+                claim_size,
+                kill_extender_at,
                 ..BenchOptions::default()
             };
             let release = opts.release;
