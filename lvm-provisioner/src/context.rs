@@ -69,6 +69,8 @@ pub struct Context<B> {
     pub status_dirty: Notify,
     /// The status last written, to skip writes that change nothing.
     pub last_status: Mutex<Option<LvmNodeStatus>>,
+    /// When `last_status` was written.
+    pub last_written: Mutex<Option<std::time::Instant>>,
     /// The LvmNode's uid once created or read, for owner references.
     pub lvm_node_uid: Mutex<Option<String>>,
     /// Poked after each capacity report, for the CSIStorageCapacity task.
@@ -108,6 +110,7 @@ impl<B> Context<B> {
             lvm_state: tokio::sync::Mutex::new(None),
             status_dirty: Notify::new(),
             last_status: Mutex::new(None),
+            last_written: Mutex::new(None),
             lvm_node_uid: Mutex::new(None),
             capacity_dirty: Notify::new(),
             capacity_written: tokio::sync::Mutex::new(None),

@@ -14,7 +14,7 @@ use crate::api_util::{is_conflict, is_not_found};
 use crate::backend::VolumeBackend;
 use crate::context::Context;
 use crate::error::Result;
-use crate::report::{build_status, differs, scan_failed_status};
+use crate::report::{build_status, needs_write, scan_failed_status};
 
 fn node_owner(node: &Node) -> Option<OwnerReference> {
     Some(OwnerReference {
@@ -114,11 +114,17 @@ pub async fn publish_status_from<B: VolumeBackend>(ctx: &Context<B>, fresh: bool
             scan_failed_status(previous.as_ref(), &e.to_string(), &now)
         }
     };
-    if !differs(previous.as_ref(), &status) {
+    let since = ctx
+        .last_written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .map(|t| t.elapsed());
+    if !needs_write(previous.as_ref(), &status, since) {
         return Ok(false);
     }
     write_status(ctx, &status).await?;
     *ctx.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+    *ctx.last_written.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
     Ok(true)
 }
 

@@ -141,6 +141,22 @@ pub fn scan_failed_status(
 }
 
 /// Whether `new` says anything `old` does not, ignoring the scan time.
+/// How often the report is rewritten even when nothing changed, so that
+/// `lastScanTime` tells a live agent from a dead one (lvmpin-controller hands
+/// claims waiting on a silent node back to the scheduler; see
+/// docs/operations.md, "Node loss").
+pub const REPORT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether to write `new`: it differs from the last written status, or that
+/// write is `REPORT_HEARTBEAT` old (`None`: never written).
+pub fn needs_write(
+    old: Option<&LvmNodeStatus>,
+    new: &LvmNodeStatus,
+    since_last_write: Option<std::time::Duration>,
+) -> bool {
+    differs(old, new) || since_last_write.is_none_or(|d| d >= REPORT_HEARTBEAT)
+}
+
 pub fn differs(old: Option<&LvmNodeStatus>, new: &LvmNodeStatus) -> bool {
     let Some(old) = old else {
         return true;
@@ -156,6 +172,31 @@ pub fn differs(old: Option<&LvmNodeStatus>, new: &LvmNodeStatus) -> bool {
 mod tests {
     use super::*;
     use crate::backend::{Owner, ThinPool, Volume, VolumeGroup};
+
+    #[test]
+    fn unchanged_reports_are_rewritten_as_a_heartbeat() {
+        let a = LvmNodeStatus {
+            last_scan_time: Some("t1".into()),
+            ..Default::default()
+        };
+        let same_later = LvmNodeStatus {
+            last_scan_time: Some("t2".into()),
+            ..a.clone()
+        };
+        let changed = LvmNodeStatus {
+            volume_groups: vec![lvmpin_api::VolumeGroupStatus {
+                name: "vg0".into(),
+                ..Default::default()
+            }],
+            ..same_later.clone()
+        };
+        let s = std::time::Duration::from_secs;
+        assert!(!needs_write(Some(&a), &same_later, Some(s(10))));
+        assert!(needs_write(Some(&a), &same_later, Some(REPORT_HEARTBEAT)));
+        assert!(needs_write(Some(&a), &changed, Some(s(1))));
+        assert!(needs_write(None, &a, None));
+        assert!(needs_write(Some(&a), &same_later, None));
+    }
 
     fn report() -> Report {
         Report {

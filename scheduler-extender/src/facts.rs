@@ -109,6 +109,10 @@ pub struct VgState {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct NodeLvm {
     pub vgs: Vec<VgState>,
+    /// `status.lastScanTime` as written, and parsed (None if unreadable).
+    /// The agent rewrites it at least every minute.
+    pub last_report: Option<String>,
+    pub reported_at: Option<std::time::SystemTime>,
 }
 
 impl NodeLvm {
@@ -240,6 +244,11 @@ pub fn lvm_facts(ln: &LvmNode) -> Option<LvmFacts> {
         ln.spec.node_name.clone()
     };
     let lvm = ln.status.as_ref().map(|s| NodeLvm {
+        last_report: s.last_scan_time.clone(),
+        reported_at: s
+            .last_scan_time
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
         vgs: s
             .volume_groups
             .iter()

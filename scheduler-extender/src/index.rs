@@ -21,6 +21,9 @@ pub struct NodeEntry {
     pub known: bool,
     pub zone: Option<String>,
     pub lvm: Option<NodeLvm>,
+    /// The agent's last report, when that is older than the silence limit
+    /// (see `mark_silent`): the node then takes no new claims.
+    pub silent_since: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -194,7 +197,29 @@ impl Index {
                 }
             }
         }
-        self.nodes.entry(l.node).or_default().lvm = l.lvm;
+        let entry = self.nodes.entry(l.node).or_default();
+        // A report that changed is proof of life; the next `mark_silent`
+        // judges its time.
+        entry.silent_since = None;
+        entry.lvm = l.lvm;
+    }
+
+    /// Marks nodes whose agent's last report is older than `after` at `now`
+    /// (or unreadable); returns how many are silent. lvmpin-controller hands
+    /// claims waiting on such a node back to the scheduler after the same
+    /// time, so offering the node again would only repeat that.
+    pub fn mark_silent(&mut self, now: std::time::SystemTime, after: std::time::Duration) -> usize {
+        let mut silent = 0;
+        for entry in self.nodes.values_mut() {
+            entry.silent_since = entry.lvm.as_ref().and_then(|l| {
+                let old = l
+                    .reported_at
+                    .is_none_or(|t| now.duration_since(t).is_ok_and(|d| d > after));
+                old.then(|| l.last_report.clone().unwrap_or_else(|| "never".into()))
+            });
+            silent += usize::from(entry.silent_since.is_some());
+        }
+        silent
     }
 
     /// The node a claim's volume lives on or is headed to: its selected node,
@@ -256,6 +281,39 @@ impl Index {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn silence_is_judged_by_the_last_report_and_ended_by_a_new_one() {
+        use crate::facts::{LvmFacts, NodeLvm};
+        use std::time::{Duration, SystemTime};
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let report = |node: &str, at: Option<SystemTime>| LvmFacts {
+            node: node.into(),
+            lvm: Some(NodeLvm {
+                last_report: at.map(|_| "then".into()),
+                reported_at: at,
+                ..Default::default()
+            }),
+        };
+        let mut ix = Index::default();
+        ix.upsert_lvm(report("fresh", Some(t0)));
+        ix.upsert_lvm(report("old", Some(t0 - Duration::from_secs(301))));
+        ix.upsert_lvm(report("unreadable", None));
+        let five_min = Duration::from_secs(300);
+        assert_eq!(ix.mark_silent(t0, five_min), 2);
+        assert_eq!(ix.nodes["fresh"].silent_since, None);
+        assert_eq!(ix.nodes["old"].silent_since.as_deref(), Some("then"));
+        assert_eq!(
+            ix.nodes["unreadable"].silent_since.as_deref(),
+            Some("never")
+        );
+        ix.upsert_lvm(report("old", Some(t0)));
+        assert_eq!(
+            ix.nodes["old"].silent_since, None,
+            "a new report ends it at once"
+        );
+        assert_eq!(ix.mark_silent(t0, five_min), 1);
+    }
+
     use super::*;
 
     fn pod(uid: &str, owner: &str, node: Option<&str>) -> PodFacts {

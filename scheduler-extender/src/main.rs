@@ -46,6 +46,11 @@ struct Cli {
     /// How long an unconfirmed reservation lives.
     #[arg(long, env = "LVMPIN_RESERVATION_TTL", default_value = "5m")]
     reservation_ttl: humantime::Duration,
+    /// A node whose agent has not reported for this long takes no new claims
+    /// (agents rewrite their report at least every minute). Keep it equal to
+    /// lvmpin-controller's --agent-silence.
+    #[arg(long, env = "LVMPIN_AGENT_SILENCE", default_value = "5m")]
+    agent_silence: humantime::Duration,
     /// kubeconfig file; default: in-cluster config, then ~/.kube/config.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -124,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         spare_bytes,
         body_limit,
         reservation_ttl,
+        agent_silence,
         kubeconfig,
         log_format,
         leader_elect,
@@ -186,7 +192,9 @@ async fn main() -> anyhow::Result<()> {
             leadership,
         ));
     }
-    // Reservations also end without any request arriving (TTL, settled claims).
+    // Reservations also end without any request arriving (TTL, settled
+    // claims), and agents fall silent without any event.
+    let agent_silence: Duration = agent_silence.into();
     let pruner = app.clone();
     tokio::spawn(async move {
         loop {
@@ -197,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 reservations,
             } = &mut *state;
             reservations.prune(index, Instant::now());
+            index.mark_silent(std::time::SystemTime::now(), agent_silence);
             pruner.metrics.reservations.set(reservations.len() as i64);
         }
     });

@@ -89,6 +89,11 @@ pub fn evaluate(
             "node has no LvmNode report (is the lvmpin agent running on it?)".to_string(),
         );
     };
+    if let Some(since) = entry.and_then(|e| e.silent_since.as_deref()) {
+        return Verdict::Unfit(format!(
+            "the lvmpin agent on this node has not reported since {since}"
+        ));
+    }
     let mut headroom = 1.0f64;
     for (vg_name, sizes) in per_vg {
         let Some(vg) = lvm.vg(vg_name) else {
@@ -201,12 +206,18 @@ mod tests {
                         ..Default::default()
                     })
                     .collect(),
+                ..Default::default()
             }),
+            silent_since: None,
         }
     }
 
     #[test]
     fn verdict_table() {
+        let silent = NodeEntry {
+            silent_since: Some("2026-01-01T00:00:00Z".into()),
+            ..entry(&[("vg1", 100 * GI, 50 * GI, true)])
+        };
         let e = entry(&[
             ("vg1", 100 * GI, 50 * GI, true),
             ("vg2", 10 * GI, GI, false),
@@ -270,6 +281,15 @@ mod tests {
                 None,
                 10 * GI,
                 Err("spare 10.0GiB"),
+            ),
+            (
+                "silent agent",
+                Some(&silent),
+                vec![("vg1".into(), vec![GI])],
+                vec![],
+                None,
+                0,
+                Err("has not reported since 2026-01-01T00:00:00Z"),
             ),
             (
                 "missing node state",

@@ -206,6 +206,7 @@ mod tests {
                         healthy: true,
                         ..Default::default()
                     }],
+                    ..Default::default()
                 }),
             });
         }

@@ -143,6 +143,7 @@ pub fn lvm_node(node: &str, vg: &str, size: u64, free: u64, extent: u64) -> LvmF
                 healthy: true,
                 ..Default::default()
             }],
+            ..Default::default()
         }),
     }
 }
