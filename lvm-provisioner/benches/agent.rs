@@ -68,6 +68,7 @@ fn context<B: VolumeBackend>(backend: B, vg: &str, seen: PvSeen) -> Arc<Context<
             volume_groups: vec![vg.to_string()],
             spare_bytes: 0,
             scan_interval: Duration::from_secs(10),
+            report_heartbeat: Duration::from_secs(60),
             namespace: None,
         },
         Caches {

@@ -44,6 +44,11 @@ pub struct Args {
     /// How often to rescan LVM when nothing happened.
     #[arg(long, default_value = "10s")]
     pub scan_interval: humantime::Duration,
+    /// Rewrite the LvmNode report at least this often even when nothing
+    /// changed (checked at each scan), so lastScanTime shows the agent is
+    /// alive; lvmpin-controller and the extender judge silence by it.
+    #[arg(long, default_value = "1m")]
+    pub report_heartbeat: humantime::Duration,
     /// Kubeconfig file; without it the in-cluster or default config is used.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,

@@ -25,6 +25,8 @@ pub struct AgentConfig {
     /// treated like "no room" and the claim is rescheduled.
     pub spare_bytes: u64,
     pub scan_interval: Duration,
+    /// Longest time between two writes of the LvmNode report.
+    pub report_heartbeat: Duration,
     /// Where this node's CSIStorageCapacity objects live; `None`: none kept.
     pub namespace: Option<String>,
 }

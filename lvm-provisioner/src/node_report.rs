@@ -119,7 +119,12 @@ pub async fn publish_status_from<B: VolumeBackend>(ctx: &Context<B>, fresh: bool
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .map(|t| t.elapsed());
-    if !needs_write(previous.as_ref(), &status, since) {
+    if !needs_write(
+        previous.as_ref(),
+        &status,
+        since,
+        ctx.config.report_heartbeat,
+    ) {
         return Ok(false);
     }
     write_status(ctx, &status).await?;

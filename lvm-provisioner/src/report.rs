@@ -141,20 +141,18 @@ pub fn scan_failed_status(
 }
 
 /// Whether `new` says anything `old` does not, ignoring the scan time.
-/// How often the report is rewritten even when nothing changed, so that
-/// `lastScanTime` tells a live agent from a dead one (lvmpin-controller hands
+/// Whether to write `new`: it differs from the last written status, or that
+/// write is `heartbeat` old (`None`: never written). The heartbeat lets
+/// `lastScanTime` tell a live agent from a dead one (lvmpin-controller hands
 /// claims waiting on a silent node back to the scheduler; see
 /// docs/operations.md, "Node loss").
-pub const REPORT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Whether to write `new`: it differs from the last written status, or that
-/// write is `REPORT_HEARTBEAT` old (`None`: never written).
 pub fn needs_write(
     old: Option<&LvmNodeStatus>,
     new: &LvmNodeStatus,
     since_last_write: Option<std::time::Duration>,
+    heartbeat: std::time::Duration,
 ) -> bool {
-    differs(old, new) || since_last_write.is_none_or(|d| d >= REPORT_HEARTBEAT)
+    differs(old, new) || since_last_write.is_none_or(|d| d >= heartbeat)
 }
 
 pub fn differs(old: Option<&LvmNodeStatus>, new: &LvmNodeStatus) -> bool {
@@ -191,11 +189,12 @@ mod tests {
             ..same_later.clone()
         };
         let s = std::time::Duration::from_secs;
-        assert!(!needs_write(Some(&a), &same_later, Some(s(10))));
-        assert!(needs_write(Some(&a), &same_later, Some(REPORT_HEARTBEAT)));
-        assert!(needs_write(Some(&a), &changed, Some(s(1))));
-        assert!(needs_write(None, &a, None));
-        assert!(needs_write(Some(&a), &same_later, None));
+        let beat = s(60);
+        assert!(!needs_write(Some(&a), &same_later, Some(s(10)), beat));
+        assert!(needs_write(Some(&a), &same_later, Some(s(60)), beat));
+        assert!(needs_write(Some(&a), &changed, Some(s(1)), beat));
+        assert!(needs_write(None, &a, None, beat));
+        assert!(needs_write(Some(&a), &same_later, None, beat));
     }
 
     fn report() -> Report {

@@ -300,6 +300,11 @@ fn flag_tables_match_the_binaries_and_the_docs() {
         components::EXTENDER_FLAGS,
         components::EXTENDER_ENV,
     ));
+    errs.extend(flag_table_drift(
+        "cluster-controller",
+        components::CONTROLLER_FLAGS,
+        components::CONTROLLER_ENV,
+    ));
     fail_on(errs);
 }
 

@@ -122,6 +122,64 @@ async fn claims_waiting_on_a_deleted_node_are_placed_again() {
     tb.shutdown().await;
 }
 
+/// node-2's agent stops while claims wait on it, and its Node stays. Once the
+/// agent's report is older than `--agent-silence`, the controller hands those
+/// claims back (an Event says why); when the agent returns, every claim is
+/// served exactly once. The extender's own silence limit is set long here, so
+/// that claims keep landing on node-2 and the controller's part is what is
+/// seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_waiting_on_a_silent_agent_are_handed_back() {
+    let mut tb = start(TestbedOptions {
+        agent_args: vec!["--report-heartbeat=1s".into()],
+        extender_args: vec!["--agent-silence=10m".into()],
+        controller_args: vec!["--agent-silence=5s".into(), "--resync=1s".into()],
+        ..opts(3)
+    })
+    .await;
+    tb.agents[2].kill().await;
+    let s = set("quiet", 6, &[("data", "8Mi")]);
+    tb.create_statefulset(&s).await.unwrap();
+    until(
+        &tb,
+        "a claim to wait on node-2",
+        Duration::from_secs(60),
+        || async {
+            claims(&tb)
+                .await
+                .iter()
+                .any(|c| selected_node(c) == Some("node-2"))
+                .then_some(())
+        },
+    )
+    .await;
+    until(
+        &tb,
+        "a SelectedNodeSilent event",
+        Duration::from_secs(60),
+        || async {
+            event_reasons(&tb)
+                .await
+                .iter()
+                .any(|r| r == "SelectedNodeSilent")
+                .then_some(())
+        },
+    )
+    .await;
+    tb.agents[2].start().unwrap();
+    let names: Vec<String> = (0..s.replicas).map(|i| s.pod_name(i)).collect();
+    if let Err(e) = tb
+        .wait_bound("default", &names, Duration::from_secs(120))
+        .await
+    {
+        panic!("{}", tb.with_logs(e));
+    }
+    lvmpin_e2e::wait_claims_bound(&tb, Duration::from_secs(60)).await;
+    lvmpin_e2e::assert_consistent(&tb).await;
+    assert_no_overcommit(&tb);
+    tb.shutdown().await;
+}
+
 /// Upstream only: the StatefulSet controller recreates what the controller
 /// deletes. node-1 goes away with two sets on it: replicas of the set whose
 /// class says `recreate` get fresh volumes on node-0; those of the default

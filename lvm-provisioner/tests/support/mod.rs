@@ -159,6 +159,7 @@ pub fn config(spare: u64) -> AgentConfig {
         volume_groups: vec!["vg0".into()],
         spare_bytes: spare,
         scan_interval: Duration::from_secs(10),
+        report_heartbeat: Duration::from_secs(60),
         namespace: None,
     }
 }

@@ -320,11 +320,11 @@ fn privileged_extender_is_found() {
     let errs = components::check_privileges(&objs);
     assert_complains(
         &errs,
-        "extender/deployment.yaml#0: extender container extender must be non-root",
+        "extender/deployment.yaml#0: container extender must be non-root",
     );
     assert_complains(
         &errs,
-        "control-plane/daemonset.yaml#0: extender container extender must be non-root",
+        "control-plane/daemonset.yaml#0: container extender must be non-root",
     );
 }
 

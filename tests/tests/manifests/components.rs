@@ -16,6 +16,7 @@ pub const AGENT_FLAGS: &[&str] = &[
     "--volume-group",
     "--spare-bytes",
     "--scan-interval",
+    "--report-heartbeat",
     "--kubeconfig",
     "--lvm-binary",
     "--lvm-timeout",
@@ -47,6 +48,7 @@ pub const EXTENDER_FLAGS: &[&str] = &[
     "--spare-bytes",
     "--body-limit",
     "--reservation-ttl",
+    "--agent-silence",
     "--kubeconfig",
     "--log-format",
     "--leader-elect",
@@ -66,6 +68,7 @@ pub const EXTENDER_ENV: &[&str] = &[
     "LVMPIN_SPARE_BYTES",
     "LVMPIN_BODY_LIMIT",
     "LVMPIN_RESERVATION_TTL",
+    "LVMPIN_AGENT_SILENCE",
     "KUBECONFIG",
     "LVMPIN_LOG_FORMAT",
     "LVMPIN_LEADER_ELECT",
@@ -79,10 +82,33 @@ pub const EXTENDER_ENV: &[&str] = &[
 ];
 pub const EXTENDER_DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
+/// Flags of `lvmpin-controller` (cluster-controller/src, clap).
+pub const CONTROLLER_FLAGS: &[&str] = &[
+    "--node-gone-grace",
+    "--agent-silence",
+    "--resync",
+    "--metrics-listen",
+    "--kubeconfig",
+    "--identity",
+    "--log-format",
+];
+/// Environment variables `lvmpin-controller` reads.
+pub const CONTROLLER_ENV: &[&str] = &[
+    "LVMPIN_NODE_GONE_GRACE",
+    "LVMPIN_AGENT_SILENCE",
+    "KUBECONFIG",
+    "POD_NAME",
+    "RUST_LOG",
+    // Read by kube-rs's in-cluster configuration.
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+];
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Binary {
     Agent,
     Extender,
+    Controller,
 }
 
 /// Which lvmpin binary a container runs, from its image name.
@@ -98,6 +124,7 @@ pub fn binary_of(c: &Container) -> Option<Binary> {
     match repo {
         "lvmpin-agent" => Some(Binary::Agent),
         "lvmpin-scheduler-extender" => Some(Binary::Extender),
+        "lvmpin-controller" => Some(Binary::Controller),
         _ => None,
     }
 }
@@ -152,6 +179,7 @@ pub fn check_flags(objs: &[Located]) -> Vec<String> {
             let (known, env) = match bin {
                 Binary::Agent => (AGENT_FLAGS, AGENT_ENV),
                 Binary::Extender => (EXTENDER_FLAGS, EXTENDER_ENV),
+                Binary::Controller => (CONTROLLER_FLAGS, CONTROLLER_ENV),
             };
             if c.command.is_some() {
                 errs.push(format!(
@@ -304,7 +332,7 @@ pub fn check_privileges(objs: &[Located]) -> Vec<String> {
             let privileged = sc.privileged == Some(true);
             match binary_of(c) {
                 Some(Binary::Agent) => {}
-                Some(Binary::Extender) => {
+                Some(Binary::Extender | Binary::Controller) => {
                     let non_root = sc.run_as_non_root.or_else(|| {
                         spec.security_context
                             .as_ref()
@@ -315,7 +343,7 @@ pub fn check_privileges(objs: &[Located]) -> Vec<String> {
                         || sc.allow_privilege_escalation != Some(false)
                     {
                         errs.push(format!(
-                            "{at}: extender container {} must be non-root, unprivileged, without privilege escalation",
+                            "{at}: container {} must be non-root, unprivileged, without privilege escalation",
                             c.name
                         ));
                     }
