@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::ListParams;
-use lvmpin_api::names::{TOPOLOGY_KEY, volume_name_for_claim};
+use lvmpin_api::names::volume_name_for_claim;
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 
 pub use lvmpin_sim::testbed::{Backend, Mode};
@@ -67,6 +67,12 @@ pub async fn volumes(tb: &Testbed) -> Vec<PersistentVolume> {
         .await
         .expect("list PVs")
         .items
+}
+
+/// One counter (summed over matching label sets) from Prometheus text; 0 when
+/// absent.
+pub fn counter(metrics: &str, name: &str, label: &str) -> f64 {
+    lvmpin_sim::bench::sample_sum(metrics, name, label).unwrap_or(0.0)
 }
 
 /// Agents' reschedule requests so far (from their Events).
@@ -146,24 +152,6 @@ pub async fn wait_claims_bound(tb: &Testbed, timeout: Duration) {
     }
 }
 
-fn pv_node(pv: &PersistentVolume) -> Option<String> {
-    let terms = &pv
-        .spec
-        .as_ref()?
-        .node_affinity
-        .as_ref()?
-        .required
-        .as_ref()?
-        .node_selector_terms;
-    terms.iter().find_map(|t| {
-        t.match_expressions
-            .iter()
-            .flatten()
-            .find(|e| e.key == TOPOLOGY_KEY && e.operator == "In")
-            .and_then(|e| e.values.as_ref()?.first().cloned())
-    })
-}
-
 /// The end state every scenario must reach: each claim Bound to `pvc-<uid>`,
 /// whose PV is pinned to the node of the pod using the claim, where exactly
 /// one LV of that name exists; no LV or PV belongs to no claim.
@@ -218,7 +206,9 @@ pub async fn assert_consistent(tb: &Testbed) {
             .iter()
             .find(|p| p.metadata.name.as_deref() == Some(expected.as_str()))
             .unwrap_or_else(|| panic!("no PV {expected} for claim {ns}/{name}"));
-        let node = pv_node(pv).unwrap_or_else(|| panic!("PV {expected} has no node affinity"));
+        let node = lvmpin_api::volume::pinned_node(pv)
+            .unwrap_or_else(|| panic!("PV {expected} has no node affinity"))
+            .to_string();
         if let Some(pn) = pod_node.get(&(ns.clone(), name.clone())) {
             assert_eq!(&node, pn, "claim {ns}/{name}: PV node vs pod node");
         }

@@ -230,9 +230,7 @@ async fn managed_resource_sends_only_pods_with_claims_to_the_extender() {
     wait_claims_bound(&tb, Duration::from_secs(30)).await;
     assert_consistent(&tb).await;
     let metrics = tb.extender_metrics().await.unwrap();
-    let counter = |name: &str, label: &str| {
-        lvmpin_sim::bench::sample_sum(&metrics, name, label).unwrap_or(0.0)
-    };
+    let counter = |name: &str, label: &str| lvmpin_e2e::counter(&metrics, name, label);
     let filters = counter(
         "lvmpin_extender_request_duration_seconds_count",
         "verb=\"filter\"",

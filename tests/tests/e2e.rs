@@ -98,9 +98,7 @@ async fn statefulset_pods_and_their_two_claims_land_on_one_node() {
     // The scheduler (upstream kube-scheduler by default) really went through
     // the extender: its filter saw the pods and its bind verb bound them.
     let metrics = tb.extender_metrics().await.unwrap();
-    let counter = |name: &str, label: &str| {
-        lvmpin_sim::bench::sample_sum(&metrics, name, label).unwrap_or(0.0)
-    };
+    let counter = |name: &str, label: &str| lvmpin_e2e::counter(&metrics, name, label);
     let filters = counter(
         "lvmpin_extender_request_duration_seconds_count",
         "verb=\"filter\"",
