@@ -164,9 +164,25 @@ async fn filter(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
         o
     };
     if let Some(e) = outcome.error {
-        app.metrics.verdicts("error", 1);
-        tracing::info!(pod = %format!("{}/{}", pod.namespace, pod.name), error = %e, "filter asks for a retry");
-        return json(&ExtenderFilterResult::error(e));
+        // Our caches lag behind kube-scheduler's (a claim it already sees).
+        // An Error would make an ignorable extender be skipped, placing the
+        // pod with no reservation; every node failing (resolvably) makes
+        // kube-scheduler try again on its next cluster event instead.
+        app.metrics.verdicts("retry", 1);
+        tracing::info!(pod = %format!("{}/{}", pod.namespace, pod.name), reason = %e, "filter asks for a retry");
+        let reason = format!("lvmpin: {e}; retrying");
+        return json(&ExtenderFilterResult {
+            nodes: asked.raw.as_ref().map(|_| NodeListOut {
+                api_version: "v1",
+                kind: "NodeList",
+                metadata: Default::default(),
+                items: Vec::new(),
+            }),
+            node_names: Vec::new(),
+            failed_nodes: names.iter().map(|n| (*n, reason.clone())).collect(),
+            failed_and_unresolvable_nodes: Default::default(),
+            error: String::new(),
+        });
     }
     if outcome.untouched {
         app.metrics.verdicts("untouched", 1);

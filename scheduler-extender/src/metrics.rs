@@ -16,7 +16,7 @@ pub struct VerbLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabel {
-    /// pass, unresolvable, not_chosen, untouched, error
+    /// pass, unresolvable, not_chosen, untouched, retry
     pub verdict: &'static str,
 }
 
@@ -53,7 +53,7 @@ impl Metrics {
         );
         r.register(
             "filter_verdicts",
-            "Per-node filter verdicts (pass, unresolvable, not_chosen) and per-pod outcomes (untouched, error)",
+            "Per-node filter verdicts (pass, unresolvable, not_chosen) and per-pod outcomes (untouched, retry)",
             m.filter_verdicts.clone(),
         );
         r.register(

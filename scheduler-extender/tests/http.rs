@@ -300,3 +300,26 @@ async fn two_hundred_concurrent_pods_never_overcommit() {
         "every claim that fits somewhere is placed"
     );
 }
+
+/// A claim kube-scheduler already sees but our cache does not: every asked
+/// node fails resolvably (so kube-scheduler retries on its next event), and
+/// `Error` stays empty, since an ignorable extender's error would have the
+/// pod placed without a reservation.
+#[tokio::test]
+async fn a_claim_missing_from_the_cache_fails_every_node_without_an_error() {
+    let addr = serve(app(cluster(2, 10, 1, "5Gi"), Settings::default(), None), "").await;
+    let asked = ["n0", "n1"];
+    let body = json!({"Pod": pod_json("db-9", "p9", &["not-yet"]), "NodeNames": asked});
+    let (status, v) = post(addr, "/filter", &body).await;
+    check_filter_answer(status, &v, &asked);
+    assert_eq!(v["Error"], "", "{v}");
+    assert_eq!(names(&v["NodeNames"]), Vec::<String>::new(), "{v}");
+    let failed = v["FailedNodes"].as_object().expect("map");
+    for n in asked {
+        let reason = failed[n].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("not-yet") && reason.contains("retrying"),
+            "{v}"
+        );
+    }
+}

@@ -236,7 +236,15 @@ async fn agent_killed_mid_burst_and_restarted_leaves_one_lv_and_one_pv_per_claim
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extender_restarted_mid_burst_still_never_overcommits() {
-    let mut tb = start(opts(4, 256 * MI)).await;
+    // Not ignorable here: while the extender is down, kube-scheduler must
+    // wait for it, so that every placement is the extender's and any
+    // reschedule would be its overcommit (the ignorable set-up is covered in
+    // tests/tests/capacity.rs).
+    let mut tb = start(TestbedOptions {
+        extender_ignorable: Some(false),
+        ..opts(4, 256 * MI)
+    })
+    .await;
     let per_node = min_vg_bytes(&tb) / (12 * MI);
     // Nearly full: an extender that forgot its reservations would overcommit.
     let pods = (per_node * 4 - 2) as usize;

@@ -9,7 +9,7 @@ pub mod node_disk;
 pub mod process;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -147,6 +147,8 @@ pub struct TestbedOptions {
     /// A file of `manifests/scheduler/` (without `.yaml`) instead of the one
     /// named after `mode` (or `no-extender`).
     pub scheduler_file: Option<String>,
+    /// Run that file with every extender's `ignorable` set to this.
+    pub extender_ignorable: Option<bool>,
     pub class: String,
     /// Log filter for the agents and the extender when `RUST_LOG` is unset.
     pub log_filter: String,
@@ -173,6 +175,7 @@ impl Default for TestbedOptions {
             },
             scheduler_uses_extender: true,
             scheduler_file: None,
+            extender_ignorable: None,
             class: "lvmpin".into(),
             log_filter: "info".into(),
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -193,6 +196,28 @@ pub struct Testbed {
     pub kubeconfig: PathBuf,
     pub extender_url: String,
     pub dir: Arc<tempfile::TempDir>,
+}
+
+/// A copy of the KubeSchedulerConfiguration at `from`, written to `to`, with
+/// `extenders[*].ignorable` set.
+fn with_ignorable(from: &Path, to: &Path, ignorable: bool) -> Result<()> {
+    let text = std::fs::read_to_string(from).map_err(|e| Error::io(from, e))?;
+    let bad = |reason: String| Error::SchedulerConfig {
+        path: from.display().to_string(),
+        reason,
+    };
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let extenders = doc
+        .get_mut("extenders")
+        .and_then(|e| e.as_sequence_mut())
+        .ok_or_else(|| bad("no extenders to change".into()))?;
+    for e in extenders {
+        if let Some(m) = e.as_mapping_mut() {
+            m.insert("ignorable".into(), ignorable.into());
+        }
+    }
+    let out = serde_yaml::to_string(&doc).map_err(|e| bad(e.to_string()))?;
+    std::fs::write(to, out).map_err(|e| Error::io(to, e))
 }
 
 impl Testbed {
@@ -220,11 +245,19 @@ impl Testbed {
         let port = process::free_port()?;
         let extender_url = format!("http://127.0.0.1:{port}");
         // Both backends run the KubeSchedulerConfiguration users deploy.
-        let config_path = kube_local::scheduler_config(match &opts.scheduler_file {
+        let shipped = kube_local::scheduler_config(match &opts.scheduler_file {
             Some(f) => f,
             None if opts.scheduler_uses_extender => opts.mode.as_str(),
             None => "no-extender",
         });
+        let config_path = match opts.extender_ignorable {
+            None => shipped,
+            Some(ignorable) => {
+                let path = dir.path().join("scheduler-config.yaml");
+                with_ignorable(&shipped, &path, ignorable)?;
+                path
+            }
+        };
         let (control_plane, kubeconfig) = match opts.backend {
             Backend::Sim => {
                 let yaml = std::fs::read_to_string(&config_path)
