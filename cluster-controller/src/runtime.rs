@@ -107,17 +107,23 @@ impl Caches {
         .into_iter()
         .filter(|(n, _)| present.contains(n))
         .collect();
+        // Pods matter only to recreate claims of a gone node; most passes
+        // find none, so the pod cache is not walked for them.
+        let pods = if gone.is_empty() {
+            Vec::new()
+        } else {
+            self.pods
+                .state()
+                .iter()
+                .filter_map(|p| facts::pod(p))
+                .collect()
+        };
         Facts {
             gone,
             silent,
             claims,
             volumes,
-            pods: self
-                .pods
-                .state()
-                .iter()
-                .filter_map(|p| facts::pod(p))
-                .collect(),
+            pods,
         }
     }
 }

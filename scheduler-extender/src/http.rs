@@ -1,5 +1,6 @@
 //! The HTTP shell: routes, body parsing, answers in kube-scheduler's format.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -19,8 +20,8 @@ use crate::facts::pod_facts;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::wire::{
-    ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult, HostPriority,
-    NodeListOut,
+    AskedNodes, ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult,
+    HostPriority, NodeListOut,
 };
 
 /// Which watch caches have finished their initial list.
@@ -171,18 +172,8 @@ async fn filter(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
         app.metrics.verdicts("retry", 1);
         tracing::info!(pod = %format!("{}/{}", pod.namespace, pod.name), reason = %e, "filter asks for a retry");
         let reason = format!("lvmpin: {e}; retrying");
-        return json(&ExtenderFilterResult {
-            nodes: asked.raw.as_ref().map(|_| NodeListOut {
-                api_version: "v1",
-                kind: "NodeList",
-                metadata: Default::default(),
-                items: Vec::new(),
-            }),
-            node_names: Vec::new(),
-            failed_nodes: names.iter().map(|n| (*n, reason.clone())).collect(),
-            failed_and_unresolvable_nodes: Default::default(),
-            error: String::new(),
-        });
+        let failed = names.iter().map(|n| (*n, reason.clone())).collect();
+        return json(&answer(&asked, &names, &[], failed, Default::default()));
     }
     if outcome.untouched {
         app.metrics.verdicts("untouched", 1);
@@ -197,23 +188,41 @@ async fn filter(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
             "filtered"
         );
     }
-    let result = ExtenderFilterResult {
+    let unresolvable = outcome
+        .unresolvable
+        .into_iter()
+        .map(|(i, r)| (names[i], r))
+        .collect();
+    json(&answer(
+        &asked,
+        &names,
+        &outcome.pass,
+        Default::default(),
+        unresolvable,
+    ))
+}
+
+/// The filter answer: the passing nodes (by index into `names`), as names
+/// or as the raw Node objects kube-scheduler sent, and the failures.
+fn answer<'a>(
+    asked: &'a AskedNodes<'a>,
+    names: &[&'a str],
+    pass: &[usize],
+    failed: BTreeMap<&'a str, String>,
+    unresolvable: BTreeMap<&'a str, String>,
+) -> ExtenderFilterResult<'a> {
+    ExtenderFilterResult {
         nodes: asked.raw.as_ref().map(|raw| NodeListOut {
             api_version: "v1",
             kind: "NodeList",
             metadata: Default::default(),
-            items: outcome.pass.iter().map(|i| raw[*i]).collect(),
+            items: pass.iter().map(|i| raw[*i]).collect(),
         }),
-        node_names: outcome.pass.iter().map(|i| names[*i]).collect(),
-        failed_nodes: Default::default(),
-        failed_and_unresolvable_nodes: outcome
-            .unresolvable
-            .into_iter()
-            .map(|(i, r)| (names[i], r))
-            .collect(),
+        node_names: pass.iter().map(|i| names[*i]).collect(),
+        failed_nodes: failed,
+        failed_and_unresolvable_nodes: unresolvable,
         error: String::new(),
-    };
-    json(&result)
+    }
 }
 
 async fn prioritize(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {

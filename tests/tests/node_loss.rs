@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use lvmpin_api::names::{ANN_SELECTED_NODE, NODE_LOSS_POLICY};
@@ -199,23 +199,12 @@ async fn recreate_policy_gives_replicas_fresh_volumes_and_keep_leaves_them() {
         .unwrap();
     // Until both agents publish capacity for the new class, kube-scheduler
     // would place its claims on one node only.
-    let capacities = Api::<CSIStorageCapacity>::namespaced(tb.client(), "lvmpin-system");
-    until(
-        &tb,
-        "capacity published for lvmpin-recreate",
-        Duration::from_secs(30),
-        || async {
-            let l = capacities.list(&ListParams::default()).await.ok()?;
-            let n = l
-                .items
-                .iter()
-                .filter(|c| c.storage_class_name == "lvmpin-recreate")
-                .filter(|c| c.capacity.as_ref().is_some_and(|q| q.0 != "0"))
-                .count();
-            (n == 2).then_some(())
-        },
-    )
-    .await;
+    if let Err(e) = tb
+        .wait_capacity_published("lvmpin-recreate", 2, Duration::from_secs(30))
+        .await
+    {
+        panic!("{e}");
+    }
     let fresh = lvmpin_sim::workload::StatefulSetLike {
         class: "lvmpin-recreate".into(),
         ..set("fresh", 4, &[("data", "8Mi")])

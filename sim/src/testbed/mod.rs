@@ -320,21 +320,9 @@ impl Testbed {
             Backend::Kube => Some(ClusterAccess::from_kubeconfig(&kubeconfig)?),
             Backend::Sim => None,
         };
-        let sa_kubeconfig = |sa: &'static str| {
-            let (client, access, dir, admin) = (
-                client.clone(),
-                access.clone(),
-                dir.clone(),
-                kubeconfig.clone(),
-            );
-            async move {
-                match &access {
-                    Some(a) => {
-                        install::service_account_kubeconfig(&client, a, dir.path(), sa).await
-                    }
-                    None => Ok(admin),
-                }
-            }
+        let sa_kubeconfig = async |sa: &str| match &access {
+            Some(a) => install::service_account_kubeconfig(&client, a, dir.path(), sa).await,
+            None => Ok(kubeconfig.clone()),
         };
         let extender_kubeconfig = sa_kubeconfig(install::EXTENDER_SA).await?;
         let controller_kubeconfig = sa_kubeconfig(install::CONTROLLER_SA).await?;
@@ -530,15 +518,25 @@ impl Testbed {
         )
         .await
         .map_err(|e| self.with_logs(e))?;
+        self.wait_capacity_published(&self.class, want, timeout)
+            .await
+    }
+
+    /// Until `nodes` agents have published a non-zero CSIStorageCapacity for
+    /// `class` (a class created later needs its own).
+    pub async fn wait_capacity_published(
+        &self,
+        class: &str,
+        nodes: usize,
+        timeout: Duration,
+    ) -> Result<()> {
         let capacities = Api::<CSIStorageCapacity>::namespaced(self.client(), install::NAMESPACE);
-        let class = self.class.clone();
         wait::until(
-            "every agent to publish its CSIStorageCapacity",
+            &format!("{nodes} agents to publish CSIStorageCapacity for {class}"),
             timeout,
             Duration::from_millis(200),
             || {
                 let capacities = capacities.clone();
-                let class = class.clone();
                 async move {
                     let list = capacities.list(&ListParams::default()).await.ok()?;
                     let published = list
@@ -547,7 +545,7 @@ impl Testbed {
                         .filter(|c| c.storage_class_name == class)
                         .filter(|c| c.capacity.as_ref().is_some_and(|q| q.0 != "0"))
                         .count();
-                    (published == want).then_some(())
+                    (published == nodes).then_some(())
                 }
             },
         )
