@@ -4,7 +4,11 @@
 # runs that program against a sparse virtio disk. Prints "VM TEST: PASS" or
 # "VM TEST: FAIL" and exits 0 only on PASS.
 #
-#   hack/vm/run.sh --guest <binary> [--timeout SECONDS] [--disk-mib N] [-- guest args...]
+#   hack/vm/run.sh --guest <binary> [--extra <binary>]... [--timeout SECONDS]
+#                  [--disk-mib N] [-- guest args...]
+#
+# Each --extra program goes to /usr/sbin/<its name> in the guest, with the
+# shared libraries it needs.
 #
 # Cached under target/vm-cache/ (or $LVMPIN_VM_CACHE): the kernel package, its
 # unpacked tree, and the base initramfs (everything but the guest program).
@@ -16,6 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${LVMPIN_VM_CACHE:-$root/target/vm-cache}
 guest=""
+extras=()
 timeout_s=240
 disk_mib=2048
 guest_args=()
@@ -23,6 +28,7 @@ guest_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --guest) guest=$2; shift 2 ;;
+    --extra) extras+=("$2"); shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --disk-mib) disk_mib=$2; shift 2 ;;
     --) shift; guest_args=("$@"); break ;;
@@ -32,6 +38,7 @@ done
 
 fail() { echo "VM TEST: FAIL ($*)"; exit 1; }
 [ -n "$guest" ] && [ -x "$guest" ] || fail "--guest must name an executable"
+for x in "${extras[@]}"; do [ -x "$x" ] || fail "--extra $x is not an executable"; done
 for tool in apt-cache apt-get dpkg-deb depmod modprobe qemu-system-x86_64 busybox cpio ldd flock; do
   command -v "$tool" >/dev/null || fail "missing host tool: $tool"
 done
@@ -77,7 +84,8 @@ vmlinuz=$ktree/boot/vmlinuz-$kver
 copy_with_libs() {
   local bin=$1 dest=$2 name=${3:-$(basename "$1")}
   install -D -m 0755 "$bin" "$dest/usr/sbin/$name"
-  ldd "$bin" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+  # A static program has no libraries: ldd fails and grep finds nothing.
+  { ldd "$bin" 2>/dev/null || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do
     [ -e "$dest$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$dest$lib"
   done
 }
@@ -94,7 +102,7 @@ if [ ! -f "$base" ]; then
   mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,results,etc/lvm,lib/modules}
   install -m 0755 "$(command -v busybox)" "$r/bin/busybox"
   for applet in sh ash mount umount insmod mkdir cat echo poweroff reboot sync sleep ls dmesg \
-                uname tee grep rm cp test true false head tail seq; do
+                uname tee grep rm cp test true false head tail seq ip; do
     ln -sf busybox "$r/bin/$applet"
   done
   for tool in $guest_tools; do
@@ -144,6 +152,7 @@ flock -u 9
 g=$work/guest
 mkdir -p "$g"
 copy_with_libs "$guest" "$g" lvmpin-vm-guest
+for x in "${extras[@]}"; do copy_with_libs "$x" "$g"; done
 printf '%s\n' "${guest_args[@]}" > "$g/guest.args"
 (cd "$g" && find . | cpio -o -H newc --quiet) > "$work/guest.cpio"
 cat "$base" "$work/guest.cpio" > "$work/initrd.cpio"
@@ -154,7 +163,7 @@ truncate -s "${disk_mib}M" "$work/disk.raw"
 echo "vm: booting $kver under TCG (timeout ${timeout_s}s)"
 set +e
 timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
-  -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
+  -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
   -nodefaults -no-user-config -display none -no-reboot \
   -serial stdio -monitor none \
   -kernel "$vmlinuz" -initrd "$work/initrd.cpio" \

@@ -71,10 +71,17 @@ pub struct Args {
     pub metrics_listen: SocketAddr,
     /// The agent's namespace (from the downward API: metadata.namespace),
     /// where it keeps one CSIStorageCapacity per StorageClass for this node.
-    /// Required: the CSIDriver opts into capacity tracking, so kube-scheduler
-    /// places no claim on a node whose agent publishes none.
-    #[arg(long, env = "POD_NAMESPACE")]
+    /// Required (except with --csi-only): the CSIDriver opts into capacity
+    /// tracking, so kube-scheduler places no claim on a node whose agent
+    /// publishes none.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "")]
     pub namespace: String,
+    /// Serve only CSI (Identity, Node, Controller) and kubelet registration,
+    /// without any Kubernetes API access: for the standard sidecar set-up
+    /// (external-provisioner --node-deployment, external-resizer) and for
+    /// conformance tests. No LvmNode, no CSIStorageCapacity, no watches.
+    #[arg(long)]
+    pub csi_only: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }

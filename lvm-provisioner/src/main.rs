@@ -6,8 +6,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use lvmpin_lvm::{Lvm, LvmConfig};
 use lvmpin_provisioner::cli::{Args, LogFormat};
 use lvmpin_provisioner::context::{AgentConfig, system_clock};
+use lvmpin_provisioner::csi::LvmVolumes;
 use lvmpin_provisioner::lvm_backend::LvmBackend;
-use lvmpin_provisioner::runtime::{Agent, CsiSetup};
+use lvmpin_provisioner::runtime::{Agent, CsiSetup, run_csi_only};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -71,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         kubelet_dir,
         metrics_listen,
         namespace,
+        csi_only,
         log_format: _,
     } = args;
 
@@ -79,8 +81,12 @@ async fn main() -> anyhow::Result<()> {
         "--node-name (NODE_NAME) is empty"
     );
     anyhow::ensure!(
-        !namespace.trim().is_empty(),
+        csi_only || !namespace.trim().is_empty(),
         "--namespace (POD_NAMESPACE) is empty: the agent must publish CSIStorageCapacity in its own namespace"
+    );
+    anyhow::ensure!(
+        !csi_only || !csi_socket.as_os_str().is_empty(),
+        "--csi-only needs a --csi-socket"
     );
     anyhow::ensure!(
         volume_groups.iter().all(|vg| !vg.trim().is_empty()),
@@ -97,7 +103,6 @@ async fn main() -> anyhow::Result<()> {
              extended and removed, but nothing can be activated, mounted or thin-provisioned"
         );
     }
-    let client = kube_client(kubeconfig.as_deref()).await?;
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));
 
@@ -106,19 +111,26 @@ async fn main() -> anyhow::Result<()> {
     let csi = (!csi_socket.as_os_str().is_empty()).then(|| CsiSetup {
         socket: csi_socket,
         kubelet_dir,
-        source: Arc::new(lvm.clone()),
+        source: Arc::new(LvmVolumes::new(lvm.clone(), volume_groups.clone())),
     });
+    let config = AgentConfig {
+        node_name,
+        volume_groups,
+        spare_bytes,
+        scan_interval: scan_interval.into(),
+        report_heartbeat: report_heartbeat.into(),
+        namespace: Some(namespace),
+    };
+    let backend = LvmBackend::new(lvm);
+    if csi_only {
+        let csi = csi.context("--csi-only needs a --csi-socket")?;
+        run_csi_only(backend, config, csi, Some(metrics_listen), token).await?;
+        return Ok(());
+    }
     let agent = Agent {
-        client,
-        backend: LvmBackend::new(lvm),
-        config: AgentConfig {
-            node_name,
-            volume_groups,
-            spare_bytes,
-            scan_interval: scan_interval.into(),
-            report_heartbeat: report_heartbeat.into(),
-            namespace: Some(namespace),
-        },
+        client: kube_client(kubeconfig.as_deref()).await?,
+        backend,
+        config,
         metrics_listen: Some(metrics_listen),
         clock: system_clock(),
         csi,

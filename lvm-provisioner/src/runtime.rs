@@ -42,34 +42,99 @@ pub struct CsiSetup {
     pub source: Arc<dyn crate::csi::VolumeSource>,
 }
 
-/// Starts the CSI node service; its failure is logged, not fatal: the
-/// provisioning side keeps working and the next restart retries the sockets.
-fn spawn_csi(
+/// The CSI services (Identity, Node, Controller) and kubelet registration,
+/// ready to run until `shutdown`. The Controller service runs on the agent's
+/// own volume backend, so volumes made over CSI and by the watch obey the
+/// same spare-space rule.
+fn csi_server<B: VolumeBackend + Clone>(
     setup: CsiSetup,
-    node_name: &str,
+    config: &AgentConfig,
+    backend: B,
     registry: &mut Registry,
     shutdown: &CancellationToken,
-) -> crate::csi::RegistrationHealth {
+) -> (
+    crate::csi::RegistrationHealth,
+    impl Future<Output = crate::csi::Result<()>> + use<B>,
+) {
     let health = crate::csi::RegistrationHealth::default();
+    let metrics = crate::csi::CsiMetrics::register(registry);
+    let controller = crate::csi::ControllerService::new(
+        crate::csi::Scope {
+            node_name: config.node_name.clone(),
+            topology_key: lvmpin_api::names::TOPOLOGY_KEY.to_string(),
+            volume_groups: config.volume_groups.clone(),
+        },
+        config.spare_bytes,
+        backend,
+        Arc::new(crate::csi::SysMounter::default()),
+        metrics.clone(),
+    );
     let opts = crate::csi::CsiOptions {
-        node_name: node_name.to_string(),
+        node_name: config.node_name.clone(),
         csi_socket: setup.socket,
         kubelet_dir: setup.kubelet_dir,
         kubelet_endpoint: None,
-        metrics: crate::csi::CsiMetrics::register(registry),
+        metrics,
     };
     let serve = crate::csi::serve(
         opts,
         setup.source,
+        Some(controller),
         health.clone(),
         shutdown.clone().cancelled_owned(),
     );
+    (health, serve)
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` until `shutdown`.
+async fn spawn_http(
+    addr: SocketAddr,
+    state: HttpState,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Startup(format!("cannot listen on {addr}: {e}")))?;
+    let app = router(state);
+    let stop = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(e) = serve.await {
-            error!(error = %e, "CSI node service failed");
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            error!(error = %e, "metrics server failed");
         }
     });
-    health
+    info!(%addr, "serving /healthz, /readyz and /metrics");
+    Ok(())
+}
+
+/// The agent without Kubernetes: only the CSI services and kubelet
+/// registration, for the standard sidecar set-up (external-provisioner in
+/// distributed mode and external-resizer do what the watches do otherwise;
+/// see docs/install.md) and for conformance runs. Returns when `shutdown`
+/// fires or the CSI server fails.
+pub async fn run_csi_only<B: VolumeBackend + Clone>(
+    backend: B,
+    config: AgentConfig,
+    csi: CsiSetup,
+    metrics_listen: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let mut registry = Registry::default();
+    let (health, serve) = csi_server(csi, &config, backend, &mut registry, &shutdown);
+    if let Some(addr) = metrics_listen {
+        let state = HttpState {
+            registry: Arc::new(registry),
+            ready: Arc::new(AtomicBool::new(true)),
+            csi: Some(health),
+        };
+        spawn_http(addr, state, &shutdown).await?;
+    }
+    info!(node = %config.node_name, "CSI-only mode: no Kubernetes API access");
+    serve
+        .await
+        .map_err(|e| Error::Startup(format!("CSI server: {e}")))
 }
 
 /// Spawns a reflector for StorageClasses and returns its store.
@@ -131,7 +196,7 @@ fn log_controller_result<T, E: std::fmt::Debug>(
     }
 }
 
-impl<B: VolumeBackend> Agent<B> {
+impl<B: VolumeBackend + Clone> Agent<B> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let Agent {
             client,
@@ -143,8 +208,18 @@ impl<B: VolumeBackend> Agent<B> {
         } = self;
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry));
-        let csi_health =
-            csi.map(|setup| spawn_csi(setup, &config.node_name, &mut registry, &shutdown));
+        // A CSI failure is logged, not fatal: the provisioning side keeps
+        // working and the next restart retries the sockets.
+        let csi_health = csi.map(|setup| {
+            let (health, serve) =
+                csi_server(setup, &config, backend.clone(), &mut registry, &shutdown);
+            tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    error!(error = %e, "CSI service failed");
+                }
+            });
+            health
+        });
         let ready = Arc::new(AtomicBool::new(false));
 
         let classes = class_cache(&client, &shutdown);
@@ -173,24 +248,12 @@ impl<B: VolumeBackend> Agent<B> {
         ));
 
         if let Some(addr) = metrics_listen {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| Error::Startup(format!("cannot listen on {addr}: {e}")))?;
-            let app = router(HttpState {
+            let state = HttpState {
                 registry: Arc::new(registry),
                 ready: ready.clone(),
                 csi: csi_health,
-            });
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    error!(error = %e, "metrics server failed");
-                }
-            });
-            info!(%addr, "serving /healthz, /readyz and /metrics");
+            };
+            spawn_http(addr, state, &shutdown).await?;
         }
 
         tokio::spawn(node_report::run(ctx.clone(), shutdown.clone()));

@@ -57,6 +57,27 @@ fn round_down(bytes: u64, extent: u64) -> u64 {
     bytes.checked_div(extent).map_or(bytes, |n| n * extent)
 }
 
+/// Pure: bytes still allocatable in one VG (or one thin pool of it) after
+/// the spare, in whole extents; 0 when the VG is unhealthy, `None` when the VG
+/// or pool is not on this node. CSI GetCapacity answers with the same number.
+pub fn available(status: &LvmNodeStatus, vg: &str, pool: Option<&str>, spare: u64) -> Option<u64> {
+    let vg = status.volume_group(vg)?;
+    let free = match pool {
+        None => vg.free_bytes,
+        Some(pool) => {
+            let p = vg.thin_pools.iter().find(|p| p.name == pool)?;
+            let used =
+                (p.size_bytes as f64 * p.data_percent.clamp(0.0, 100.0) / 100.0).ceil() as u64;
+            p.size_bytes.saturating_sub(used)
+        }
+    };
+    Some(if vg.healthy {
+        round_down(free.saturating_sub(spare), vg.extent_size_bytes)
+    } else {
+        0
+    })
+}
+
 /// Pure: the capacity of every lvmpin class on this node. Classes whose VG or
 /// pool is not here get no entry (the scheduler then rules the node out for
 /// them); an unhealthy VG offers nothing.
@@ -66,21 +87,12 @@ pub fn plan(status: &LvmNodeStatus, classes: &[&StorageClass], spare: u64) -> Ve
         .filter(|c| is_our_class(c))
         .filter_map(|class| {
             let name = class.metadata.name.clone()?;
-            let vg = status.volume_group(class_param(class, PARAM_VOLUME_GROUP)?)?;
-            let free = match class_param(class, PARAM_THIN_POOL) {
-                None => vg.free_bytes,
-                Some(pool) => {
-                    let p = vg.thin_pools.iter().find(|p| p.name == pool)?;
-                    let used = (p.size_bytes as f64 * p.data_percent.clamp(0.0, 100.0) / 100.0)
-                        .ceil() as u64;
-                    p.size_bytes.saturating_sub(used)
-                }
-            };
-            let capacity = if vg.healthy {
-                round_down(free.saturating_sub(spare), vg.extent_size_bytes)
-            } else {
-                0
-            };
+            let capacity = available(
+                status,
+                class_param(class, PARAM_VOLUME_GROUP)?,
+                class_param(class, PARAM_THIN_POOL),
+                spare,
+            )?;
             Some(ClassCapacity {
                 class: name,
                 capacity,

@@ -29,6 +29,7 @@ use lvmpin_provisioner::csi::{
     CsiMetrics, CsiOptions, RegistrationHealth, RegistrationState, VolumeInfo, VolumeSource,
     client::connect_unix, mountinfo,
 };
+use lvmpin_provisioner::fake_backend::FakeBackend;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -130,7 +131,9 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         source.links = dir.path().join("dev");
         let csi_socket = dir.path().join("plugin/csi.sock");
-        let kubelet_dir = dir.path().join("kubelet");
+        // Every staging and target path of these tests lies in the fixture's
+        // directory, so that directory plays kubelet's.
+        let kubelet_dir = dir.path().to_path_buf();
         let reg_socket = kubelet_dir.join("plugins_registry/lvm.lvmpin.io-reg.sock");
         let source = Arc::new(source);
         let health = RegistrationHealth::default();
@@ -142,9 +145,26 @@ impl Fixture {
             kubelet_endpoint: None,
             metrics: CsiMetrics::default(),
         };
-        let server = tokio::spawn(agent::serve(opts, source.clone(), health.clone(), async {
-            let _ = rx.await;
-        }));
+        let controller = agent::ControllerService::new(
+            agent::Scope {
+                node_name: "node-a".into(),
+                topology_key: lvmpin_api::names::TOPOLOGY_KEY.into(),
+                volume_groups: vec!["vg".into()],
+            },
+            0,
+            FakeBackend::new().with_vg("vg", 1 << 30),
+            Arc::new(agent::SysMounter::default()),
+            CsiMetrics::default(),
+        );
+        let server = tokio::spawn(agent::serve(
+            opts,
+            source.clone(),
+            Some(controller),
+            health.clone(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         wait_for_socket(&csi_socket).await;
         wait_for_socket(&reg_socket).await;
         Self {
@@ -436,7 +456,14 @@ async fn identity_answers() {
             None => panic!("capability without a type"),
         }
     }
-    assert_eq!(seen, ["VolumeAccessibilityConstraints", "Online"]);
+    assert_eq!(
+        seen,
+        [
+            "VolumeAccessibilityConstraints",
+            "Online",
+            "ControllerService"
+        ]
+    );
 
     let probe = id.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
     assert_eq!(probe.ready, Some(true));
@@ -447,7 +474,19 @@ async fn identity_answers() {
         .await
         .unwrap()
         .into_inner();
-    assert!(c.capabilities.is_empty(), "node-only plugin");
+    use csi::controller_service_capability::{Type as CapType, rpc::Type as Rpc};
+    let rpcs: Vec<Rpc> = c
+        .capabilities
+        .iter()
+        .map(|c| match &c.r#type {
+            Some(CapType::Rpc(r)) => Rpc::try_from(r.r#type).unwrap(),
+            None => panic!("capability without a type"),
+        })
+        .collect();
+    assert_eq!(
+        rpcs,
+        [Rpc::CreateDeleteVolume, Rpc::GetCapacity, Rpc::ExpandVolume]
+    );
     fx.shutdown().await;
 }
 
@@ -1027,7 +1066,7 @@ async fn registration_over_its_socket() {
     let fx = Fixture::start().await;
     assert!(
         fx.reg_socket
-            .ends_with("kubelet/plugins_registry/lvm.lvmpin.io-reg.sock")
+            .ends_with("plugins_registry/lvm.lvmpin.io-reg.sock")
     );
     let mut r = reg::registration_client::RegistrationClient::new(
         connect_unix(&fx.reg_socket).await.unwrap(),
@@ -1080,6 +1119,7 @@ async fn stale_socket_is_replaced_but_other_files_are_not() {
     let server = tokio::spawn(agent::serve(
         opts(csi_socket.clone()),
         src.clone(),
+        None::<agent::ControllerService<FakeBackend>>,
         RegistrationHealth::default(),
         async {
             let _ = rx.await;
@@ -1108,6 +1148,7 @@ async fn stale_socket_is_replaced_but_other_files_are_not() {
     let err = agent::serve(
         opts(plain.clone()),
         src,
+        None::<agent::ControllerService<FakeBackend>>,
         RegistrationHealth::default(),
         async {},
     )
@@ -1115,4 +1156,268 @@ async fn stale_socket_is_replaced_but_other_files_are_not() {
     .unwrap_err();
     assert!(err.to_string().contains("not a socket"), "{err}");
     assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
+}
+
+// ---------- hostile input ----------
+
+fn cap_with_mode(mode: Mode) -> Option<csi::VolumeCapability> {
+    let mut cap = mount_cap("ext4");
+    cap.as_mut().unwrap().access_mode = Some(AccessMode { mode: mode as i32 });
+    cap
+}
+
+#[tokio::test]
+async fn multi_node_modes_are_refused_and_mount_nothing() {
+    let mut fx = Fixture::start().await;
+    let id = fx.add_volume("multi", 64);
+    let mut node = fx.node().await;
+    let st = fx.path("plugins/multi/globalmount");
+    let tg = fx.path("pods/p/mount");
+    for mode in [
+        Mode::MultiNodeMultiWriter,
+        Mode::MultiNodeSingleWriter,
+        Mode::MultiNodeReaderOnly,
+    ] {
+        let err = node
+            .node_stage_volume(stage_req(&id, &st, cap_with_mode(mode)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{mode:?}: {err}");
+        let err = node
+            .node_publish_volume(publish_req(&id, &st, &tg, cap_with_mode(mode), false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{mode:?}: {err}");
+    }
+    assert!(!is_mount_point(&st) && !is_mount_point(&tg));
+    assert_eq!(
+        blkid_type(&fx.device(&id)),
+        "",
+        "a refused stage formats nothing"
+    );
+    fx.shutdown().await;
+}
+
+#[tokio::test]
+async fn paths_outside_kubelet_or_climbing_out_are_refused() {
+    let mut fx = Fixture::start().await;
+    let id = fx.add_volume("paths", 64);
+    let mut node = fx.node().await;
+    let root = fx.path("");
+    let outside = tempfile::tempdir().unwrap();
+    let climbing = PathBuf::from(format!(
+        "{}/plugins/../../{}/st",
+        root.display(),
+        outside.path().file_name().unwrap().to_string_lossy()
+    ));
+    for bad in [outside.path().join("st"), climbing, PathBuf::from("rel/st")] {
+        let err = node
+            .node_stage_volume(stage_req(&id, &bad, mount_cap("ext4")))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{}: {err}",
+            bad.display()
+        );
+    }
+    assert_eq!(blkid_type(&fx.device(&id)), "");
+
+    // A winding path inside kubelet's directory is one mount, and the same
+    // string (or its normal form) finds it again at unstage.
+    let winding = PathBuf::from(format!("{}/plugins/x/../w/./globalmount", root.display()));
+    let normal = fx.path("plugins/w/globalmount");
+    std::fs::create_dir_all(&normal).unwrap();
+    node.node_stage_volume(stage_req(&id, &winding, mount_cap("ext4")))
+        .await
+        .unwrap();
+    node.node_stage_volume(stage_req(&id, &winding, mount_cap("ext4")))
+        .await
+        .expect("a second stage of the same string is idempotent");
+    assert!(is_mount_point(&normal));
+    node.node_unstage_volume(unstage_req(&id, &winding))
+        .await
+        .unwrap();
+    assert!(!is_mount_point(&normal), "unstage left the mount behind");
+    fx.shutdown().await;
+}
+
+#[tokio::test]
+async fn huge_ids_get_bounded_errors_and_the_service_stays_up() {
+    let fx = Fixture::start().await;
+    let mut node = fx.node().await;
+    let huge = format!("vg/{}", "x".repeat(1 << 20));
+    let st = fx.path("plugins/huge/globalmount");
+    let err = node
+        .node_stage_volume(stage_req(&huge, &st, mount_cap("ext4")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().len() < 2048, "{} bytes", err.message().len());
+    let err = node
+        .node_get_volume_stats(stats_req(&huge, &st))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().len() < 2048, "{} bytes", err.message().len());
+    let huge_path = fx.path(&"p/".repeat(300_000));
+    let err = node
+        .node_stage_volume(stage_req("vg/a", &huge_path, mount_cap("ext4")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().len() < 2048, "{} bytes", err.message().len());
+    let mut id = IdentityClient::new(connect_unix(&fx.csi_socket).await.unwrap());
+    let probe = id.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
+    assert_eq!(probe.ready, Some(true));
+    fx.shutdown().await;
+}
+
+// ---------- controller service (over the socket, on the fake volume manager) ----------
+
+#[tokio::test]
+async fn controller_creates_idempotently_and_refuses_what_a_local_volume_cannot_be() {
+    let fx = Fixture::start().await;
+    let mut ctl = ControllerClient::new(connect_unix(&fx.csi_socket).await.unwrap());
+    let create =
+        |name: &str, mib: i64, cap: Option<csi::VolumeCapability>| csi::CreateVolumeRequest {
+            name: name.into(),
+            capacity_range: Some(csi::CapacityRange {
+                required_bytes: mib << 20,
+                limit_bytes: 0,
+            }),
+            volume_capabilities: cap.into_iter().collect(),
+            ..Default::default()
+        };
+    let capacity = |ctl: &mut ControllerClient<Channel>| {
+        let mut ctl = ctl.clone();
+        async move {
+            ctl.get_capacity(csi::GetCapacityRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .available_capacity
+        }
+    };
+    assert_eq!(capacity(&mut ctl).await, 1 << 30);
+
+    let v = ctl
+        .create_volume(create("sanity volume one", 10, mount_cap("xfs")))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    // 10 MiB in 4 MiB extents.
+    assert_eq!(v.capacity_bytes, 12 << 20);
+    assert!(v.volume_id.starts_with("vg/csi-"), "{}", v.volume_id);
+    assert_eq!(
+        v.volume_context
+            .get("lvmpin.io/fs-type")
+            .map(String::as_str),
+        Some("xfs")
+    );
+    assert_eq!(
+        v.accessible_topology[0].segments[lvmpin_api::names::TOPOLOGY_KEY],
+        "node-a"
+    );
+    let again = ctl
+        .create_volume(create("sanity volume one", 10, mount_cap("xfs")))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(again.volume_id, v.volume_id, "same name, same volume");
+    assert_eq!(capacity(&mut ctl).await, (1 << 30) - (12 << 20));
+    let err = ctl
+        .create_volume(create("sanity volume one", 100, mount_cap("xfs")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err}");
+
+    let multi = cap_with_mode(Mode::MultiNodeMultiWriter);
+    let err = ctl
+        .create_volume(create("multi", 10, multi))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    let mut elsewhere = create("elsewhere", 10, mount_cap("ext4"));
+    elsewhere.accessibility_requirements = Some(csi::TopologyRequirement {
+        requisite: vec![csi::Topology {
+            segments: HashMap::from([(
+                lvmpin_api::names::TOPOLOGY_KEY.to_string(),
+                "node-b".to_string(),
+            )]),
+        }],
+        preferred: vec![],
+    });
+    let err = ctl.create_volume(elsewhere).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    let err = ctl
+        .create_volume(create("too big", 2048, mount_cap("ext4")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+
+    let validate =
+        |id: &str, cap: Option<csi::VolumeCapability>| csi::ValidateVolumeCapabilitiesRequest {
+            volume_id: id.into(),
+            volume_capabilities: cap.into_iter().collect(),
+            ..Default::default()
+        };
+    let ok = ctl
+        .validate_volume_capabilities(validate(&v.volume_id, mount_cap("ext4")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.confirmed.is_some());
+    let no = ctl
+        .validate_volume_capabilities(validate(
+            &v.volume_id,
+            cap_with_mode(Mode::MultiNodeReaderOnly),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(no.confirmed.is_none() && !no.message.is_empty());
+    let err = ctl
+        .validate_volume_capabilities(validate("vg/nothing", mount_cap("ext4")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    let grown = ctl
+        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            capacity_range: Some(csi::CapacityRange {
+                required_bytes: 30 << 20,
+                limit_bytes: 0,
+            }),
+            volume_capability: mount_cap("xfs"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grown.capacity_bytes, 32 << 20);
+    assert!(grown.node_expansion_required);
+
+    for id in [
+        v.volume_id.as_str(),
+        v.volume_id.as_str(),
+        "vg/never",
+        "rootvg/root",
+        "junk",
+    ] {
+        ctl.delete_volume(csi::DeleteVolumeRequest {
+            volume_id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("delete {id}: {e}"));
+    }
+    assert_eq!(capacity(&mut ctl).await, 1 << 30);
+    fx.shutdown().await;
 }

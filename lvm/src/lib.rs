@@ -17,6 +17,7 @@ mod names;
 mod ops;
 mod report;
 mod tags;
+mod wipe;
 
 pub use command::{Output, run_program};
 pub use config::{DEVICE_MAPPER_CONTROL, DeviceMapper, LvmConfig, device_mapper_available};

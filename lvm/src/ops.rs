@@ -16,6 +16,7 @@ use crate::lock::{VgLocks, hold};
 use crate::names::{validate_lv_name, validate_vg_name};
 use crate::report::{LogicalVolume, Report, device_path, parse_lvs, parse_report};
 use crate::tags::Owner;
+use crate::wipe::wipe_ends;
 
 /// A request for an LV owned by one claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +137,17 @@ impl Lvm {
                 vg: req.vg.clone(),
                 lv: req.name.clone(),
             })?;
+        // Thin LVs read zeros until written; inactive ones (metadata-only
+        // mode) have no device to write to.
+        if req.thin_pool.is_none()
+            && created.active
+            && let Err(e) = wipe_ends(&created.path(), created.size_bytes)
+        {
+            // Never hand out an unwiped volume: a retry would adopt it as is.
+            // It was made a moment ago and holds nothing of its own.
+            let _ = self.run(args::lvremove(self.metadata_only(), &req.vg, &req.name));
+            return Err(e);
+        }
         tracing::info!(
             vg = %req.vg, lv = %req.name, size_bytes = created.size_bytes,
             thin_pool = ?req.thin_pool, claim_uid = %req.owner.claim_uid,

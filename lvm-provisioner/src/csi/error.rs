@@ -4,17 +4,19 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use super::bounded::{bounded, bounded_path};
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("missing or invalid argument: {0}")]
     InvalidArgument(String),
-    #[error("volume {0} not found")]
+    #[error("volume {} not found", bounded(.0))]
     VolumeNotFound(String),
-    #[error("volume {volume} is not available at {}", path.display())]
+    #[error("volume {} is not available at {}", bounded(.volume), bounded_path(.path))]
     NotAtPath { volume: String, path: PathBuf },
-    #[error("an operation on volume {0} is already in progress")]
+    #[error("an operation on volume {} is already in progress", bounded(.0))]
     OperationPending(String),
     #[error("{0}")]
     Incompatible(String),
@@ -22,6 +24,8 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("{0}")]
     OutOfRange(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -91,6 +95,7 @@ impl Error {
             Self::Incompatible(_) => "already_exists",
             Self::FailedPrecondition(_) => "failed_precondition",
             Self::OutOfRange(_) => "out_of_range",
+            Self::ResourceExhausted(_) => "resource_exhausted",
             Self::Io { .. } | Self::Sys { .. } => "io",
             Self::Command { .. } => "command",
             Self::CommandTimeout { .. } => "command_timeout",
@@ -112,6 +117,7 @@ impl From<Error> for tonic::Status {
             Error::Incompatible(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::OutOfRange(_) => Code::OutOfRange,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
             // A timed-out command may succeed on retry; kubelet retries Unavailable.
             Error::CommandTimeout { .. } | Error::Unavailable(_) => Code::Unavailable,
             Error::Lvm(l) => match l {
@@ -131,7 +137,46 @@ impl From<Error> for tonic::Status {
             | Error::Transport(_)
             | Error::Join(_) => Code::Internal,
         };
-        tonic::Status::new(code, e.to_string())
+        tonic::Status::new(code, e.bounded_message())
+    }
+}
+
+/// The agent's volume-manager errors as the controller calls report them.
+impl From<crate::error::Error> for Error {
+    fn from(e: crate::error::Error) -> Self {
+        use crate::error::Error as Agent;
+        let message = e.to_string();
+        match e {
+            Agent::InsufficientSpace { .. } => Error::ResourceExhausted(message),
+            Agent::LvNotFound { vg, lv } => Error::VolumeNotFound(format!("{vg}/{lv}")),
+            // The CO cannot fix a missing disk by retrying differently.
+            Agent::VgNotFound { .. } | Agent::LvmTimeout(_) => Error::Unavailable(message),
+            Agent::Unsupported { .. } => Error::FailedPrecondition(message),
+            // A name taken by another owner: "already exists but is incompatible".
+            Agent::OwnedByAnother { .. } | Agent::ForeignVolume { .. } => {
+                Error::Incompatible(message)
+            }
+            Agent::InvalidName(_) | Agent::InvalidClaim { .. } => Error::InvalidArgument(message),
+            _ => Error::Backend(message),
+        }
+    }
+}
+
+/// Longest status message or logged error, whatever the variant holds.
+const MESSAGE_LIMIT: usize = 1024;
+
+impl Error {
+    /// The message, cut to `MESSAGE_LIMIT` bytes: what callers and logs see.
+    pub fn bounded_message(&self) -> String {
+        let full = self.to_string();
+        if full.len() <= MESSAGE_LIMIT {
+            return full;
+        }
+        let mut end = MESSAGE_LIMIT;
+        while !full.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…({} bytes)", &full[..end], full.len())
     }
 }
 
@@ -173,6 +218,24 @@ mod tests {
             let status = tonic::Status::from(e);
             assert_eq!(status.code(), code, "{label}");
             assert!(!status.message().is_empty());
+        }
+    }
+
+    #[test]
+    fn messages_are_bounded_whatever_the_variant_holds() {
+        let huge = "v".repeat(1 << 20);
+        for e in [
+            Error::VolumeNotFound(huge.clone()),
+            Error::OperationPending(huge.clone()),
+            Error::NotAtPath {
+                volume: huge.clone(),
+                path: PathBuf::from(format!("/{huge}")),
+            },
+            Error::Incompatible(huge.clone()),
+            Error::InvalidArgument(huge.clone()),
+        ] {
+            let status = tonic::Status::from(e);
+            assert!(status.message().len() <= 1100, "{}", status.message().len());
         }
     }
 }

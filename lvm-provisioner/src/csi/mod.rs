@@ -1,30 +1,34 @@
-//! CSI node service and kubelet plugin registration (CSI spec v1 `Node` service; kubelet
-//! `pkg/kubelet/pluginmanager` registration protocol).
+//! CSI Identity, Node and Controller services and kubelet plugin registration
+//! (CSI spec v1; kubelet `pkg/kubelet/pluginmanager` registration protocol).
 //!
-//! Layout: `request` checks arguments; `stage`, `publish`, `stats` and
-//! `expand` decide with pure planning functions over the mount table and act
-//! through two edges, `VolumeSource` (the LVs) and `Mounter` (kernel + tools);
-//! `service` and `registration` are the gRPC shells; `serve` wires them to
-//! unix sockets.
+//! Layout: `request` and `controller_request` check arguments (`paths` confines
+//! mount paths to kubelet's directory, `bounded` cuts echoed values); `stage`,
+//! `publish`, `stats` and `expand` decide with pure planning functions over
+//! the mount table and act through two edges, `VolumeSource` (the LVs) and
+//! `Mounter` (kernel + tools); `service`, `controller` and `registration` are
+//! the gRPC shells; `serve` wires them to unix sockets.
 //!
-//! The agent wires it in with one call, e.g.
-//! `tokio::spawn(csi::serve(CsiOptions { node_name, csi_socket, kubelet_dir,
-//! kubelet_endpoint: None, metrics: CsiMetrics::register(&mut registry) },
-//! Arc::new(lvm.clone()), health.clone(), token.clone().cancelled_owned()))`,
-//! and lets `/readyz` consult `health.is_ready()`.
+//! The agent wires it in with one call (`runtime::spawn_csi`) and lets
+//! `/readyz` consult `health.is_ready()`.
 
 pub mod blkid;
+pub mod bounded;
 pub mod client;
 pub mod command;
+pub mod controller;
+pub mod controller_request;
 pub mod device;
 pub mod error;
 pub mod expand;
 pub mod guard;
 mod lvm_source;
+pub use lvm_source::LvmVolumes;
 pub mod metrics;
 pub mod mounter;
 pub mod mountinfo;
+pub mod naming;
 pub mod options;
+pub mod paths;
 pub mod publish;
 pub mod registration;
 pub mod request;
@@ -47,6 +51,10 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
 
+use crate::backend::VolumeBackend;
+
+pub use controller::ControllerService;
+pub use controller_request::Scope;
 pub use error::{Error, Result};
 pub use metrics::CsiMetrics;
 pub use mounter::{Mounter, SysMounter};
@@ -60,7 +68,8 @@ pub struct CsiOptions {
     /// Where the CSI gRPC service listens.
     pub csi_socket: PathBuf,
     /// kubelet's root (usually /var/lib/kubelet); the registration socket goes
-    /// in its `plugins_registry/`.
+    /// in its `plugins_registry/`, and every staging and target path must lie
+    /// inside it.
     pub kubelet_dir: PathBuf,
     /// The CSI socket path as kubelet sees it, when the agent runs in a
     /// container with a different mount layout; defaults to `csi_socket`.
@@ -70,10 +79,12 @@ pub struct CsiOptions {
 
 /// Serves CSI on `opts.csi_socket` and plugin registration on
 /// `<kubelet_dir>/plugins_registry/lvm.lvmpin.io-reg.sock` until `shutdown`
-/// completes, then removes both sockets.
-pub async fn serve(
+/// completes, then removes both sockets. Without a controller, the plugin is
+/// node-only: Controller calls are UNIMPLEMENTED and Identity says so.
+pub async fn serve<B: VolumeBackend>(
     opts: CsiOptions,
     source: Arc<dyn VolumeSource>,
+    controller: Option<ControllerService<B>>,
     health: RegistrationHealth,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -81,16 +92,18 @@ pub async fn serve(
         opts,
         source,
         Arc::new(SysMounter::default()),
+        controller,
         health,
         shutdown,
     )
     .await
 }
 
-pub async fn serve_with_mounter(
+pub async fn serve_with_mounter<B: VolumeBackend>(
     opts: CsiOptions,
     source: Arc<dyn VolumeSource>,
     mounter: Arc<dyn Mounter>,
+    controller: Option<ControllerService<B>>,
     health: RegistrationHealth,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -106,6 +119,7 @@ pub async fn serve_with_mounter(
             "node name is required for CSI".into(),
         ));
     }
+    let root = paths::MountRoot::new(&kubelet_dir)?;
     let reg_socket = registration::socket_path(&kubelet_dir);
     let csi_listener = bind(&csi_socket)?;
     let reg_listener = bind(&reg_socket)?;
@@ -117,7 +131,14 @@ pub async fn serve_with_mounter(
         "serving CSI node service"
     );
 
-    let svc = CsiService::new(node_name, source, mounter, metrics);
+    let svc = CsiService::new(
+        node_name,
+        root,
+        controller.is_some(),
+        source,
+        mounter,
+        metrics,
+    );
     let reg = registration::RegistrationService {
         endpoint: endpoint.to_string_lossy().into_owned(),
         health,
@@ -128,8 +149,8 @@ pub async fn serve_with_mounter(
     };
     let csi_server = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(svc.clone()))
-        .add_service(NodeServer::new(svc.clone()))
-        .add_service(ControllerServer::new(svc))
+        .add_service(NodeServer::new(svc))
+        .add_optional_service(controller.map(ControllerServer::new))
         .serve_with_incoming_shutdown(UnixListenerStream::new(csi_listener), stopped(rx.clone()));
     let reg_server = tonic::transport::Server::builder()
         .add_service(RegistrationServer::new(reg))

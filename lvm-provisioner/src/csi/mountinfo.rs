@@ -121,18 +121,13 @@ fn unescape(s: &str) -> String {
 
 /// The topmost mount at exactly `path` (the last one listed wins, as in the kernel).
 pub fn mount_at<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a MountInfo> {
-    let path = normalize(path);
+    let path = super::paths::normalize(path);
     mounts.iter().rev().find(|m| m.mount_point == path)
 }
 
 /// Every mount of the filesystem on `dev` (the staging mount and its binds).
 pub fn mounts_of(mounts: &[MountInfo], dev: DevNum) -> impl Iterator<Item = &MountInfo> {
     mounts.iter().filter(move |m| m.dev == dev)
-}
-
-/// Drops a trailing slash so "/a/b/" and "/a/b" compare equal; mountinfo never has one.
-pub fn normalize(path: &Path) -> PathBuf {
-    path.components().collect()
 }
 
 #[cfg(test)]

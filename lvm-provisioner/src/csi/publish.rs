@@ -37,7 +37,7 @@ pub fn plan_mount(mounts: &[MountInfo], req: &Publish, dev: DevNum) -> Result<Pu
         return existing_target(m.dev == dev, m.read_only(), req);
     }
     if req.single_writer {
-        let staging = super::mountinfo::normalize(&req.staging);
+        let staging = super::paths::normalize(&req.staging);
         if let Some(other) = mounts_of(mounts, dev).find(|m| m.mount_point != staging) {
             return Err(Error::FailedPrecondition(format!(
                 "volume {} is single-writer and already published at {}",

@@ -1,16 +1,19 @@
 //! Checks the arguments of each Node call and turns them into plain structs.
 //! Pure, and run before any lookup, so a call with a missing field is
 //! InvalidArgument even for a volume that does not exist (csi-sanity checks this).
+//! Every path is normalised and confined to kubelet's directory (`paths`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lvmpin_csi_proto::csi::v1 as csi;
 use lvmpin_csi_proto::csi::v1::volume_capability::AccessType;
 use lvmpin_csi_proto::csi::v1::volume_capability::access_mode::Mode;
 
 use super::blkid::FsType;
+use super::bounded::bounded;
 use super::error::{Error, Result};
 use super::options::{self, MountOptions};
+use super::paths::MountRoot;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
@@ -71,19 +74,28 @@ fn required<'a>(value: &'a str, field: &str) -> Result<&'a str> {
     }
 }
 
-/// Paths we create mounts on must be absolute: a relative one would land
-/// wherever the agent happens to run.
-fn absolute(value: &str, field: &str) -> Result<PathBuf> {
-    let p = Path::new(required(value, field)?);
-    if !p.is_absolute() || value.contains('\0') {
-        return Err(Error::InvalidArgument(format!(
-            "{field} {value:?} must be an absolute path"
-        )));
+/// What a node-local volume can be: used from one node at a time. The multi
+/// node modes "exceed the capabilities" of the volume, FAILED_PRECONDITION for
+/// stage and publish (CSI spec, NodeStageVolume and NodePublishVolume errors).
+pub fn check_mode(mode: Mode) -> Result<()> {
+    match mode {
+        Mode::SingleNodeWriter
+        | Mode::SingleNodeReaderOnly
+        | Mode::SingleNodeSingleWriter
+        | Mode::SingleNodeMultiWriter => Ok(()),
+        Mode::MultiNodeReaderOnly | Mode::MultiNodeSingleWriter | Mode::MultiNodeMultiWriter => {
+            Err(Error::FailedPrecondition(format!(
+                "access mode {} is not supported: a local LVM volume is reachable from one node only",
+                mode.as_str_name()
+            )))
+        }
+        Mode::Unknown => Err(Error::InvalidArgument(
+            "volume_capability needs an access_mode".into(),
+        )),
     }
-    Ok(p.to_path_buf())
 }
 
-fn mode(cap: &csi::VolumeCapability) -> Mode {
+pub fn mode(cap: &csi::VolumeCapability) -> Mode {
     cap.access_mode
         .as_ref()
         .and_then(|m| Mode::try_from(m.mode).ok())
@@ -101,12 +113,7 @@ fn access(cap: Option<&csi::VolumeCapability>, read_only: bool) -> Result<(Acces
             let fs = if m.fs_type.is_empty() {
                 None
             } else {
-                Some(FsType::parse(&m.fs_type).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "fs_type {:?} is not supported (use ext4 or xfs)",
-                        m.fs_type
-                    ))
-                })?)
+                Some(fs_type(&m.fs_type)?)
             };
             Access::Mount {
                 fs,
@@ -119,13 +126,42 @@ fn access(cap: Option<&csi::VolumeCapability>, read_only: bool) -> Result<(Acces
             ));
         }
     };
+    check_mode(mode)?;
     Ok((access, mode))
 }
 
-pub fn stage(r: &csi::NodeStageVolumeRequest) -> Result<Stage> {
+/// A filesystem the node service can create and mount.
+pub fn fs_type(name: &str) -> Result<FsType> {
+    FsType::parse(name).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "fs_type {:?} is not supported (use ext4 or xfs)",
+            bounded(name)
+        ))
+    })
+}
+
+/// The filesystem recorded by CreateVolume in the volume context, used when
+/// the capability names none.
+pub const CONTEXT_FS_TYPE: &str = "lvmpin.io/fs-type";
+
+/// A capability without a filesystem takes the one CreateVolume chose.
+fn with_context_fs(
+    mut access: Access,
+    context: &std::collections::HashMap<String, String>,
+) -> Result<Access> {
+    if let Access::Mount { fs: fs @ None, .. } = &mut access
+        && let Some(name) = context.get(CONTEXT_FS_TYPE).filter(|n| !n.is_empty())
+    {
+        *fs = Some(fs_type(name)?);
+    }
+    Ok(access)
+}
+
+pub fn stage(r: &csi::NodeStageVolumeRequest, root: &MountRoot) -> Result<Stage> {
     let volume_id = required(&r.volume_id, "volume_id")?.to_string();
-    let staging = absolute(&r.staging_target_path, "staging_target_path")?;
+    let staging = root.confine(&r.staging_target_path, "staging_target_path")?;
     let (access, _) = access(r.volume_capability.as_ref(), false)?;
+    let access = with_context_fs(access, &r.volume_context)?;
     Ok(Stage {
         volume_id,
         staging,
@@ -133,24 +169,25 @@ pub fn stage(r: &csi::NodeStageVolumeRequest) -> Result<Stage> {
     })
 }
 
-pub fn unstage(r: &csi::NodeUnstageVolumeRequest) -> Result<Unmount> {
+pub fn unstage(r: &csi::NodeUnstageVolumeRequest, root: &MountRoot) -> Result<Unmount> {
     Ok(Unmount {
         volume_id: required(&r.volume_id, "volume_id")?.to_string(),
-        path: PathBuf::from(required(&r.staging_target_path, "staging_target_path")?),
+        path: root.confine(&r.staging_target_path, "staging_target_path")?,
     })
 }
 
-pub fn publish(r: &csi::NodePublishVolumeRequest) -> Result<Publish> {
+pub fn publish(r: &csi::NodePublishVolumeRequest, root: &MountRoot) -> Result<Publish> {
     let volume_id = required(&r.volume_id, "volume_id")?.to_string();
-    let target = absolute(&r.target_path, "target_path")?;
+    let target = root.confine(&r.target_path, "target_path")?;
     let (access, mode) = access(r.volume_capability.as_ref(), r.readonly)?;
+    let access = with_context_fs(access, &r.volume_context)?;
     // We advertise STAGE_UNSTAGE_VOLUME, so the spec makes this a precondition.
     if r.staging_target_path.is_empty() {
         return Err(Error::FailedPrecondition(
             "staging_target_path is required: this plugin stages volumes".into(),
         ));
     }
-    let staging = absolute(&r.staging_target_path, "staging_target_path")?;
+    let staging = root.confine(&r.staging_target_path, "staging_target_path")?;
     let read_only =
         r.readonly || matches!(mode, Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly);
     Ok(Publish {
@@ -163,23 +200,33 @@ pub fn publish(r: &csi::NodePublishVolumeRequest) -> Result<Publish> {
     })
 }
 
-pub fn unpublish(r: &csi::NodeUnpublishVolumeRequest) -> Result<Unmount> {
+pub fn unpublish(r: &csi::NodeUnpublishVolumeRequest, root: &MountRoot) -> Result<Unmount> {
     Ok(Unmount {
         volume_id: required(&r.volume_id, "volume_id")?.to_string(),
-        path: PathBuf::from(required(&r.target_path, "target_path")?),
+        path: root.confine(&r.target_path, "target_path")?,
     })
 }
 
-pub fn stats(r: &csi::NodeGetVolumeStatsRequest) -> Result<Stats> {
-    Ok(Stats {
-        volume_id: required(&r.volume_id, "volume_id")?.to_string(),
-        path: PathBuf::from(required(&r.volume_path, "volume_path")?),
+/// A path where a call expects an existing mount: outside kubelet's
+/// directory none of ours can be, so the volume is "not found at that path"
+/// (what csi-sanity expects of "some/path"), not an invalid argument.
+fn mounted_path(root: &MountRoot, volume_id: &str, value: &str, field: &str) -> Result<PathBuf> {
+    required(value, field)?;
+    root.confine(value, field).map_err(|_| Error::NotAtPath {
+        volume: volume_id.to_string(),
+        path: PathBuf::from(value),
     })
 }
 
-pub fn expand(r: &csi::NodeExpandVolumeRequest) -> Result<Expand> {
+pub fn stats(r: &csi::NodeGetVolumeStatsRequest, root: &MountRoot) -> Result<Stats> {
     let volume_id = required(&r.volume_id, "volume_id")?.to_string();
-    let path = PathBuf::from(required(&r.volume_path, "volume_path")?);
+    let path = mounted_path(root, &volume_id, &r.volume_path, "volume_path")?;
+    Ok(Stats { volume_id, path })
+}
+
+pub fn expand(r: &csi::NodeExpandVolumeRequest, root: &MountRoot) -> Result<Expand> {
+    let volume_id = required(&r.volume_id, "volume_id")?.to_string();
+    let path = mounted_path(root, &volume_id, &r.volume_path, "volume_path")?;
     let (required_bytes, limit_bytes) = match &r.capacity_range {
         Some(c) if c.required_bytes < 0 || c.limit_bytes < 0 => {
             return Err(Error::InvalidArgument(
@@ -212,6 +259,28 @@ pub fn expand(r: &csi::NodeExpandVolumeRequest) -> Result<Expand> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn root() -> MountRoot {
+        MountRoot::new(std::path::Path::new("/var/lib/kubelet")).unwrap()
+    }
+    fn stage(r: &csi::NodeStageVolumeRequest) -> Result<Stage> {
+        super::stage(r, &root())
+    }
+    fn unstage(r: &csi::NodeUnstageVolumeRequest) -> Result<Unmount> {
+        super::unstage(r, &root())
+    }
+    fn publish(r: &csi::NodePublishVolumeRequest) -> Result<Publish> {
+        super::publish(r, &root())
+    }
+    fn unpublish(r: &csi::NodeUnpublishVolumeRequest) -> Result<Unmount> {
+        super::unpublish(r, &root())
+    }
+    fn stats(r: &csi::NodeGetVolumeStatsRequest) -> Result<Stats> {
+        super::stats(r, &root())
+    }
+    fn expand(r: &csi::NodeExpandVolumeRequest) -> Result<Expand> {
+        super::expand(r, &root())
+    }
     use csi::volume_capability::{AccessMode, BlockVolume, MountVolume};
 
     fn mount_cap(fs: &str, flags: &[&str], mode: Mode) -> Option<csi::VolumeCapability> {
@@ -245,7 +314,7 @@ mod tests {
     fn stage_arguments() {
         let ok = csi::NodeStageVolumeRequest {
             volume_id: "vg/lv".into(),
-            staging_target_path: "/st".into(),
+            staging_target_path: "/var/lib/kubelet/st".into(),
             volume_capability: mount_cap("xfs", &["noatime"], Mode::SingleNodeWriter),
             ..Default::default()
         };
@@ -311,8 +380,8 @@ mod tests {
     fn default_fs_and_reader_modes() {
         let r = csi::NodeStageVolumeRequest {
             volume_id: "vg/lv".into(),
-            staging_target_path: "/st".into(),
-            volume_capability: mount_cap("", &[], Mode::MultiNodeReaderOnly),
+            staging_target_path: "/var/lib/kubelet/st".into(),
+            volume_capability: mount_cap("", &[], Mode::SingleNodeReaderOnly),
             ..Default::default()
         };
         match stage(&r).unwrap().access {
@@ -325,11 +394,108 @@ mod tests {
     }
 
     #[test]
+    fn multi_node_modes_exceed_a_local_volume() {
+        for mode in [
+            Mode::MultiNodeReaderOnly,
+            Mode::MultiNodeSingleWriter,
+            Mode::MultiNodeMultiWriter,
+        ] {
+            let r = csi::NodeStageVolumeRequest {
+                volume_id: "vg/lv".into(),
+                staging_target_path: "/var/lib/kubelet/st".into(),
+                volume_capability: mount_cap("ext4", &[], mode),
+                ..Default::default()
+            };
+            assert!(
+                matches!(stage(&r), Err(Error::FailedPrecondition(m)) if m.contains(mode.as_str_name())),
+                "{mode:?}"
+            );
+            let p = csi::NodePublishVolumeRequest {
+                volume_id: "vg/lv".into(),
+                staging_target_path: "/var/lib/kubelet/st".into(),
+                target_path: "/var/lib/kubelet/t".into(),
+                volume_capability: mount_cap("ext4", &[], mode),
+                ..Default::default()
+            };
+            assert!(
+                matches!(publish(&p), Err(Error::FailedPrecondition(_))),
+                "{mode:?}"
+            );
+        }
+        let unknown = csi::NodeStageVolumeRequest {
+            volume_id: "vg/lv".into(),
+            staging_target_path: "/var/lib/kubelet/st".into(),
+            volume_capability: mount_cap("ext4", &[], Mode::Unknown),
+            ..Default::default()
+        };
+        invalid(stage(&unknown), "access_mode");
+    }
+
+    #[test]
+    fn paths_are_normalised_and_confined() {
+        let escaping = csi::NodeStageVolumeRequest {
+            volume_id: "vg/lv".into(),
+            staging_target_path: "/var/lib/kubelet/plugins/../../../../tmp/st".into(),
+            volume_capability: mount_cap("ext4", &[], Mode::SingleNodeWriter),
+            ..Default::default()
+        };
+        invalid(stage(&escaping), "outside the kubelet directory");
+        let winding = csi::NodeStageVolumeRequest {
+            staging_target_path: "/var/lib/kubelet/plugins/a/../b/./globalmount".into(),
+            ..escaping
+        };
+        let staged = stage(&winding).unwrap().staging;
+        let unstaged = unstage(&csi::NodeUnstageVolumeRequest {
+            volume_id: "vg/lv".into(),
+            staging_target_path: "/var/lib/kubelet/plugins/b/globalmount/".into(),
+        })
+        .unwrap()
+        .path;
+        assert_eq!(staged, unstaged);
+        invalid(
+            unpublish(&csi::NodeUnpublishVolumeRequest {
+                volume_id: "vg/lv".into(),
+                target_path: "/etc".into(),
+            }),
+            "target_path",
+        );
+    }
+
+    #[test]
+    fn create_time_filesystem_fills_an_empty_fs_type() {
+        let r = csi::NodeStageVolumeRequest {
+            volume_id: "vg/lv".into(),
+            staging_target_path: "/var/lib/kubelet/st".into(),
+            volume_capability: mount_cap("", &[], Mode::SingleNodeWriter),
+            volume_context: [(CONTEXT_FS_TYPE.to_string(), "xfs".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            stage(&r).unwrap().access,
+            Access::Mount {
+                fs: Some(FsType::Xfs),
+                ..
+            }
+        ));
+        let named = csi::NodeStageVolumeRequest {
+            volume_capability: mount_cap("ext4", &[], Mode::SingleNodeWriter),
+            ..r
+        };
+        assert!(matches!(
+            stage(&named).unwrap().access,
+            Access::Mount {
+                fs: Some(FsType::Ext4),
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn publish_arguments() {
         let ok = csi::NodePublishVolumeRequest {
             volume_id: "vg/lv".into(),
-            staging_target_path: "/st".into(),
-            target_path: "/t".into(),
+            staging_target_path: "/var/lib/kubelet/st".into(),
+            target_path: "/var/lib/kubelet/t".into(),
             volume_capability: block_cap(),
             readonly: true,
             ..Default::default()
@@ -376,7 +542,7 @@ mod tests {
         invalid(
             unstage(&csi::NodeUnstageVolumeRequest {
                 volume_id: "".into(),
-                staging_target_path: "/s".into(),
+                staging_target_path: "/var/lib/kubelet/s".into(),
             }),
             "volume_id",
         );
@@ -390,7 +556,7 @@ mod tests {
         invalid(
             unpublish(&csi::NodeUnpublishVolumeRequest {
                 volume_id: "".into(),
-                target_path: "/t".into(),
+                target_path: "/var/lib/kubelet/t".into(),
             }),
             "volume_id",
         );
@@ -404,7 +570,7 @@ mod tests {
         invalid(
             stats(&csi::NodeGetVolumeStatsRequest {
                 volume_id: "".into(),
-                volume_path: "/p".into(),
+                volume_path: "/var/lib/kubelet/p".into(),
                 ..Default::default()
             }),
             "volume_id",
@@ -416,18 +582,28 @@ mod tests {
             }),
             "volume_path",
         );
-        // Relative paths are not rejected here: they simply match no mount (NotFound).
-        assert!(
-            stats(&csi::NodeGetVolumeStatsRequest {
-                volume_id: "a/b".into(),
-                volume_path: "some/path".into(),
-                ..Default::default()
-            })
-            .is_ok()
-        );
+        // A path outside kubelet's directory holds none of our mounts: NotFound.
+        for path in ["some/path", "/etc", "/var/lib/kubelet/../../etc"] {
+            assert!(matches!(
+                stats(&csi::NodeGetVolumeStatsRequest {
+                    volume_id: "a/b".into(),
+                    volume_path: path.into(),
+                    ..Default::default()
+                }),
+                Err(Error::NotAtPath { .. })
+            ));
+            assert!(matches!(
+                expand(&csi::NodeExpandVolumeRequest {
+                    volume_id: "a/b".into(),
+                    volume_path: path.into(),
+                    ..Default::default()
+                }),
+                Err(Error::NotAtPath { .. })
+            ));
+        }
         invalid(
             expand(&csi::NodeExpandVolumeRequest {
-                volume_path: "/p".into(),
+                volume_path: "/var/lib/kubelet/p".into(),
                 ..Default::default()
             }),
             "volume_id",
@@ -441,7 +617,7 @@ mod tests {
         );
         let neg = csi::NodeExpandVolumeRequest {
             volume_id: "a/b".into(),
-            volume_path: "/p".into(),
+            volume_path: "/var/lib/kubelet/p".into(),
             capacity_range: Some(csi::CapacityRange {
                 required_bytes: 10,
                 limit_bytes: 5,

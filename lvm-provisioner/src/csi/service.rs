@@ -1,6 +1,6 @@
-//! gRPC shell of the CSI Identity, Node and (capabilities-only) Controller
-//! services: checks arguments, takes the per-volume guard, runs the blocking
-//! work off the async runtime, and translates results.
+//! gRPC shell of the CSI Identity and Node services: checks arguments, takes
+//! the per-volume guard, runs the blocking work off the async runtime, and
+//! translates results. The Controller service is `controller.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,10 +11,12 @@ use lvmpin_csi_proto::csi::v1 as csi;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span, warn};
 
+use super::bounded::bounded;
 use super::error::{Error, Result};
 use super::guard::OperationGuards;
 use super::metrics::CsiMetrics;
 use super::mounter::Mounter;
+use super::paths::MountRoot;
 use super::source::VolumeSource;
 use super::stats::Measured;
 use super::{expand, publish, request, stage, stats};
@@ -24,6 +26,10 @@ type Rpc<T> = std::result::Result<Response<T>, Status>;
 #[derive(Clone)]
 pub struct CsiService {
     node_name: String,
+    /// Where staging and target paths must lie.
+    root: MountRoot,
+    /// Whether the Controller service is served beside this one.
+    controller: bool,
     source: Arc<dyn VolumeSource>,
     mounter: Arc<dyn Mounter>,
     guards: OperationGuards,
@@ -33,12 +39,16 @@ pub struct CsiService {
 impl CsiService {
     pub fn new(
         node_name: String,
+        root: MountRoot,
+        controller: bool,
         source: Arc<dyn VolumeSource>,
         mounter: Arc<dyn Mounter>,
         metrics: CsiMetrics,
     ) -> Self {
         Self {
             node_name,
+            root,
+            controller,
             source,
             mounter,
             guards: OperationGuards::default(),
@@ -57,7 +67,7 @@ impl CsiService {
         work: impl FnOnce(&dyn VolumeSource, &dyn Mounter) -> Result<T> + Send + 'static,
     ) -> std::result::Result<T, Status> {
         let started = Instant::now();
-        let span = info_span!("csi", op = operation, volume = volume_id);
+        let span = info_span!("csi", op = operation, volume = %bounded(volume_id));
         let result = async {
             let held = if exclusive {
                 Some(self.guards.try_acquire(volume_id)?)
@@ -78,7 +88,7 @@ impl CsiService {
         let failure = result.as_ref().err().map(Error::metric_label);
         self.metrics.observe(operation, started.elapsed(), failure);
         result.map_err(|e| {
-            span.in_scope(|| warn!(error = %e, "{operation} failed"));
+            span.in_scope(|| warn!(error = %e.bounded_message(), "{operation} failed"));
             Status::from(e)
         })
     }
@@ -110,7 +120,7 @@ impl csi::identity_server::Identity for CsiService {
         _: Request<csi::GetPluginCapabilitiesRequest>,
     ) -> Rpc<csi::GetPluginCapabilitiesResponse> {
         use csi::plugin_capability::{Service, Type, VolumeExpansion, service, volume_expansion};
-        let capabilities = vec![
+        let mut capabilities = vec![
             csi::PluginCapability {
                 r#type: Some(Type::Service(Service {
                     r#type: service::Type::VolumeAccessibilityConstraints as i32,
@@ -122,6 +132,13 @@ impl csi::identity_server::Identity for CsiService {
                 })),
             },
         ];
+        if self.controller {
+            capabilities.push(csi::PluginCapability {
+                r#type: Some(Type::Service(Service {
+                    r#type: service::Type::ControllerService as i32,
+                })),
+            });
+        }
         Ok(Response::new(csi::GetPluginCapabilitiesResponse {
             capabilities,
         }))
@@ -135,25 +152,12 @@ impl csi::identity_server::Identity for CsiService {
 }
 
 #[tonic::async_trait]
-impl csi::controller_server::Controller for CsiService {
-    /// Node-only plugin: volumes are created by the agent's provisioner, not over CSI.
-    async fn controller_get_capabilities(
-        &self,
-        _: Request<csi::ControllerGetCapabilitiesRequest>,
-    ) -> Rpc<csi::ControllerGetCapabilitiesResponse> {
-        Ok(Response::new(csi::ControllerGetCapabilitiesResponse {
-            capabilities: vec![],
-        }))
-    }
-}
-
-#[tonic::async_trait]
 impl csi::node_server::Node for CsiService {
     async fn node_stage_volume(
         &self,
         r: Request<csi::NodeStageVolumeRequest>,
     ) -> Rpc<csi::NodeStageVolumeResponse> {
-        let req = request::stage(r.get_ref())?;
+        let req = request::stage(r.get_ref(), &self.root)?;
         let id = req.volume_id.clone();
         self.run("NodeStageVolume", &id, true, move |s, m| {
             stage::stage(s, m, &req)
@@ -166,7 +170,7 @@ impl csi::node_server::Node for CsiService {
         &self,
         r: Request<csi::NodeUnstageVolumeRequest>,
     ) -> Rpc<csi::NodeUnstageVolumeResponse> {
-        let req = request::unstage(r.get_ref())?;
+        let req = request::unstage(r.get_ref(), &self.root)?;
         let id = req.volume_id.clone();
         self.run("NodeUnstageVolume", &id, true, move |_, m| {
             stage::unstage(m, &req)
@@ -179,7 +183,7 @@ impl csi::node_server::Node for CsiService {
         &self,
         r: Request<csi::NodePublishVolumeRequest>,
     ) -> Rpc<csi::NodePublishVolumeResponse> {
-        let req = request::publish(r.get_ref())?;
+        let req = request::publish(r.get_ref(), &self.root)?;
         let id = req.volume_id.clone();
         self.run("NodePublishVolume", &id, true, move |s, m| {
             publish::publish(s, m, &req)
@@ -192,7 +196,7 @@ impl csi::node_server::Node for CsiService {
         &self,
         r: Request<csi::NodeUnpublishVolumeRequest>,
     ) -> Rpc<csi::NodeUnpublishVolumeResponse> {
-        let req = request::unpublish(r.get_ref())?;
+        let req = request::unpublish(r.get_ref(), &self.root)?;
         let id = req.volume_id.clone();
         self.run("NodeUnpublishVolume", &id, true, move |_, m| {
             publish::unpublish(m, &req)
@@ -207,7 +211,7 @@ impl csi::node_server::Node for CsiService {
         r: Request<csi::NodeGetVolumeStatsRequest>,
     ) -> Rpc<csi::NodeGetVolumeStatsResponse> {
         use csi::volume_usage::Unit;
-        let req = request::stats(r.get_ref())?;
+        let req = request::stats(r.get_ref(), &self.root)?;
         let id = req.volume_id.clone();
         let st = self
             .run("NodeGetVolumeStats", &id, false, move |s, m| {
@@ -250,7 +254,7 @@ impl csi::node_server::Node for CsiService {
         &self,
         r: Request<csi::NodeExpandVolumeRequest>,
     ) -> Rpc<csi::NodeExpandVolumeResponse> {
-        let req = request::expand(r.get_ref())?;
+        let req = request::expand(r.get_ref(), &self.root)?;
         let id = req.volume_id.clone();
         let size = self
             .run("NodeExpandVolume", &id, true, move |s, m| {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod loop_vg;
+pub mod vm;
 
 use std::sync::Arc;
 use std::time::Duration;

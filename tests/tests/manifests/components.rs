@@ -24,6 +24,7 @@ pub const AGENT_FLAGS: &[&str] = &[
     "--kubelet-dir",
     "--metrics-listen",
     "--namespace",
+    "--csi-only",
     "--log-format",
 ];
 /// Environment variables `lvmpin-agent` reads (clap `env` fallbacks and the log
