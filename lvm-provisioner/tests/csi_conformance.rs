@@ -1421,3 +1421,65 @@ async fn controller_creates_idempotently_and_refuses_what_a_local_volume_cannot_
     assert_eq!(capacity(&mut ctl).await, 1 << 30);
     fx.shutdown().await;
 }
+
+/// grpc-go sends the dial target as `:authority` for a `passthrough:///`
+/// target; a socket path is not a URI authority, and the call must still be
+/// answered, not reset. Spoken as raw HTTP/2, since Rust's HTTP clients
+/// refuse to send such a value at all.
+#[tokio::test]
+async fn a_socket_path_as_authority_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fixture::start().await;
+    let mut conn = tokio::net::UnixStream::connect(&fx.csi_socket)
+        .await
+        .unwrap();
+    let h = |n: &str, v: &str| (n.as_bytes().to_vec(), v.as_bytes().to_vec());
+    let authority = fx.csi_socket.to_string_lossy().into_owned();
+    let block = agent::authority::encode(&[
+        h(":method", "POST"),
+        h(":scheme", "http"),
+        h(":path", "/csi.v1.Identity/GetPluginInfo"),
+        h(":authority", &authority),
+        h("content-type", "application/grpc"),
+        h("te", "trailers"),
+    ]);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS
+    out.extend_from_slice(&agent::authority::header_frames(1, false, &block));
+    // DATA: one empty gRPC message, end of stream.
+    out.extend_from_slice(&[0, 0, 5, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0]);
+    conn.write_all(&out).await.unwrap();
+
+    let mut body = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut head = [0u8; 9];
+            conn.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let (kind, flags) = (head[3], head[4]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+            let mut payload = vec![0u8; len];
+            conn.read_exact(&mut payload).await.unwrap();
+            match (kind, stream) {
+                (4, 0) if flags & 1 == 0 => {
+                    conn.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap();
+                }
+                (3, 1) => panic!("the stream was reset: {payload:?}"),
+                (7, _) => panic!("the connection was closed: GOAWAY {payload:?}"),
+                (0, 1) => body.extend_from_slice(&payload),
+                (1, 1) if flags & 1 != 0 => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer within 10 s");
+    let name = b"lvm.lvmpin.io";
+    assert!(
+        body.windows(name.len()).any(|w| w == name),
+        "GetPluginInfo answer without the driver name: {body:?}"
+    );
+    // A raw client does not take part in the server's graceful shutdown.
+    drop(conn);
+    fx.shutdown().await;
+}

@@ -11,6 +11,7 @@
 //! The agent wires it in with one call (`runtime::spawn_csi`) and lets
 //! `/readyz` consult `health.is_ready()`.
 
+pub mod authority;
 pub mod blkid;
 pub mod bounded;
 pub mod client;
@@ -151,10 +152,10 @@ pub async fn serve_with_mounter<B: VolumeBackend>(
         .add_service(IdentityServer::new(svc.clone()))
         .add_service(NodeServer::new(svc))
         .add_optional_service(controller.map(ControllerServer::new))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(csi_listener), stopped(rx.clone()));
+        .serve_with_incoming_shutdown(lenient_incoming(csi_listener), stopped(rx.clone()));
     let reg_server = tonic::transport::Server::builder()
         .add_service(RegistrationServer::new(reg))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(reg_listener), stopped(rx));
+        .serve_with_incoming_shutdown(lenient_incoming(reg_listener), stopped(rx));
     let servers = async { tokio::try_join!(csi_server, reg_server) };
     tokio::pin!(servers);
     tokio::pin!(shutdown);
@@ -171,6 +172,14 @@ pub async fn serve_with_mounter<B: VolumeBackend>(
     }
     info!("CSI node service stopped");
     result.map(drop).map_err(Error::from)
+}
+
+/// Accepted connections, each behind the `:authority` relay.
+fn lenient_incoming(
+    listener: UnixListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::io::DuplexStream>> {
+    use futures::StreamExt;
+    UnixListenerStream::new(listener).map(|conn| conn.map(authority::lenient))
 }
 
 /// Binds a unix socket, creating parent directories and replacing a stale

@@ -33,6 +33,8 @@ pub struct SysMounter {
     pub probe_timeout: Duration,
     /// For mkfs and grow, which scale with device size.
     pub format_timeout: Duration,
+    /// For one mount(2) or umount2(2).
+    pub syscall_timeout: Duration,
 }
 
 impl Default for SysMounter {
@@ -40,7 +42,35 @@ impl Default for SysMounter {
         Self {
             probe_timeout: Duration::from_secs(30),
             format_timeout: Duration::from_secs(300),
+            syscall_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// Runs a mount syscall with an upper bound. A syscall cannot be killed, so
+/// one that hangs (a dead NFS server below a bind source, a wedged device)
+/// is left on its own thread and the call fails with a timeout: the volume's
+/// guard is released and kubelet's retry gets a clear error instead of a
+/// call that never returns.
+pub fn bounded_syscall<T: Send + 'static>(
+    what: &'static str,
+    target: &Path,
+    timeout: Duration,
+    call: impl FnOnce() -> nix::Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("mount-syscall".into())
+        .spawn(move || {
+            let _ = tx.send(call());
+        })
+        .map_err(|e| Error::io("start a thread for", target, e))?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result.map_err(|e| Error::sys(what, target, e)),
+        Err(_) => Err(Error::CommandTimeout {
+            command: format!("{what} {}", target.display()),
+            timeout,
+        }),
     }
 }
 
@@ -56,38 +86,54 @@ impl Mounter for SysMounter {
     }
 
     fn mount(&self, device: &Path, target: &Path, fs: FsType, opts: &MountOptions) -> Result<()> {
-        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-        nix::mount::mount(Some(device), target, Some(fs.as_str()), opts.flags, data)
-            .map_err(|e| Error::sys("mount onto", target, e))
+        let (device, at) = (device.to_path_buf(), target.to_path_buf());
+        let (flags, data) = (opts.flags, opts.data.clone());
+        bounded_syscall("mount onto", target, self.syscall_timeout, move || {
+            let data = (!data.is_empty()).then_some(data.as_str());
+            nix::mount::mount(Some(&device), &at, Some(fs.as_str()), flags, data)
+        })
     }
 
     fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<()> {
-        nix::mount::mount(
-            Some(source),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| Error::sys("bind-mount onto", target, e))?;
+        let (from, at) = (source.to_path_buf(), target.to_path_buf());
+        bounded_syscall("bind-mount onto", target, self.syscall_timeout, move || {
+            nix::mount::mount(
+                Some(&from),
+                &at,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        })?;
         if read_only {
+            let at = target.to_path_buf();
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            if let Err(e) =
-                nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-            {
+            let remounted = bounded_syscall(
+                "remount read-only",
+                target,
+                self.syscall_timeout,
+                move || nix::mount::mount(None::<&str>, &at, None::<&str>, flags, None::<&str>),
+            );
+            if let Err(e) = remounted {
                 // Never leave a writable mount where a read-only one was asked for.
-                let _ = nix::mount::umount2(target, MntFlags::empty());
-                return Err(Error::sys("remount read-only", target, e));
+                let _ = self.unmount(target);
+                return Err(e);
             }
         }
         Ok(())
     }
 
     fn unmount(&self, target: &Path) -> Result<()> {
-        match nix::mount::umount2(target, MntFlags::empty()) {
-            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
-            Err(e) => Err(Error::sys("unmount", target, e)),
-        }
+        let at = target.to_path_buf();
+        bounded_syscall(
+            "unmount",
+            target,
+            self.syscall_timeout,
+            move || match nix::mount::umount2(&at, MntFlags::empty()) {
+                Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+                other => other,
+            },
+        )
     }
 
     fn probe(&self, device: &Path) -> Result<Probe> {
@@ -133,4 +179,34 @@ pub fn unmount_all(mounter: &dyn Mounter, path: &Path) -> Result<()> {
         "{} is still mounted after {MAX_LAYERS} unmounts",
         path.display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hung_syscall_times_out_and_a_quick_one_answers() {
+        let started = std::time::Instant::now();
+        let hung = bounded_syscall(
+            "mount onto",
+            Path::new("/t"),
+            Duration::from_millis(50),
+            || {
+                std::thread::sleep(Duration::from_secs(5));
+                Ok(())
+            },
+        );
+        assert!(
+            matches!(hung, Err(Error::CommandTimeout { .. })),
+            "{hung:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let quick = bounded_syscall("unmount", Path::new("/t"), Duration::from_secs(5), || Ok(7));
+        assert_eq!(quick.unwrap(), 7);
+        let failed = bounded_syscall("unmount", Path::new("/t"), Duration::from_secs(5), || {
+            Err::<(), _>(nix::Error::EBUSY)
+        });
+        assert!(matches!(failed, Err(Error::Sys { .. })), "{failed:?}");
+    }
 }
