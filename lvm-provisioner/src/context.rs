@@ -1,6 +1,6 @@
 //! Everything a reconcile needs, in one place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,6 +81,8 @@ pub struct Context<B> {
     /// `None` until the namespace was listed (and after a failed write).
     pub capacity_written: tokio::sync::Mutex<Option<CapacityWritten>>,
     pub clock: Clock,
+    /// `vg/lv` of every orphan LV reported since start (the gauge is its size).
+    pub orphans: Mutex<BTreeSet<String>>,
 }
 
 pub type CapacityWritten = BTreeMap<String, (String, String)>;
@@ -117,6 +119,7 @@ impl<B> Context<B> {
             capacity_dirty: Notify::new(),
             capacity_written: tokio::sync::Mutex::new(None),
             clock,
+            orphans: Mutex::new(BTreeSet::new()),
         }
     }
 

@@ -149,7 +149,20 @@ pub async fn provision<B: VolumeBackend>(
         }
     };
     let pv = pv_body::build(spec, pvc, class, &ctx.config.node_name, volume.size_bytes);
-    create_pv(ctx, &pv, &spec.claim_uid).await?;
+    if let Err(e) = create_pv(ctx, spec, &pv).await {
+        ctx.metrics.operation("provision", e.metric_label());
+        if e.is_permanent() {
+            events::warn(
+                &ctx.recorder,
+                &pvc.object_ref(&()),
+                "ProvisioningFailed",
+                "Provisioning",
+                e.to_string(),
+            )
+            .await;
+        }
+        return Err(e);
+    }
     ctx.metrics.observe_provision(started);
     ctx.metrics.operation("provision", "success");
     info!(claim = %key(pvc), pv = %spec.volume_name, bytes = volume.size_bytes, "provisioned");
@@ -171,22 +184,48 @@ fn missing_pool(err: &Error, spec: &ProvisionSpec) -> bool {
     matches!(err, Error::LvNotFound { lv, .. } if spec.thin_pool.as_deref() == Some(lv.as_str()))
 }
 
-/// Creates the PV; a 409 is success when the existing PV is ours for the same
-/// claim (an earlier attempt that crashed before it could note the success).
-pub async fn create_pv<B>(ctx: &Context<B>, pv: &PersistentVolume, claim_uid: &str) -> Result<()> {
+/// Whether `create_pv` made the PV or found it made by an earlier attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PvCreated {
+    Created,
+    AlreadyThere,
+}
+
+/// Creates the PV. A 409 is success only when the existing PV is ours for the
+/// same claim, node and LV (an earlier attempt that crashed before it could
+/// note the success). Otherwise the LV has no PV: it is reported as an orphan
+/// (kept, like every LV whose release cannot be proven) and the claim is not
+/// provisioned.
+pub async fn create_pv<B>(
+    ctx: &Context<B>,
+    spec: &ProvisionSpec,
+    pv: &PersistentVolume,
+) -> Result<PvCreated> {
     let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
     match api.create(&PostParams::default(), pv).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(PvCreated::Created),
         Err(e) if is_conflict(&e) => {
             let name = pv.name_any();
             let existing = api.get(&name).await?;
-            if pv_body::is_ours_for_claim(&existing, claim_uid) {
-                Ok(())
-            } else {
-                Err(Error::ForeignVolume {
-                    name,
-                    claim: claim_uid.to_string(),
-                })
+            match pv_body::compare_existing(pv, &existing) {
+                pv_body::ExistingPv::Same => Ok(PvCreated::AlreadyThere),
+                pv_body::ExistingPv::Different(reason) => {
+                    crate::startup::report_orphan(
+                        ctx,
+                        &spec.vg,
+                        &spec.volume_name,
+                        &format!(
+                            "made for claim {}/{} (uid {}), but PV {name} already exists and {reason}",
+                            spec.claim_namespace, spec.claim_name, spec.claim_uid
+                        ),
+                    )
+                    .await;
+                    Err(Error::ForeignVolume {
+                        name,
+                        claim: spec.claim_uid.clone(),
+                        reason,
+                    })
+                }
             }
         }
         Err(e) => Err(e.into()),

@@ -110,16 +110,27 @@ async fn pv_conflict_is_accepted_when_it_is_ours() {
     assert!(action.is_ok());
 }
 
-#[tokio::test]
-async fn pv_conflict_with_a_foreign_pv_is_an_error() {
+/// A PV of our name that differs in claim, node or LV: the LV just made is an
+/// orphan (Event on the LvmNode, gauge), the claim is told, nothing is removed.
+async fn conflict_with(edit: impl Fn(&mut Value), why: &'static str) {
     let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
     let mut w = provisioning_world(backend.clone(), 0);
     let pvc = Arc::new(claim().selected_node("n1").build());
     let mut foreign = expected_pv();
-    foreign["spec"]["claimRef"]["uid"] = json!("someone-else");
+    edit(&mut foreign);
     let calls = vec![
         Call::post(PVS).conflict(),
         Call::get("/api/v1/persistentvolumes/pvc-u1").respond(200, foreign),
+        Call::post("/apis/events.k8s.io/v1/namespaces/default/events")
+            .check(move |b| {
+                assert_eq!(b["reason"], "OrphanVolume");
+                assert_eq!(b["regarding"]["kind"], "LvmNode");
+                let note = b["note"].as_str().unwrap();
+                assert!(note.contains("vg0/pvc-u1"), "{b}");
+                assert!(note.contains(why), "{b}");
+            })
+            .respond(201, json!({})),
+        Call::event("ns", "Warning", "ProvisioningFailed"),
     ];
     let result = w
         .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
@@ -128,6 +139,38 @@ async fn pv_conflict_with_a_foreign_pv_is_an_error() {
         matches!(result, Err(Error::ForeignVolume { .. })),
         "{result:?}"
     );
+    assert_eq!(w.ctx.metrics.orphan_volumes.get(), 1);
+    assert!(backend.snapshot().volume("vg0", "pvc-u1").is_some());
+}
+
+#[tokio::test]
+async fn pv_conflict_with_another_claims_pv_orphans_the_lv() {
+    conflict_with(
+        |pv| pv["spec"]["claimRef"]["uid"] = json!("someone-else"),
+        "claimRef uid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pv_conflict_with_a_pv_on_another_node_orphans_the_lv() {
+    conflict_with(
+        |pv| {
+            pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+                ["values"] = json!(["n2"])
+        },
+        "pinned to node",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pv_conflict_with_a_pv_of_another_lv_orphans_the_lv() {
+    conflict_with(
+        |pv| pv["spec"]["csi"]["volumeHandle"] = json!("vg9/pvc-u1"),
+        "volume handle",
+    )
+    .await;
 }
 
 fn reschedule_calls() -> Vec<Call> {
