@@ -22,6 +22,8 @@ use crate::volumes::{ensure_volume, extend_volume};
 use lvmpin_api::patch::remove_selected_node_patch;
 
 const CLASS_WAIT: Duration = Duration::from_secs(5);
+/// Retry delay for a claim whose provisioning another call is running.
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(2);
 
 fn key(pvc: &PersistentVolumeClaim) -> String {
     format!(
@@ -104,6 +106,14 @@ pub async fn provision<B: VolumeBackend>(
         // Done already; the PV controller completes the binding.
         return Ok(Action::await_change());
     }
+    // One provisioning per claim at a time: kube's Controller does not run
+    // one object twice at once, but startup recovery and direct callers can,
+    // and a second run would repeat lvm and the PV create and announce
+    // success twice.
+    let Some(_in_flight) = ctx.begin_provisioning(&spec.claim_uid) else {
+        info!(claim = %key(pvc), "provisioning already under way; retrying later");
+        return Ok(Action::requeue(IN_FLIGHT_WAIT));
+    };
     let req = CreateVolume {
         vg: spec.vg.clone(),
         name: spec.volume_name.clone(),
@@ -149,19 +159,28 @@ pub async fn provision<B: VolumeBackend>(
         }
     };
     let pv = pv_body::build(spec, pvc, class, &ctx.config.node_name, volume.size_bytes);
-    if let Err(e) = create_pv(ctx, spec, &pv).await {
-        ctx.metrics.operation("provision", e.metric_label());
-        if e.is_permanent() {
-            events::warn(
-                &ctx.recorder,
-                &pvc.object_ref(&()),
-                "ProvisioningFailed",
-                "Provisioning",
-                e.to_string(),
-            )
-            .await;
+    let created = match create_pv(ctx, spec, &pv).await {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.metrics.operation("provision", e.metric_label());
+            if e.is_permanent() {
+                events::warn(
+                    &ctx.recorder,
+                    &pvc.object_ref(&()),
+                    "ProvisioningFailed",
+                    "Provisioning",
+                    e.to_string(),
+                )
+                .await;
+            }
+            return Err(e);
         }
-        return Err(e);
+    };
+    if created == PvCreated::AlreadyThere {
+        // An earlier call made it and announced it (or crashed first: the
+        // PV is there either way, and one success Event is the contract).
+        ctx.metrics.operation("provision", "already_provisioned");
+        return Ok(Action::await_change());
     }
     ctx.metrics.observe_provision(started);
     ctx.metrics.operation("provision", "success");

@@ -109,6 +109,10 @@ pub async fn recover<B: VolumeBackend>(ctx: &Context<B>) -> Result<usize> {
                     warn!(lv = %volume.name, "claim wants the LV but is not provisionable now; leaving it to the claim reconciler");
                     continue;
                 };
+                let Some(_in_flight) = ctx.begin_provisioning(&spec.claim_uid) else {
+                    // The claim reconciler is making it right now.
+                    continue;
+                };
                 let pv = pv_body::build(&spec, &pvc, &class, node, volume.size_bytes);
                 let result = crate::reconcile_claim::create_pv(ctx, &spec, &pv).await;
                 ctx.metrics.operation(

@@ -3,6 +3,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use lvmpin_api::names::{DRIVER_NAME, PARAM_VOLUME_GROUP, PV_FINALIZER};
@@ -101,13 +102,13 @@ async fn pv_conflict_is_accepted_when_it_is_ours() {
     let pvc = Arc::new(claim().selected_node("n1").build());
     let calls = vec![
         Call::post(PVS).conflict(),
+        // No success Event: the call that made the PV announced it.
         Call::get("/api/v1/persistentvolumes/pvc-u1").respond(200, expected_pv()),
-        Call::event("ns", "Normal", "ProvisioningSucceeded"),
     ];
     let action = w
         .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
         .await;
-    assert!(action.is_ok());
+    assert_eq!(action.unwrap(), Action::await_change());
 }
 
 /// A PV of our name that differs in claim, node or LV: the LV just made is an
@@ -171,6 +172,67 @@ async fn pv_conflict_with_a_pv_of_another_lv_orphans_the_lv() {
         "volume handle",
     )
     .await;
+}
+
+/// A second reconcile of a claim whose first provisioning is in flight is
+/// requeued without lvm or API calls, and a later one that finds the PV made
+/// (409, ours) announces nothing: one LV create, one success Event.
+#[tokio::test]
+async fn a_claim_is_provisioned_and_announced_once() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let mut handle = w.handle.take().unwrap();
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let first = tokio::spawn(reconcile_claim::reconcile(pvc.clone(), w.ctx.clone()));
+    // The first call is now waiting for its PV create to be answered.
+    let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("PV create did not arrive")
+        .unwrap();
+    assert_eq!((req.method().as_str(), req.uri().path()), ("POST", PVS));
+    let second = tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile_claim::reconcile(pvc.clone(), w.ctx.clone()),
+    )
+    .await
+    .expect("the second reconcile ran the provisioning again");
+    assert_eq!(
+        second.unwrap(),
+        Action::requeue(reconcile_claim::IN_FLIGHT_WAIT)
+    );
+    send.send_response(
+        http::Response::builder()
+            .status(201)
+            .body(kube::client::Body::from(
+                serde_json::to_vec(&expected_pv()).unwrap(),
+            ))
+            .unwrap(),
+    );
+    let verifier = tokio::spawn(support::verify(
+        handle,
+        vec![
+            Call::event("ns", "Normal", "ProvisioningSucceeded"),
+            Call::post(PVS).conflict(),
+            Call::get("/api/v1/persistentvolumes/pvc-u1").respond(200, expected_pv()),
+        ],
+    ));
+    assert_eq!(first.await.unwrap().unwrap(), Action::await_change());
+    // Again before the PV reaches the cache: no second Event (it would wait
+    // for an answer that never comes).
+    let third = tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile_claim::reconcile(pvc, w.ctx.clone()),
+    )
+    .await
+    .expect("an unexpected API call (a second success Event?)");
+    assert_eq!(third.unwrap(), Action::await_change());
+    verifier.await.unwrap();
+    let creates = backend
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create"))
+        .count();
+    assert_eq!(creates, 1, "{:?}", backend.calls());
 }
 
 fn reschedule_calls() -> Vec<Call> {
