@@ -405,7 +405,8 @@ async fn run_expansion<B: VolumeBackend>(
                 claim: format!("{ns}/{name}"),
                 message: e.to_string(),
             })?;
-    let volume = extend_volume(ctx, &id.vg, &id.lv, new_size).await?;
+    let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
+    let volume = extend_volume(ctx, &id.vg, &id.lv, new_size, uid, &pv.name_any()).await?;
     volumes
         .patch(
             &pv.name_any(),

@@ -543,7 +543,55 @@ async fn filesystem_expansion_follows_the_external_resizer() {
     )
     .await
     .unwrap();
-    assert_eq!(backend.calls(), vec!["extend vg0/pvc-u1 2147483648"]);
+    assert_eq!(
+        backend.calls(),
+        vec!["report", "extend vg0/pvc-u1 2147483648"]
+    );
+}
+
+#[tokio::test]
+async fn expansion_refuses_an_lv_tagged_for_another_claim() {
+    let theirs = Volume {
+        owner: Some(owner("someone-else")),
+        ..lv_u1()
+    };
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(theirs);
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("2Gi")
+        .bound("pvc-u1", "1Gi")
+        .resource_version("5")
+        .build();
+    let status_path = format!("{CLAIM}/status");
+    let calls = vec![
+        Call::event("ns", "Normal", "Resizing"),
+        Call::patch(&status_path).respond(200, serde_json::to_value(&pvc).unwrap()),
+        Call::event("ns", "Warning", "VolumeResizeFailed").check(|b| {
+            let note = b["note"].as_str().unwrap();
+            assert!(note.contains("refusing to extend"), "{b}");
+        }),
+    ];
+    let result = w
+        .run(
+            calls,
+            reconcile_claim::reconcile(Arc::new(pvc), w.ctx.clone()),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(Error::OwnedByAnother { .. })),
+        "{result:?}"
+    );
+    assert_eq!(backend.calls(), vec!["report"]);
+    assert_eq!(
+        backend
+            .snapshot()
+            .volume("vg0", "pvc-u1")
+            .unwrap()
+            .size_bytes,
+        GI
+    );
 }
 
 #[tokio::test]
