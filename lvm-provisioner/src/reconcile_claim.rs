@@ -308,7 +308,7 @@ async fn expand<B: VolumeBackend>(
                 "VolumeResizeFailed",
                 "Resize",
                 format!(
-                    "requested {requested} bytes is less than the current {capacity} bytes; LVM volumes of {} cannot shrink",
+                    "requested {requested} bytes is less than the {capacity} bytes allocated before; LVM volumes of {} cannot shrink",
                     lvmpin_api::names::DRIVER_NAME
                 ),
             )
@@ -392,6 +392,12 @@ async fn run_expansion<B: VolumeBackend>(
         let body = expansion::start_patch(&current, new_size, &ctx.now());
         current = claims.patch_status(&name, &pp, &Patch::Merge(body)).await?;
     }
+    // The write succeeded; a claim read back without allocatedResources is
+    // served by an API server with RecoverVolumeExpansionFailure off.
+    let path = expansion::resize_path(&current);
+    if path == expansion::ResizePath::Legacy {
+        info!(claim = %key(pvc), "the API server keeps no allocatedResources; following the external-resizer's legacy path");
+    }
     let handle = pv
         .spec
         .as_ref()
@@ -415,7 +421,7 @@ async fn run_expansion<B: VolumeBackend>(
         )
         .await?;
     if expansion::is_block(&current) {
-        let body = expansion::finished_patch(&current, volume.size_bytes);
+        let body = expansion::finished_patch(&current, volume.size_bytes, path);
         claims.patch_status(&name, &pp, &Patch::Merge(body)).await?;
         claims
             .patch(
@@ -433,7 +439,7 @@ async fn run_expansion<B: VolumeBackend>(
         )
         .await;
     } else {
-        let body = expansion::node_pending_patch(&current, new_size, &ctx.now());
+        let body = expansion::node_pending_patch(&current, new_size, &ctx.now(), path);
         claims.patch_status(&name, &pp, &Patch::Merge(body)).await?;
         events::normal(
             &ctx.recorder,

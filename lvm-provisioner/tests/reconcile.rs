@@ -5,6 +5,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::controller::Action;
 use lvmpin_api::names::{DRIVER_NAME, PARAM_VOLUME_GROUP, PV_FINALIZER};
 use lvmpin_provisioner::backend::{Owner, Volume};
@@ -512,6 +513,7 @@ async fn filesystem_expansion_follows_the_external_resizer() {
         .build();
     let mut after_start = serde_json::to_value(&pvc).unwrap();
     after_start["metadata"]["resourceVersion"] = json!("6");
+    after_start["status"]["allocatedResources"] = json!({"storage": "2Gi"});
     let status_path = format!("{CLAIM}/status");
     let calls = vec![
         Call::event("ns", "Normal", "Resizing"),
@@ -608,6 +610,7 @@ async fn block_expansion_finishes_without_the_node() {
         .build();
     let mut after_start = serde_json::to_value(&pvc).unwrap();
     after_start["metadata"]["resourceVersion"] = json!("6");
+    after_start["status"]["allocatedResources"] = json!({"storage": "2Gi"});
     let status_path = format!("{CLAIM}/status");
     let calls = vec![
         Call::event("ns", "Normal", "Resizing"),
@@ -645,6 +648,7 @@ async fn expansion_resumes_after_a_crash_without_marking_again() {
         .size("2Gi")
         .bound("pvc-u1", "1Gi")
         .status(|s| {
+            s.allocated_resources = Some(storage("2Gi"));
             s.allocated_resource_statuses = Some(
                 [(
                     "storage".to_string(),
@@ -679,7 +683,11 @@ async fn shrink_is_refused_with_an_event() {
         .with_vg("vg0", 10 * GI)
         .with_volume(lv_u1());
     let mut w = expansion_world(backend.clone());
-    let pvc = claim().size("512Mi").bound("pvc-u1", "1Gi").build();
+    let pvc = claim()
+        .size("512Mi")
+        .bound("pvc-u1", "1Gi")
+        .status(|s| s.allocated_resources = Some(storage("1Gi")))
+        .build();
     let calls = vec![
         Call::event("ns", "Warning", "VolumeResizeFailed")
             .check(|b| assert!(b["note"].as_str().unwrap().contains("cannot shrink"), "{b}")),
@@ -691,6 +699,91 @@ async fn shrink_is_refused_with_an_event() {
     .await
     .unwrap();
     assert!(backend.calls().is_empty());
+}
+
+fn storage(q: &str) -> std::collections::BTreeMap<String, Quantity> {
+    [("storage".to_string(), Quantity(q.into()))].into()
+}
+
+/// A capacity above the request (extent rounding, local-disk-size) is no
+/// shrink: no Warning, no lvm call, on every reconcile.
+#[tokio::test]
+async fn capacity_above_the_request_is_not_a_shrink() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1());
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("1000Mi")
+        .local_disk_size("1000Mi")
+        .bound("pvc-u1", "1Gi")
+        .build();
+    w.run(
+        vec![],
+        reconcile_claim::reconcile(Arc::new(pvc), w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+/// Kubernetes 1.30-1.31 (RecoverVolumeExpansionFailure off) drop
+/// allocatedResources from the write; the agent sees that in the answer and
+/// follows the legacy path: conditions only, and the next reconcile waits for
+/// kubelet instead of starting over.
+#[tokio::test]
+async fn expansion_follows_the_legacy_path_when_the_server_drops_allocated_resources() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1());
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("2Gi")
+        .bound("pvc-u1", "1Gi")
+        .resource_version("5")
+        .build();
+    // What a gate-off server returns: our condition, not our allocation.
+    let mut after_start = serde_json::to_value(&pvc).unwrap();
+    after_start["metadata"]["resourceVersion"] = json!("6");
+    after_start["status"]["conditions"] =
+        json!([{"type": "Resizing", "status": "True", "lastTransitionTime": NOW}]);
+    let mut after_pending = after_start.clone();
+    after_pending["metadata"]["resourceVersion"] = json!("7");
+    after_pending["status"]["conditions"] = json!([{"type": "FileSystemResizePending",
+        "status": "True", "lastTransitionTime": NOW, "message": "Waiting for user to (re-)start a pod to finish file system resize of volume on node."}]);
+    let status_path = format!("{CLAIM}/status");
+    let calls = vec![
+        Call::event("ns", "Normal", "Resizing"),
+        Call::patch(&status_path).respond(200, after_start),
+        Call::patch("/api/v1/persistentvolumes/pvc-u1")
+            .body(json!({"spec": {"capacity": {"storage": "2Gi"}}}))
+            .respond(200, bound_pv()),
+        Call::patch(&status_path).content_type(MERGE_PATCH).body(json!({
+            "metadata": {"resourceVersion": "6"},
+            "status": {
+                "conditions": [{"type": "FileSystemResizePending", "status": "True", "lastTransitionTime": NOW,
+                                "message": "Waiting for user to (re-)start a pod to finish file system resize of volume on node."}]
+            }
+        })).respond(200, after_pending.clone()),
+        Call::event("ns", "Normal", "FileSystemResizeRequired"),
+    ];
+    let ctx = w.ctx.clone();
+    w.run(calls, async move {
+        reconcile_claim::reconcile(Arc::new(pvc), ctx.clone())
+            .await
+            .unwrap();
+        // The claim as the server now has it: kubelet's turn, no new start.
+        let now: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+            serde_json::from_value(after_pending).unwrap();
+        reconcile_claim::reconcile(Arc::new(now), ctx)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        backend.calls(),
+        vec!["report", "extend vg0/pvc-u1 2147483648"]
+    );
 }
 
 fn lvm_node_obj() -> Value {
