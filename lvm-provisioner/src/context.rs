@@ -29,6 +29,9 @@ pub struct AgentConfig {
     pub report_heartbeat: Duration,
     /// Where this node's CSIStorageCapacity objects live; `None`: none kept.
     pub namespace: Option<String>,
+    /// Why this node must not provision at all (`lvm_mode`): its VGs are
+    /// then reported unhealthy and claims are handed back. `None`: it may.
+    pub host_problem: Option<String>,
 }
 
 /// Read-only caches filled by the watches.

@@ -7,6 +7,7 @@ use lvmpin_lvm::{Lvm, LvmConfig};
 use lvmpin_provisioner::cli::{Args, LogFormat};
 use lvmpin_provisioner::context::{AgentConfig, system_clock};
 use lvmpin_provisioner::lvm_backend::LvmBackend;
+use lvmpin_provisioner::lvm_mode::{LvmMode, lvm_mode};
 use lvmpin_provisioner::runtime::{Agent, CsiSetup};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         metrics_listen,
         namespace,
         log_format: _,
+        metadata_only_for_tests,
     } = args;
 
     anyhow::ensure!(
@@ -91,11 +93,15 @@ async fn main() -> anyhow::Result<()> {
         timeout: lvm_timeout.into(),
         ..LvmConfig::default()
     });
-    if lvm.metadata_only() {
-        tracing::warn!(
-            "device-mapper is not available: running in METADATA-ONLY mode; linear LVs can be created, \
-             extended and removed, but nothing can be activated, mounted or thin-provisioned"
-        );
+    let mode = lvm_mode(!lvm.metadata_only(), metadata_only_for_tests);
+    match &mode {
+        LvmMode::Full => {}
+        LvmMode::MetadataOnlyForTests => tracing::warn!(
+            "device-mapper is not available: running in METADATA-ONLY mode (--metadata-only-for-tests); \
+             linear LVs can be created, extended and removed, but nothing can be activated, mounted \
+             or thin-provisioned"
+        ),
+        LvmMode::Unusable(why) => tracing::error!("{why}"),
     }
     let client = kube_client(kubeconfig.as_deref()).await?;
     let token = CancellationToken::new();
@@ -118,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
             scan_interval: scan_interval.into(),
             report_heartbeat: report_heartbeat.into(),
             namespace: Some(namespace),
+            host_problem: mode.host_problem(),
         },
         metrics_listen: Some(metrics_listen),
         clock: system_clock(),

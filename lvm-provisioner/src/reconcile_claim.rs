@@ -128,7 +128,12 @@ pub async fn provision<B: VolumeBackend>(
     };
     // A class may name a VG this agent was not told to manage; for this node
     // that VG does not exist.
-    let created = if ctx.config.volume_groups.contains(&spec.vg) {
+    let created = if let Some(problem) = &ctx.config.host_problem {
+        // Reported unhealthy in the LvmNode too, so the claim goes elsewhere.
+        Err(Error::Unsupported {
+            message: problem.clone(),
+        })
+    } else if ctx.config.volume_groups.contains(&spec.vg) {
         ensure_volume(ctx, req).await
     } else {
         Err(Error::VgNotFound {

@@ -261,6 +261,28 @@ async fn no_room_reschedules_without_creating() {
     assert_eq!(backend.calls(), vec!["report"]);
 }
 
+/// A node without device-mapper and without --metadata-only-for-tests creates
+/// nothing: the claim gets a Warning and is handed back to the scheduler.
+#[tokio::test]
+async fn a_node_without_device_mapper_provisions_nothing() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut cfg = config(0);
+    cfg.host_problem = lvmpin_provisioner::lvm_mode::lvm_mode(false, false).host_problem();
+    let mut w = world(backend.clone(), cfg);
+    w.add_class(fast_class());
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let mut calls = reschedule_calls();
+    calls[0] = Call::event("ns", "Warning", "ProvisioningFailed").check(|b| {
+        let note = b["note"].as_str().unwrap();
+        assert!(note.contains("device-mapper"), "{b}");
+    });
+    let action = w
+        .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert!(backend.calls().is_empty(), "{:?}", backend.calls());
+}
+
 #[tokio::test]
 async fn spare_bytes_are_kept_free() {
     // 2 GiB VG, 1 GiB claim, 1.5 GiB spare: it would fit, but not with the spare.

@@ -25,6 +25,7 @@ pub const AGENT_FLAGS: &[&str] = &[
     "--metrics-listen",
     "--namespace",
     "--log-format",
+    "--metadata-only-for-tests",
 ];
 /// Environment variables `lvmpin-agent` reads (clap `env` fallbacks and the log
 /// filter), plus LVM_SYSTEM_DIR, which lvm2 itself reads. Update with the code.
