@@ -100,11 +100,31 @@ pub async fn provision<B: VolumeBackend>(
     spec: &ProvisionSpec,
 ) -> Result<Action> {
     let started = Instant::now();
-    if let Some(pv) = ctx.caches.volume(&spec.volume_name)
-        && pv_body::is_ours_for_claim(&pv, &spec.claim_uid)
-    {
-        // Done already; the PV controller completes the binding.
-        return Ok(Action::await_change());
+    if let Some(existing) = ctx.caches.volume(&spec.volume_name) {
+        let wanted = pv_body::build(spec, pvc, class, &ctx.config.node_name, spec.size_bytes);
+        match pv_body::compare_existing(&wanted, &existing) {
+            // Done already; the PV controller completes the binding.
+            pv_body::ExistingPv::Same => return Ok(Action::await_change()),
+            // Someone else's PV holds the name: making an LV now would only
+            // make an orphan.
+            pv_body::ExistingPv::Different(reason) => {
+                let e = Error::ForeignVolume {
+                    name: spec.volume_name.clone(),
+                    claim: spec.claim_uid.clone(),
+                    reason,
+                };
+                ctx.metrics.operation("provision", e.metric_label());
+                events::warn(
+                    &ctx.recorder,
+                    &pvc.object_ref(&()),
+                    "ProvisioningFailed",
+                    "Provisioning",
+                    e.to_string(),
+                )
+                .await;
+                return Err(e);
+            }
+        }
     }
     // One provisioning per claim at a time: kube's Controller does not run
     // one object twice at once, but startup recovery and direct callers can,

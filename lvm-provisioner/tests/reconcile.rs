@@ -236,6 +236,31 @@ async fn a_claim_is_provisioned_and_announced_once() {
     assert_eq!(creates, 1, "{:?}", backend.calls());
 }
 
+/// A cached PV of the claim's name that is not ours for it: no LV is made
+/// (it could only be an orphan); the claim is told.
+#[tokio::test]
+async fn a_cached_foreign_pv_of_the_same_name_creates_nothing() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let mut foreign = expected_pv();
+    foreign["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] =
+        json!(["n2"]);
+    w.add_pv(pv_from_json(foreign));
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let calls = vec![
+        Call::event("ns", "Warning", "ProvisioningFailed")
+            .check(|b| assert!(b["note"].as_str().unwrap().contains("node"), "{b}")),
+    ];
+    let result = w
+        .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await;
+    assert!(
+        matches!(result, Err(Error::ForeignVolume { .. })),
+        "{result:?}"
+    );
+    assert!(backend.calls().is_empty(), "{:?}", backend.calls());
+}
+
 fn reschedule_calls() -> Vec<Call> {
     vec![
         Call::event("ns", "Warning", "ProvisioningFailed"),
