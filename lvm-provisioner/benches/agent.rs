@@ -70,6 +70,7 @@ fn context<B: VolumeBackend>(backend: B, vg: &str, seen: PvSeen) -> Arc<Context<
             scan_interval: Duration::from_secs(10),
             report_heartbeat: Duration::from_secs(60),
             namespace: None,
+            host_problem: None,
         },
         Caches {
             classes,

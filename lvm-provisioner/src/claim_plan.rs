@@ -4,12 +4,42 @@
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use lvmpin_api::names::{
-    ANN_BETA_STORAGE_CLASS, ANN_SELECTED_NODE, DRIVER_NAME, PARAM_FSTYPE, PARAM_THIN_POOL,
-    PARAM_VOLUME_GROUP, volume_name_for_claim,
+    ANN_BETA_STORAGE_CLASS, ANN_SELECTED_NODE, API_GROUP, DRIVER_NAME, NODE_LOSS_POLICY,
+    PARAM_FSTYPE, PARAM_THIN_POOL, PARAM_VOLUME_GROUP, volume_name_for_claim,
 };
 
 /// Filesystem used when the class does not name one.
 pub const DEFAULT_FSTYPE: &str = "ext4";
+/// Filesystems the CSI node service can make and grow.
+pub const SUPPORTED_FSTYPES: [&str; 2] = ["ext4", "xfs"];
+/// Every `lvmpin.io/*` StorageClass parameter (docs/configuration.md).
+pub const KNOWN_PARAMS: [&str; 3] = [PARAM_VOLUME_GROUP, PARAM_THIN_POOL, NODE_LOSS_POLICY];
+
+/// The first parameter of an lvmpin class that the agent cannot honour, as a
+/// message naming the key and value: an unknown `lvmpin.io/*` key (a typo
+/// would otherwise silently give a default volume) or a filesystem the node
+/// service cannot make (which would otherwise fail only at stage). Keys of
+/// other prefixes belong to Kubernetes or other tools and are left alone.
+pub fn check_class_params(class: &StorageClass) -> Result<(), String> {
+    let name = class.metadata.name.as_deref().unwrap_or_default();
+    let prefix = format!("{API_GROUP}/");
+    for (key, value) in class.parameters.iter().flatten() {
+        if key.starts_with(&prefix) && !KNOWN_PARAMS.contains(&key.as_str()) {
+            return Err(format!(
+                "storage class {name} has unknown parameter {key}={value:?}; known lvmpin parameters: {}",
+                KNOWN_PARAMS.join(", ")
+            ));
+        }
+        if key == PARAM_FSTYPE && !value.is_empty() && !SUPPORTED_FSTYPES.contains(&value.as_str())
+        {
+            return Err(format!(
+                "storage class {name} has unsupported {key}={value:?}; supported: {} (empty: {DEFAULT_FSTYPE})",
+                SUPPORTED_FSTYPES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Modes a node-local volume can honour: one node at a time.
 
@@ -117,6 +147,12 @@ pub fn decide(
         return ClaimDecision::Refuse {
             reason: u.reason(),
             message: format!("claim {claim}: {u}"),
+        };
+    }
+    if let Err(message) = check_class_params(class) {
+        return ClaimDecision::Refuse {
+            reason: "InvalidStorageClass",
+            message,
         };
     }
     let Some(vg) = class_param(class, PARAM_VOLUME_GROUP) else {
@@ -274,6 +310,92 @@ mod tests {
                 other => panic!("expected refusal, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn class_parameter_table() {
+        type Case = (
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+            Option<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            ("volume group only", vec![(PARAM_VOLUME_GROUP, "vg0")], None),
+            (
+                "every known parameter",
+                vec![
+                    (PARAM_VOLUME_GROUP, "vg0"),
+                    (PARAM_THIN_POOL, "pool"),
+                    (NODE_LOSS_POLICY, "recreate"),
+                    (PARAM_FSTYPE, "xfs"),
+                ],
+                None,
+            ),
+            ("ext4", vec![(PARAM_FSTYPE, "ext4")], None),
+            (
+                "empty fstype is the default",
+                vec![(PARAM_FSTYPE, "")],
+                None,
+            ),
+            (
+                "other prefixes are not ours",
+                vec![
+                    ("csi.storage.k8s.io/provisioner-secret-name", "s"),
+                    ("example.com/x", "y"),
+                ],
+                None,
+            ),
+            (
+                "typo of thin-pool",
+                vec![(PARAM_VOLUME_GROUP, "vg0"), ("lvmpin.io/thinpool", "pool")],
+                Some("unknown parameter lvmpin.io/thinpool=\"pool\""),
+            ),
+            (
+                "unknown lvmpin key",
+                vec![("lvmpin.io/raid", "1")],
+                Some("lvmpin.io/raid=\"1\""),
+            ),
+            (
+                "btrfs",
+                vec![(PARAM_FSTYPE, "btrfs")],
+                Some("unsupported csi.storage.k8s.io/fstype=\"btrfs\""),
+            ),
+            (
+                "fstype is case sensitive",
+                vec![(PARAM_FSTYPE, "XFS")],
+                Some("fstype=\"XFS\""),
+            ),
+        ];
+        for (name, params, want) in cases {
+            let sc = class("fast", DRIVER_NAME, &params);
+            match (check_class_params(&sc), want) {
+                (Ok(()), None) => {}
+                (Err(message), Some(text)) => {
+                    assert!(message.contains(text), "{name}: {message}");
+                    assert!(message.contains("storage class fast"), "{name}: {message}");
+                }
+                (got, _) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_class_parameters_refuse_the_claim() {
+        let typo = class(
+            "fast",
+            DRIVER_NAME,
+            &[(PARAM_VOLUME_GROUP, "vg0"), ("lvmpin.io/thin-poll", "p")],
+        );
+        let pvc = ClaimBuilder::new("ns", "data", "u1")
+            .class("fast")
+            .size("1Gi")
+            .selected_node("n1")
+            .build();
+        let ClaimDecision::Refuse { reason, message } = decide(&pvc, Some(&typo), "n1") else {
+            panic!("expected refusal");
+        };
+        assert_eq!(reason, "InvalidStorageClass");
+        assert!(message.contains("lvmpin.io/thin-poll"), "{message}");
     }
 
     #[test]

@@ -84,6 +84,11 @@ pub struct Args {
     pub csi_only: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// TESTS AND DEMOS ONLY. On a host without device-mapper, create LVs in
+    /// lvm2's metadata-only mode (never activated, never wiped). Without it
+    /// such a host reports its VGs unhealthy and provisions nothing.
+    #[arg(long)]
+    pub metadata_only_for_tests: bool,
 }
 
 #[cfg(test)]
@@ -110,6 +115,7 @@ mod tests {
         assert_eq!(a.spare_bytes, 1 << 30);
         assert_eq!(*a.scan_interval, std::time::Duration::from_secs(10));
         assert_eq!(a.metrics_listen.port(), 9808);
+        assert!(!a.metadata_only_for_tests);
         assert!(
             Args::try_parse_from([
                 "lvmpin-agent",

@@ -1,6 +1,6 @@
 //! Everything a reconcile needs, in one place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,9 @@ pub struct AgentConfig {
     pub report_heartbeat: Duration,
     /// Where this node's CSIStorageCapacity objects live; `None`: none kept.
     pub namespace: Option<String>,
+    /// Why this node must not provision at all (`lvm_mode`): its VGs are
+    /// then reported unhealthy and claims are handed back. `None`: it may.
+    pub host_problem: Option<String>,
 }
 
 /// Read-only caches filled by the watches.
@@ -81,6 +84,26 @@ pub struct Context<B> {
     /// `None` until the namespace was listed (and after a failed write).
     pub capacity_written: tokio::sync::Mutex<Option<CapacityWritten>>,
     pub clock: Clock,
+    /// `vg/lv` of every orphan LV reported since start (the gauge is its size).
+    pub orphans: Mutex<BTreeSet<String>>,
+    /// Claim uids whose provisioning (LV create, PV create) is under way.
+    pub provisioning: Mutex<BTreeSet<String>>,
+}
+
+/// One claim's provisioning in flight; the uid is released on drop, whatever
+/// way the operation ends.
+pub struct InFlight<'a> {
+    set: &'a Mutex<BTreeSet<String>>,
+    uid: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.uid);
+    }
 }
 
 pub type CapacityWritten = BTreeMap<String, (String, String)>;
@@ -117,7 +140,19 @@ impl<B> Context<B> {
             capacity_dirty: Notify::new(),
             capacity_written: tokio::sync::Mutex::new(None),
             clock,
+            orphans: Mutex::new(BTreeSet::new()),
+            provisioning: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Claims one claim's provisioning; `None` when another call already
+    /// runs it, so that LV and PV are made (and announced) once.
+    pub fn begin_provisioning(&self, claim_uid: &str) -> Option<InFlight<'_>> {
+        let mut set = self.provisioning.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(claim_uid.to_string()).then(|| InFlight {
+            set: &self.provisioning,
+            uid: claim_uid.to_string(),
+        })
     }
 
     pub fn now(&self) -> String {

@@ -35,8 +35,12 @@ pub enum Error {
     InvalidClaim { claim: String, message: String },
     #[error("storage class {0} is not known")]
     ClassNotFound(String),
-    #[error("persistent volume {name} exists and is not ours for claim {claim}")]
-    ForeignVolume { name: String, claim: String },
+    #[error("persistent volume {name} exists and is not ours for claim {claim}: {reason}")]
+    ForeignVolume {
+        name: String,
+        claim: String,
+        reason: String,
+    },
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("encoding a patch: {0}")]

@@ -23,6 +23,17 @@
 //! - `allocatedResources` and `allocatedResourceStatuses` are always written
 //!   together (external-resizer's status helpers in
 //!   `pkg/util` always write both).
+//! - With the gate off (Kubernetes 1.30 and 1.31) the API server drops both
+//!   fields from every PVC write (kubernetes `pkg/api/persistentvolumeclaim`
+//!   `DropDisabledFieldsFromStatus`), so nothing waiting for them ever sees
+//!   them. When the claim read back after our first write lacks
+//!   `allocatedResources`, the agent follows RS's older path instead
+//!   (`pkg/controller/controller.go`): conditions `Resizing` and
+//!   `FileSystemResizePending` only, and the PV capacity; kubelet's legacy
+//!   path then grows the filesystem because the PV is larger than the claim.
+//! - LVM rounds sizes up to whole extents and `lvmpin.io/local-disk-size` may
+//!   make a volume bigger than its request, so a capacity above the request is
+//!   normal. Only a request below what was allocated before is a shrink.
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -49,6 +60,40 @@ const RESIZE_CONDITIONS: [&str; 4] = [
     "ControllerResizeError",
     "NodeResizeError",
 ];
+
+/// Which of RS's two protocols the API server lets us follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizePath {
+    /// RecoverVolumeExpansionFailure on: allocatedResources and statuses.
+    Recovery,
+    /// Gate off: the server drops those fields; conditions only.
+    Legacy,
+}
+
+/// The path to follow given the claim as the API server returned it after we
+/// wrote `allocatedResources` (or as cached, when resuming): the field is
+/// missing only where the server drops it.
+pub fn resize_path(pvc: &PersistentVolumeClaim) -> ResizePath {
+    let allocated = pvc
+        .status
+        .as_ref()
+        .and_then(|s| s.allocated_resources.as_ref())
+        .is_some_and(|m| m.contains_key("storage"));
+    if allocated {
+        ResizePath::Recovery
+    } else {
+        ResizePath::Legacy
+    }
+}
+
+fn has_condition(pvc: &PersistentVolumeClaim, type_: &str) -> bool {
+    pvc.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExpansionStep {
@@ -129,12 +174,28 @@ pub fn plan(
                 new_size: requested,
             };
         }
-        _ => {}
+        Some(_) => {}
+        // The legacy path's marks (no statuses: the server dropped them).
+        None if has_condition(pvc, COND_FS_RESIZE_PENDING) => {
+            return ExpansionStep::WaitingForNode;
+        }
+        None if has_condition(pvc, COND_RESIZING) && requested > capacity => {
+            return ExpansionStep::Resume {
+                new_size: requested,
+            };
+        }
+        None => {}
     }
-    if requested < capacity {
+    // A capacity above the request is extent rounding or the declared
+    // local-disk-size; only going below what was allocated is a shrink.
+    let allocated = storage_of(status.and_then(|s| s.allocated_resources.as_ref()));
+    if let Some(allocated) = allocated
+        && requested < allocated
+        && requested < capacity
+    {
         return ExpansionStep::RefuseShrink {
             requested,
-            capacity,
+            capacity: allocated,
         };
     }
     if requested > capacity && allowed {
@@ -188,7 +249,23 @@ pub fn start_patch(pvc: &PersistentVolumeClaim, new_size: u64, now: &str) -> Val
 }
 
 /// Hands the claim to kubelet for NodeExpandVolume.
-pub fn node_pending_patch(pvc: &PersistentVolumeClaim, new_size: u64, now: &str) -> Value {
+pub fn node_pending_patch(
+    pvc: &PersistentVolumeClaim,
+    new_size: u64,
+    now: &str,
+    path: ResizePath,
+) -> Value {
+    if path == ResizePath::Legacy {
+        return json!({
+            "metadata": {"resourceVersion": rv(pvc)},
+            "status": {
+                "conditions": with_condition(
+                    pvc,
+                    Some(condition(COND_FS_RESIZE_PENDING, Some(FS_RESIZE_PENDING_MESSAGE), now)),
+                ),
+            }
+        });
+    }
     json!({
         "metadata": {"resourceVersion": rv(pvc)},
         "status": {
@@ -203,7 +280,16 @@ pub fn node_pending_patch(pvc: &PersistentVolumeClaim, new_size: u64, now: &str)
 }
 
 /// Finishes a resize that needs no node step (raw block volumes).
-pub fn finished_patch(pvc: &PersistentVolumeClaim, new_size: u64) -> Value {
+pub fn finished_patch(pvc: &PersistentVolumeClaim, new_size: u64, path: ResizePath) -> Value {
+    if path == ResizePath::Legacy {
+        return json!({
+            "metadata": {"resourceVersion": rv(pvc)},
+            "status": {
+                "capacity": {"storage": bytes_quantity(new_size)},
+                "conditions": with_condition(pvc, None),
+            }
+        });
+    }
     json!({
         "metadata": {"resourceVersion": rv(pvc)},
         "status": {
@@ -237,6 +323,38 @@ mod tests {
     use super::*;
     use crate::test_objects::{ClaimBuilder, class, pv_from_json};
     use k8s_openapi::api::core::v1::PersistentVolumeClaimCondition;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use std::collections::BTreeMap;
+
+    fn storage(q: &str) -> BTreeMap<String, Quantity> {
+        [("storage".to_string(), Quantity(q.into()))].into()
+    }
+
+    fn cond(type_: &str) -> PersistentVolumeClaimCondition {
+        PersistentVolumeClaimCondition {
+            type_: type_.into(),
+            status: "True".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A bound claim: request, status.capacity, allocatedResources, conditions.
+    fn bound(
+        request: &str,
+        capacity: &str,
+        allocated: Option<&str>,
+        conditions: &[&str],
+    ) -> PersistentVolumeClaim {
+        ClaimBuilder::new("ns", "data", "u1")
+            .size(request)
+            .bound("pvc-u1", capacity)
+            .local_disk_size(capacity)
+            .status(|s| {
+                s.allocated_resources = allocated.map(storage);
+                s.conditions = Some(conditions.iter().map(|c| cond(c)).collect());
+            })
+            .build()
+    }
     use lvmpin_api::names::DRIVER_NAME;
 
     fn pv(node: &str, uid: &str) -> PersistentVolume {
@@ -313,14 +431,56 @@ mod tests {
                 ExpansionStep::WaitingForNode,
             ),
             (
-                "shrink",
-                claim("512Mi", None),
+                "capacity above the request: extent rounding",
+                claim("1000Mi", None),
+                Some(&ours),
+                &sc,
+                ExpansionStep::Nothing,
+            ),
+            (
+                "capacity above the request: declared local-disk-size",
+                bound("1Gi", "4Gi", None, &[]),
+                Some(&ours),
+                &sc,
+                ExpansionStep::Nothing,
+            ),
+            (
+                "grown before, capacity still above the request",
+                bound("3Gi", "4Gi", Some("3Gi"), &[]),
+                Some(&ours),
+                &sc,
+                ExpansionStep::Nothing,
+            ),
+            (
+                "shrink below what was allocated",
+                bound("1Gi", "2Gi", Some("2Gi"), &[]),
                 Some(&ours),
                 &sc,
                 ExpansionStep::RefuseShrink {
-                    requested: 512 << 20,
-                    capacity: 1 << 30,
+                    requested: 1 << 30,
+                    capacity: 2 << 30,
                 },
+            ),
+            (
+                "legacy: kubelet's turn",
+                bound("2Gi", "1Gi", None, &[COND_FS_RESIZE_PENDING]),
+                Some(&ours),
+                &sc,
+                ExpansionStep::WaitingForNode,
+            ),
+            (
+                "legacy: resume after a crash",
+                bound("2Gi", "1Gi", None, &[COND_RESIZING]),
+                Some(&ours),
+                &fixed,
+                ExpansionStep::Resume { new_size: g2 },
+            ),
+            (
+                "legacy: stale Resizing, nothing to grow",
+                bound("1Gi", "1Gi", None, &[COND_RESIZING]),
+                Some(&ours),
+                &sc,
+                ExpansionStep::Nothing,
             ),
             (
                 "pv on another node",
@@ -380,15 +540,69 @@ mod tests {
                 "allocatedResourceStatuses": {"storage": "ControllerResizeInProgress"}}})
         );
         assert_eq!(
-            node_pending_patch(&pvc, 2 << 30, t)["status"]["allocatedResourceStatuses"],
+            node_pending_patch(&pvc, 2 << 30, t, ResizePath::Recovery)["status"]["allocatedResourceStatuses"],
             json!({"storage": "NodeResizePending"})
         );
         assert_eq!(
-            finished_patch(&pvc, 2 << 30)["status"],
+            finished_patch(&pvc, 2 << 30, ResizePath::Recovery)["status"],
             json!({"capacity": {"storage": "2Gi"},
                    "conditions": [{"type": "ModifyingVolume", "status": "True"}],
                    "allocatedResources": {"storage": "2Gi"},
                    "allocatedResourceStatuses": {"storage": null}})
         );
+        // The legacy path writes conditions (and capacity) only.
+        assert_eq!(
+            node_pending_patch(&pvc, 2 << 30, t, ResizePath::Legacy),
+            json!({"metadata": {"resourceVersion": "7"}, "status": {
+                "conditions": [{"type": "ModifyingVolume", "status": "True"},
+                               {"type": "FileSystemResizePending", "status": "True", "lastTransitionTime": t,
+                                "message": FS_RESIZE_PENDING_MESSAGE}]}})
+        );
+        assert_eq!(
+            finished_patch(&pvc, 2 << 30, ResizePath::Legacy)["status"],
+            json!({"capacity": {"storage": "2Gi"},
+                   "conditions": [{"type": "ModifyingVolume", "status": "True"}]})
+        );
+    }
+
+    #[test]
+    fn resize_path_table() {
+        let base = || {
+            ClaimBuilder::new("ns", "data", "u1")
+                .size("2Gi")
+                .bound("pvc-u1", "1Gi")
+        };
+        let cases = vec![
+            (
+                "allocatedResources read back",
+                base().status(|s| s.allocated_resources = Some(storage("2Gi"))),
+                ResizePath::Recovery,
+            ),
+            ("dropped by the API server", base(), ResizePath::Legacy),
+            (
+                "statuses without allocatedResources",
+                base().status(|s| {
+                    s.allocated_resource_statuses = Some(
+                        [(
+                            "storage".to_string(),
+                            CONTROLLER_RESIZE_IN_PROGRESS.to_string(),
+                        )]
+                        .into(),
+                    )
+                }),
+                ResizePath::Legacy,
+            ),
+            (
+                "allocated for another resource only",
+                base().status(|s| {
+                    s.allocated_resources =
+                        Some([("other".to_string(), Quantity("1".into()))].into())
+                }),
+                ResizePath::Legacy,
+            ),
+        ];
+        for (name, pvc, want) in cases {
+            assert_eq!(resize_path(&pvc.build()), want, "{name}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! lvmpin node agent: capacity reports, LV and PV provisioning, expansion,
 //! deletion, and the CSI node service.
 //!
-//! Pure decisions: `claim_plan`, `pv_body`, `capacity`, `expansion`,
+//! Pure decisions: `claim_plan`, `lvm_mode`, `pv_body`, `capacity`, `expansion`,
 //! `deletion`, `recovery`, `report`, `backoff`, and the plan of
 //! `storage_capacity`. Shells that perform them: `reconcile_claim`,
 //! `reconcile_pv`, `node_report`, `startup`, `volumes`, `lvm_backend`, the
@@ -23,6 +23,7 @@ pub mod expansion;
 pub mod fake_backend;
 pub mod http;
 pub mod lvm_backend;
+pub mod lvm_mode;
 pub mod metrics;
 pub mod node_report;
 pub mod pv_body;

@@ -8,6 +8,7 @@ use lvmpin_provisioner::cli::{Args, LogFormat};
 use lvmpin_provisioner::context::{AgentConfig, system_clock};
 use lvmpin_provisioner::csi::LvmVolumes;
 use lvmpin_provisioner::lvm_backend::LvmBackend;
+use lvmpin_provisioner::lvm_mode::{LvmMode, lvm_mode};
 use lvmpin_provisioner::runtime::{Agent, CsiSetup, run_csi_only};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         namespace,
         csi_only,
         log_format: _,
+        metadata_only_for_tests,
     } = args;
 
     anyhow::ensure!(
@@ -97,11 +99,15 @@ async fn main() -> anyhow::Result<()> {
         timeout: lvm_timeout.into(),
         ..LvmConfig::default()
     });
-    if lvm.metadata_only() {
-        tracing::warn!(
-            "device-mapper is not available: running in METADATA-ONLY mode; linear LVs can be created, \
-             extended and removed, but nothing can be activated, mounted or thin-provisioned"
-        );
+    let mode = lvm_mode(!lvm.metadata_only(), metadata_only_for_tests);
+    match &mode {
+        LvmMode::Full => {}
+        LvmMode::MetadataOnlyForTests => tracing::warn!(
+            "device-mapper is not available: running in METADATA-ONLY mode (--metadata-only-for-tests); \
+             linear LVs can be created, extended and removed, but nothing can be activated, mounted \
+             or thin-provisioned"
+        ),
+        LvmMode::Unusable(why) => tracing::error!("{why}"),
     }
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));
@@ -120,9 +126,15 @@ async fn main() -> anyhow::Result<()> {
         scan_interval: scan_interval.into(),
         report_heartbeat: report_heartbeat.into(),
         namespace: Some(namespace),
+        host_problem: mode.host_problem(),
     };
     let backend = LvmBackend::new(lvm);
     if csi_only {
+        // Without the watches there is no LvmNode to report the problem in
+        // and no claim to hand back: refuse to serve volumes at all.
+        if let Some(why) = &config.host_problem {
+            anyhow::bail!("{why}");
+        }
         let csi = csi.context("--csi-only needs a --csi-socket")?;
         run_csi_only(backend, config, csi, Some(metrics_listen), token).await?;
         return Ok(());

@@ -67,7 +67,7 @@ impl Metrics {
         );
         r.register(
             "orphan_volumes",
-            "LVs tagged as lvmpin's that no PV or claim wants (found at startup; never deleted)",
+            "LVs tagged as lvmpin's that no PV or claim wants (found at startup, or left by a PV create that met another PV of the same name; never deleted)",
             m.orphan_volumes.clone(),
         );
         m

@@ -107,7 +107,13 @@ pub async fn publish_status_from<B: VolumeBackend>(ctx: &Context<B>, fresh: bool
                     ctx.metrics.set_vg(&vg.name, vg.size_bytes, vg.free_bytes);
                 }
             }
-            build_status(&report, &ctx.config.volume_groups, previous.as_ref(), &now)
+            build_status(
+                &report,
+                &ctx.config.volume_groups,
+                ctx.config.host_problem.as_deref(),
+                previous.as_ref(),
+                &now,
+            )
         }
         Err(e) => {
             warn!(error = %e, "volume scan failed");

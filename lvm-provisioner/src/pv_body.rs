@@ -125,6 +125,63 @@ pub fn is_ours_for_claim(pv: &PersistentVolume, claim_uid: &str) -> bool {
             == Some(claim_uid)
 }
 
+/// What an existing PV found under our name (a 409 on create) means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExistingPv {
+    /// Ours for this claim, on this node, on this LV: an earlier attempt made
+    /// it (a crash before the success was noted, or a stale cache).
+    Same,
+    /// Anything else: the LV we just made has no PV and must not be counted
+    /// as provisioned. The string says which field disagrees.
+    Different(String),
+}
+
+fn volume_handle(pv: &PersistentVolume) -> Option<&str> {
+    pv.spec
+        .as_ref()?
+        .csi
+        .as_ref()
+        .filter(|c| c.driver == DRIVER_NAME)
+        .map(|c| c.volume_handle.as_str())
+}
+
+/// Compares the PV we wanted to create with the one that exists under its
+/// name: same claim uid (claimRef), same node (node affinity) and same CSI
+/// volume handle, or it is not ours.
+pub fn compare_existing(wanted: &PersistentVolume, existing: &PersistentVolume) -> ExistingPv {
+    let uid = |pv: &PersistentVolume| {
+        pv.spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|r| r.uid.clone())
+    };
+    if volume_handle(existing).is_none() {
+        return ExistingPv::Different(format!("it is not a {DRIVER_NAME} volume"));
+    }
+    if uid(existing).is_none() || uid(existing) != uid(wanted) {
+        return ExistingPv::Different(format!(
+            "its claimRef uid is {:?}, not {:?}",
+            uid(existing).unwrap_or_default(),
+            uid(wanted).unwrap_or_default()
+        ));
+    }
+    if pinned_node(existing) != pinned_node(wanted) {
+        return ExistingPv::Different(format!(
+            "it is pinned to node {:?}, not {:?}",
+            pinned_node(existing).unwrap_or_default(),
+            pinned_node(wanted).unwrap_or_default()
+        ));
+    }
+    if volume_handle(existing) != volume_handle(wanted) {
+        return ExistingPv::Different(format!(
+            "its volume handle is {:?}, not {:?}",
+            volume_handle(existing).unwrap_or_default(),
+            volume_handle(wanted).unwrap_or_default()
+        ));
+    }
+    ExistingPv::Same
+}
+
 /// The node a PV of ours is pinned to.
 pub fn pinned_node(pv: &PersistentVolume) -> Option<&str> {
     pv.spec
@@ -156,6 +213,87 @@ mod tests {
         assert_eq!(bytes_quantity((1 << 30) + (4 << 20)).0, "1028Mi");
         assert_eq!(bytes_quantity(1000).0, "1000");
         assert_eq!(bytes_quantity(0).0, "0");
+    }
+
+    #[test]
+    fn existing_pv_table() {
+        let sc = class("fast", DRIVER_NAME, &[(PARAM_VOLUME_GROUP, "vg0")]);
+        let pvc = ClaimBuilder::new("ns", "data", "u1")
+            .class("fast")
+            .size("1Gi")
+            .selected_node("n1")
+            .build();
+        let ClaimDecision::Provision(spec) = decide(&pvc, Some(&sc), "n1") else {
+            panic!("expected provision")
+        };
+        let wanted = build(&spec, &pvc, &sc, "n1", 1 << 30);
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = serde_json::to_value(&wanted).unwrap();
+            f(&mut v);
+            serde_json::from_value::<PersistentVolume>(v).unwrap()
+        };
+        let cases: Vec<(&str, PersistentVolume, Option<&str>)> = vec![
+            ("identical", wanted.clone(), None),
+            (
+                "bound since, other resourceVersion and capacity",
+                edit(&|v| {
+                    v["spec"]["claimRef"]["resourceVersion"] = json!("9");
+                    v["spec"]["capacity"]["storage"] = json!("2Gi");
+                    v["status"] = json!({"phase": "Bound"});
+                }),
+                None,
+            ),
+            (
+                "other claim uid",
+                edit(&|v| v["spec"]["claimRef"]["uid"] = json!("u2")),
+                Some("claimRef uid"),
+            ),
+            (
+                "no claimRef",
+                edit(&|v| v["spec"]["claimRef"] = json!(null)),
+                Some("claimRef uid"),
+            ),
+            (
+                "other node",
+                edit(&|v| {
+                    v["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"]
+                        [0]["values"] = json!(["n2"])
+                }),
+                Some("node"),
+            ),
+            (
+                "no node affinity",
+                edit(&|v| v["spec"]["nodeAffinity"] = json!(null)),
+                Some("node"),
+            ),
+            (
+                "other volume handle",
+                edit(&|v| v["spec"]["csi"]["volumeHandle"] = json!("vg1/pvc-u1")),
+                Some("volume handle"),
+            ),
+            (
+                "other driver",
+                edit(&|v| v["spec"]["csi"]["driver"] = json!("ebs.csi.aws.com")),
+                Some("not a lvm.lvmpin.io volume"),
+            ),
+            (
+                "not csi",
+                edit(&|v| {
+                    v["spec"]["csi"] = json!(null);
+                    v["spec"]["hostPath"] = json!({"path": "/x"});
+                }),
+                Some("not a lvm.lvmpin.io volume"),
+            ),
+        ];
+        for (name, existing, want) in cases {
+            match (compare_existing(&wanted, &existing), want) {
+                (ExistingPv::Same, None) => {}
+                (ExistingPv::Different(why), Some(text)) => {
+                    assert!(why.contains(text), "{name}: {why}")
+                }
+                (got, _) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::volumes::{ensure_volume, extend_volume};
 use lvmpin_api::patch::remove_selected_node_patch;
 
 const CLASS_WAIT: Duration = Duration::from_secs(5);
+/// Retry delay for a claim whose provisioning another call is running.
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(2);
 
 fn key(pvc: &PersistentVolumeClaim) -> String {
     format!(
@@ -98,12 +100,40 @@ pub async fn provision<B: VolumeBackend>(
     spec: &ProvisionSpec,
 ) -> Result<Action> {
     let started = Instant::now();
-    if let Some(pv) = ctx.caches.volume(&spec.volume_name)
-        && pv_body::is_ours_for_claim(&pv, &spec.claim_uid)
-    {
-        // Done already; the PV controller completes the binding.
-        return Ok(Action::await_change());
+    if let Some(existing) = ctx.caches.volume(&spec.volume_name) {
+        let wanted = pv_body::build(spec, pvc, class, &ctx.config.node_name, spec.size_bytes);
+        match pv_body::compare_existing(&wanted, &existing) {
+            // Done already; the PV controller completes the binding.
+            pv_body::ExistingPv::Same => return Ok(Action::await_change()),
+            // Someone else's PV holds the name: making an LV now would only
+            // make an orphan.
+            pv_body::ExistingPv::Different(reason) => {
+                let e = Error::ForeignVolume {
+                    name: spec.volume_name.clone(),
+                    claim: spec.claim_uid.clone(),
+                    reason,
+                };
+                ctx.metrics.operation("provision", e.metric_label());
+                events::warn(
+                    &ctx.recorder,
+                    &pvc.object_ref(&()),
+                    "ProvisioningFailed",
+                    "Provisioning",
+                    e.to_string(),
+                )
+                .await;
+                return Err(e);
+            }
+        }
     }
+    // One provisioning per claim at a time: kube's Controller does not run
+    // one object twice at once, but startup recovery and direct callers can,
+    // and a second run would repeat lvm and the PV create and announce
+    // success twice.
+    let Some(_in_flight) = ctx.begin_provisioning(&spec.claim_uid) else {
+        info!(claim = %key(pvc), "provisioning already under way; retrying later");
+        return Ok(Action::requeue(IN_FLIGHT_WAIT));
+    };
     let req = CreateVolume {
         vg: spec.vg.clone(),
         name: spec.volume_name.clone(),
@@ -118,7 +148,12 @@ pub async fn provision<B: VolumeBackend>(
     };
     // A class may name a VG this agent was not told to manage; for this node
     // that VG does not exist.
-    let created = if ctx.config.volume_groups.contains(&spec.vg) {
+    let created = if let Some(problem) = &ctx.config.host_problem {
+        // Reported unhealthy in the LvmNode too, so the claim goes elsewhere.
+        Err(Error::Unsupported {
+            message: problem.clone(),
+        })
+    } else if ctx.config.volume_groups.contains(&spec.vg) {
         ensure_volume(ctx, req).await
     } else {
         Err(Error::VgNotFound {
@@ -149,7 +184,29 @@ pub async fn provision<B: VolumeBackend>(
         }
     };
     let pv = pv_body::build(spec, pvc, class, &ctx.config.node_name, volume.size_bytes);
-    create_pv(ctx, &pv, &spec.claim_uid).await?;
+    let created = match create_pv(ctx, spec, &pv).await {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.metrics.operation("provision", e.metric_label());
+            if e.is_permanent() {
+                events::warn(
+                    &ctx.recorder,
+                    &pvc.object_ref(&()),
+                    "ProvisioningFailed",
+                    "Provisioning",
+                    e.to_string(),
+                )
+                .await;
+            }
+            return Err(e);
+        }
+    };
+    if created == PvCreated::AlreadyThere {
+        // An earlier call made it and announced it (or crashed first: the
+        // PV is there either way, and one success Event is the contract).
+        ctx.metrics.operation("provision", "already_provisioned");
+        return Ok(Action::await_change());
+    }
     ctx.metrics.observe_provision(started);
     ctx.metrics.operation("provision", "success");
     info!(claim = %key(pvc), pv = %spec.volume_name, bytes = volume.size_bytes, "provisioned");
@@ -171,22 +228,48 @@ fn missing_pool(err: &Error, spec: &ProvisionSpec) -> bool {
     matches!(err, Error::LvNotFound { lv, .. } if spec.thin_pool.as_deref() == Some(lv.as_str()))
 }
 
-/// Creates the PV; a 409 is success when the existing PV is ours for the same
-/// claim (an earlier attempt that crashed before it could note the success).
-pub async fn create_pv<B>(ctx: &Context<B>, pv: &PersistentVolume, claim_uid: &str) -> Result<()> {
+/// Whether `create_pv` made the PV or found it made by an earlier attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PvCreated {
+    Created,
+    AlreadyThere,
+}
+
+/// Creates the PV. A 409 is success only when the existing PV is ours for the
+/// same claim, node and LV (an earlier attempt that crashed before it could
+/// note the success). Otherwise the LV has no PV: it is reported as an orphan
+/// (kept, like every LV whose release cannot be proven) and the claim is not
+/// provisioned.
+pub async fn create_pv<B>(
+    ctx: &Context<B>,
+    spec: &ProvisionSpec,
+    pv: &PersistentVolume,
+) -> Result<PvCreated> {
     let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
     match api.create(&PostParams::default(), pv).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(PvCreated::Created),
         Err(e) if is_conflict(&e) => {
             let name = pv.name_any();
             let existing = api.get(&name).await?;
-            if pv_body::is_ours_for_claim(&existing, claim_uid) {
-                Ok(())
-            } else {
-                Err(Error::ForeignVolume {
-                    name,
-                    claim: claim_uid.to_string(),
-                })
+            match pv_body::compare_existing(pv, &existing) {
+                pv_body::ExistingPv::Same => Ok(PvCreated::AlreadyThere),
+                pv_body::ExistingPv::Different(reason) => {
+                    crate::startup::report_orphan(
+                        ctx,
+                        &spec.vg,
+                        &spec.volume_name,
+                        &format!(
+                            "made for claim {}/{} (uid {}), but PV {name} already exists and {reason}",
+                            spec.claim_namespace, spec.claim_name, spec.claim_uid
+                        ),
+                    )
+                    .await;
+                    Err(Error::ForeignVolume {
+                        name,
+                        claim: spec.claim_uid.clone(),
+                        reason,
+                    })
+                }
             }
         }
         Err(e) => Err(e.into()),
@@ -250,7 +333,7 @@ async fn expand<B: VolumeBackend>(
                 "VolumeResizeFailed",
                 "Resize",
                 format!(
-                    "requested {requested} bytes is less than the current {capacity} bytes; LVM volumes of {} cannot shrink",
+                    "requested {requested} bytes is less than the {capacity} bytes allocated before; LVM volumes of {} cannot shrink",
                     lvmpin_api::names::DRIVER_NAME
                 ),
             )
@@ -334,6 +417,12 @@ async fn run_expansion<B: VolumeBackend>(
         let body = expansion::start_patch(&current, new_size, &ctx.now());
         current = claims.patch_status(&name, &pp, &Patch::Merge(body)).await?;
     }
+    // The write succeeded; a claim read back without allocatedResources is
+    // served by an API server with RecoverVolumeExpansionFailure off.
+    let path = expansion::resize_path(&current);
+    if path == expansion::ResizePath::Legacy {
+        info!(claim = %key(pvc), "the API server keeps no allocatedResources; following the external-resizer's legacy path");
+    }
     let handle = pv
         .spec
         .as_ref()
@@ -347,7 +436,8 @@ async fn run_expansion<B: VolumeBackend>(
                 claim: format!("{ns}/{name}"),
                 message: e.to_string(),
             })?;
-    let volume = extend_volume(ctx, &id.vg, &id.lv, new_size).await?;
+    let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
+    let volume = extend_volume(ctx, &id.vg, &id.lv, new_size, uid, &pv.name_any()).await?;
     volumes
         .patch(
             &pv.name_any(),
@@ -356,7 +446,7 @@ async fn run_expansion<B: VolumeBackend>(
         )
         .await?;
     if expansion::is_block(&current) {
-        let body = expansion::finished_patch(&current, volume.size_bytes);
+        let body = expansion::finished_patch(&current, volume.size_bytes, path);
         claims.patch_status(&name, &pp, &Patch::Merge(body)).await?;
         claims
             .patch(
@@ -374,7 +464,7 @@ async fn run_expansion<B: VolumeBackend>(
         )
         .await;
     } else {
-        let body = expansion::node_pending_patch(&current, new_size, &ctx.now());
+        let body = expansion::node_pending_patch(&current, new_size, &ctx.now(), path);
         claims.patch_status(&name, &pp, &Patch::Merge(body)).await?;
         events::normal(
             &ctx.recorder,

@@ -78,15 +78,28 @@ fn condition(
     }
 }
 
+/// `host_problem`: a reason no VG of this node may be used (see `lvm_mode`);
+/// every VG is then reported unhealthy with it, so no scheduler picks them.
 pub fn build_status(
     report: &Report,
     configured: &[String],
+    host_problem: Option<&str>,
     previous: Option<&LvmNodeStatus>,
     now: &str,
 ) -> LvmNodeStatus {
     let volume_groups: Vec<VolumeGroupStatus> = configured
         .iter()
-        .map(|name| vg_status(report, name))
+        .map(|name| {
+            let mut vg = vg_status(report, name);
+            if let Some(problem) = host_problem {
+                vg.healthy = false;
+                vg.message = Some(match vg.message.take() {
+                    Some(m) => format!("{m}; {problem}"),
+                    None => problem.to_string(),
+                });
+            }
+            vg
+        })
         .collect();
     let problems: Vec<String> = volume_groups
         .iter()
@@ -240,7 +253,7 @@ mod tests {
 
     #[test]
     fn healthy_vg() {
-        let s = build_status(&report(), &["vg0".into()], None, "t1");
+        let s = build_status(&report(), &["vg0".into()], None, None, "t1");
         let vg = s.volume_group("vg0").unwrap();
         assert_eq!(
             (vg.size_bytes, vg.free_bytes, vg.lv_count),
@@ -257,7 +270,7 @@ mod tests {
     fn missing_vg_and_missing_pv() {
         let mut r = report();
         r.volume_groups[0].missing_pv_count = 1;
-        let s = build_status(&r, &["vg0".into(), "gone".into()], None, "t1");
+        let s = build_status(&r, &["vg0".into(), "gone".into()], None, None, "t1");
         assert!(!s.volume_groups[0].healthy);
         assert!(
             s.volume_groups[0]
@@ -280,14 +293,38 @@ mod tests {
     }
 
     #[test]
+    fn a_host_problem_makes_every_vg_unhealthy() {
+        let problem = "device-mapper is not available";
+        let mut r = report();
+        r.volume_groups[0].missing_pv_count = 1;
+        let s = build_status(&r, &["vg0".into()], Some(problem), None, "t1");
+        let vg = s.volume_group("vg0").unwrap();
+        assert!(!vg.healthy);
+        let message = vg.message.as_deref().unwrap();
+        assert!(
+            message.contains("1 of 2") && message.contains(problem),
+            "{message}"
+        );
+        let s = build_status(&report(), &["vg0".into()], Some(problem), None, "t1");
+        assert!(!s.volume_groups[0].healthy);
+        assert_eq!(s.volume_groups[0].message.as_deref(), Some(problem));
+        let c = &s.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str()),
+            (VOLUME_GROUPS_HEALTHY, "False")
+        );
+        assert!(c.message.contains(problem), "{}", c.message);
+    }
+
+    #[test]
     fn change_detection_ignores_scan_time_and_keeps_transition_time() {
-        let a = build_status(&report(), &["vg0".into()], None, "t1");
-        let b = build_status(&report(), &["vg0".into()], Some(&a), "t2");
+        let a = build_status(&report(), &["vg0".into()], None, None, "t1");
+        let b = build_status(&report(), &["vg0".into()], None, Some(&a), "t2");
         assert!(!differs(Some(&a), &b));
         assert_eq!(b.conditions[0].last_transition_time.as_deref(), Some("t1"));
         let mut grown = report();
         grown.volume_groups[0].size_bytes += 1 << 30;
-        let c = build_status(&grown, &["vg0".into()], Some(&b), "t3");
+        let c = build_status(&grown, &["vg0".into()], None, Some(&b), "t3");
         assert!(differs(Some(&b), &c));
         assert!(differs(None, &c));
         let failed = scan_failed_status(Some(&c), "lvm timed out", "t4");

@@ -64,6 +64,7 @@ fn csi_server<B: VolumeBackend + Clone>(
             topology_key: lvmpin_api::names::TOPOLOGY_KEY.to_string(),
             volume_groups: config.volume_groups.clone(),
         },
+        config.host_problem.clone(),
         config.spare_bytes,
         backend,
         Arc::new(crate::csi::SysMounter::default()),

@@ -35,6 +35,29 @@ fn lvm_node_ref(node: &str) -> ObjectReference {
     }
 }
 
+/// Reports an LV that carries our tags but that no PV and no claim wants: an
+/// Event on this node's LvmNode, a warning in the log and the orphan gauge.
+/// Never removes it: data whose release cannot be proven stays for a human.
+pub async fn report_orphan<B>(ctx: &Context<B>, vg: &str, lv: &str, reason: &str) {
+    warn!(%vg, %lv, %reason, "orphan logical volume");
+    let count = {
+        let mut orphans = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        orphans.insert(format!("{vg}/{lv}"));
+        orphans.len()
+    };
+    ctx.metrics
+        .orphan_volumes
+        .set(i64::try_from(count).unwrap_or(i64::MAX));
+    events::warn(
+        &ctx.recorder,
+        &lvm_node_ref(&ctx.config.node_name),
+        "OrphanVolume",
+        "Recover",
+        format!("logical volume {vg}/{lv}: {reason}"),
+    )
+    .await;
+}
+
 /// Needs synced caches. Returns the number of orphans found.
 pub async fn recover<B: VolumeBackend>(ctx: &Context<B>) -> Result<usize> {
     let report = ctx.backend.report().await?;
@@ -86,36 +109,29 @@ pub async fn recover<B: VolumeBackend>(ctx: &Context<B>) -> Result<usize> {
                     warn!(lv = %volume.name, "claim wants the LV but is not provisionable now; leaving it to the claim reconciler");
                     continue;
                 };
+                let Some(_in_flight) = ctx.begin_provisioning(&spec.claim_uid) else {
+                    // The claim reconciler is making it right now.
+                    continue;
+                };
                 let pv = pv_body::build(&spec, &pvc, &class, node, volume.size_bytes);
-                let result = crate::reconcile_claim::create_pv(ctx, &pv, &spec.claim_uid).await;
+                let result = crate::reconcile_claim::create_pv(ctx, &spec, &pv).await;
                 ctx.metrics.operation(
                     "recreate_pv",
                     match &result {
-                        Ok(()) => "success",
+                        Ok(_) => "success",
                         Err(e) => e.metric_label(),
                     },
                 );
                 match result {
-                    Ok(()) => info!(pv = %spec.volume_name, "recreated missing PV"),
+                    Ok(_) => info!(pv = %spec.volume_name, "recreated missing PV"),
                     Err(e) => warn!(pv = %spec.volume_name, error = %e, "could not recreate PV"),
                 }
             }
             RecoveryAction::Orphan { volume, reason } => {
                 orphans += 1;
-                warn!(vg = %volume.vg, lv = %volume.name, %reason, "orphan logical volume");
-                events::warn(
-                    &ctx.recorder,
-                    &lvm_node_ref(node),
-                    "OrphanVolume",
-                    "Recover",
-                    format!("logical volume {}/{}: {reason}", volume.vg, volume.name),
-                )
-                .await;
+                report_orphan(ctx, &volume.vg, &volume.name, &reason).await;
             }
         }
     }
-    ctx.metrics
-        .orphan_volumes
-        .set(i64::try_from(orphans).unwrap_or(i64::MAX));
     Ok(orphans)
 }

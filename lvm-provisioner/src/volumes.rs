@@ -112,13 +112,49 @@ pub async fn remove_volume<B: VolumeBackend>(
     removed
 }
 
+/// Extends an LV only if its tags name the claim (uid) and its PV, as removal
+/// does: a PV whose handle points at someone else's LV must not grow that LV
+/// out of this claim's request. The cached scan may say "ours"; "not there" or
+/// "someone else's" is always confirmed on a fresh scan.
 pub async fn extend_volume<B: VolumeBackend>(
     ctx: &Context<B>,
     vg: &str,
     lv: &str,
     size: u64,
+    claim_uid: &str,
+    pv_name: &str,
 ) -> Result<Volume> {
     let mut state = ctx.lvm_state.lock().await;
+    let names_claim = |r: &Report| {
+        r.volume(vg, lv).map(|v| {
+            v.owner
+                .as_ref()
+                .is_some_and(|o| o.claim_uid == claim_uid && o.pv_name == pv_name)
+        })
+    };
+    if state.as_ref().and_then(names_claim) != Some(true) {
+        let fresh = ctx.backend.report().await?;
+        let verdict = names_claim(&fresh);
+        *state = Some(fresh);
+        match verdict {
+            None => {
+                return Err(Error::LvNotFound {
+                    vg: vg.into(),
+                    lv: lv.into(),
+                });
+            }
+            Some(false) => {
+                return Err(Error::OwnedByAnother {
+                    vg: vg.into(),
+                    lv: lv.into(),
+                    message: format!(
+                        "its tags do not name claim uid {claim_uid} and PV {pv_name}; refusing to extend it"
+                    ),
+                });
+            }
+            Some(true) => {}
+        }
+    }
     let result = ctx.backend.extend(vg, lv, size).await;
     *state = None;
     if result.is_ok() {

@@ -151,6 +151,7 @@ impl Fixture {
                 topology_key: lvmpin_api::names::TOPOLOGY_KEY.into(),
                 volume_groups: vec!["vg".into()],
             },
+            None,
             0,
             FakeBackend::new().with_vg("vg", 1 << 30),
             Arc::new(agent::SysMounter::default()),

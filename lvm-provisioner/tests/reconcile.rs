@@ -3,7 +3,9 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::controller::Action;
 use lvmpin_api::names::{DRIVER_NAME, PARAM_VOLUME_GROUP, PV_FINALIZER};
 use lvmpin_provisioner::backend::{Owner, Volume};
@@ -101,25 +103,36 @@ async fn pv_conflict_is_accepted_when_it_is_ours() {
     let pvc = Arc::new(claim().selected_node("n1").build());
     let calls = vec![
         Call::post(PVS).conflict(),
+        // No success Event: the call that made the PV announced it.
         Call::get("/api/v1/persistentvolumes/pvc-u1").respond(200, expected_pv()),
-        Call::event("ns", "Normal", "ProvisioningSucceeded"),
     ];
     let action = w
         .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
         .await;
-    assert!(action.is_ok());
+    assert_eq!(action.unwrap(), Action::await_change());
 }
 
-#[tokio::test]
-async fn pv_conflict_with_a_foreign_pv_is_an_error() {
+/// A PV of our name that differs in claim, node or LV: the LV just made is an
+/// orphan (Event on the LvmNode, gauge), the claim is told, nothing is removed.
+async fn conflict_with(edit: impl Fn(&mut Value), why: &'static str) {
     let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
     let mut w = provisioning_world(backend.clone(), 0);
     let pvc = Arc::new(claim().selected_node("n1").build());
     let mut foreign = expected_pv();
-    foreign["spec"]["claimRef"]["uid"] = json!("someone-else");
+    edit(&mut foreign);
     let calls = vec![
         Call::post(PVS).conflict(),
         Call::get("/api/v1/persistentvolumes/pvc-u1").respond(200, foreign),
+        Call::post("/apis/events.k8s.io/v1/namespaces/default/events")
+            .check(move |b| {
+                assert_eq!(b["reason"], "OrphanVolume");
+                assert_eq!(b["regarding"]["kind"], "LvmNode");
+                let note = b["note"].as_str().unwrap();
+                assert!(note.contains("vg0/pvc-u1"), "{b}");
+                assert!(note.contains(why), "{b}");
+            })
+            .respond(201, json!({})),
+        Call::event("ns", "Warning", "ProvisioningFailed"),
     ];
     let result = w
         .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
@@ -128,6 +141,124 @@ async fn pv_conflict_with_a_foreign_pv_is_an_error() {
         matches!(result, Err(Error::ForeignVolume { .. })),
         "{result:?}"
     );
+    assert_eq!(w.ctx.metrics.orphan_volumes.get(), 1);
+    assert!(backend.snapshot().volume("vg0", "pvc-u1").is_some());
+}
+
+#[tokio::test]
+async fn pv_conflict_with_another_claims_pv_orphans_the_lv() {
+    conflict_with(
+        |pv| pv["spec"]["claimRef"]["uid"] = json!("someone-else"),
+        "claimRef uid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pv_conflict_with_a_pv_on_another_node_orphans_the_lv() {
+    conflict_with(
+        |pv| {
+            pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+                ["values"] = json!(["n2"])
+        },
+        "pinned to node",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pv_conflict_with_a_pv_of_another_lv_orphans_the_lv() {
+    conflict_with(
+        |pv| pv["spec"]["csi"]["volumeHandle"] = json!("vg9/pvc-u1"),
+        "volume handle",
+    )
+    .await;
+}
+
+/// A second reconcile of a claim whose first provisioning is in flight is
+/// requeued without lvm or API calls, and a later one that finds the PV made
+/// (409, ours) announces nothing: one LV create, one success Event.
+#[tokio::test]
+async fn a_claim_is_provisioned_and_announced_once() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let mut handle = w.handle.take().unwrap();
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let first = tokio::spawn(reconcile_claim::reconcile(pvc.clone(), w.ctx.clone()));
+    // The first call is now waiting for its PV create to be answered.
+    let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("PV create did not arrive")
+        .unwrap();
+    assert_eq!((req.method().as_str(), req.uri().path()), ("POST", PVS));
+    let second = tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile_claim::reconcile(pvc.clone(), w.ctx.clone()),
+    )
+    .await
+    .expect("the second reconcile ran the provisioning again");
+    assert_eq!(
+        second.unwrap(),
+        Action::requeue(reconcile_claim::IN_FLIGHT_WAIT)
+    );
+    send.send_response(
+        http::Response::builder()
+            .status(201)
+            .body(kube::client::Body::from(
+                serde_json::to_vec(&expected_pv()).unwrap(),
+            ))
+            .unwrap(),
+    );
+    let verifier = tokio::spawn(support::verify(
+        handle,
+        vec![
+            Call::event("ns", "Normal", "ProvisioningSucceeded"),
+            Call::post(PVS).conflict(),
+            Call::get("/api/v1/persistentvolumes/pvc-u1").respond(200, expected_pv()),
+        ],
+    ));
+    assert_eq!(first.await.unwrap().unwrap(), Action::await_change());
+    // Again before the PV reaches the cache: no second Event (it would wait
+    // for an answer that never comes).
+    let third = tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile_claim::reconcile(pvc, w.ctx.clone()),
+    )
+    .await
+    .expect("an unexpected API call (a second success Event?)");
+    assert_eq!(third.unwrap(), Action::await_change());
+    verifier.await.unwrap();
+    let creates = backend
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create"))
+        .count();
+    assert_eq!(creates, 1, "{:?}", backend.calls());
+}
+
+/// A cached PV of the claim's name that is not ours for it: no LV is made
+/// (it could only be an orphan); the claim is told.
+#[tokio::test]
+async fn a_cached_foreign_pv_of_the_same_name_creates_nothing() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut w = provisioning_world(backend.clone(), 0);
+    let mut foreign = expected_pv();
+    foreign["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] =
+        json!(["n2"]);
+    w.add_pv(pv_from_json(foreign));
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let calls = vec![
+        Call::event("ns", "Warning", "ProvisioningFailed")
+            .check(|b| assert!(b["note"].as_str().unwrap().contains("node"), "{b}")),
+    ];
+    let result = w
+        .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await;
+    assert!(
+        matches!(result, Err(Error::ForeignVolume { .. })),
+        "{result:?}"
+    );
+    assert!(backend.calls().is_empty(), "{:?}", backend.calls());
 }
 
 fn reschedule_calls() -> Vec<Call> {
@@ -153,6 +284,28 @@ async fn no_room_reschedules_without_creating() {
         .await;
     assert_eq!(action.unwrap(), Action::await_change());
     assert_eq!(backend.calls(), vec!["report"]);
+}
+
+/// A node without device-mapper and without --metadata-only-for-tests creates
+/// nothing: the claim gets a Warning and is handed back to the scheduler.
+#[tokio::test]
+async fn a_node_without_device_mapper_provisions_nothing() {
+    let backend = FakeBackend::new().with_vg("vg0", 10 * GI);
+    let mut cfg = config(0);
+    cfg.host_problem = lvmpin_provisioner::lvm_mode::lvm_mode(false, false).host_problem();
+    let mut w = world(backend.clone(), cfg);
+    w.add_class(fast_class());
+    let pvc = Arc::new(claim().selected_node("n1").build());
+    let mut calls = reschedule_calls();
+    calls[0] = Call::event("ns", "Warning", "ProvisioningFailed").check(|b| {
+        let note = b["note"].as_str().unwrap();
+        assert!(note.contains("device-mapper"), "{b}");
+    });
+    let action = w
+        .run(calls, reconcile_claim::reconcile(pvc, w.ctx.clone()))
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert!(backend.calls().is_empty(), "{:?}", backend.calls());
 }
 
 #[tokio::test]
@@ -407,6 +560,7 @@ async fn filesystem_expansion_follows_the_external_resizer() {
         .build();
     let mut after_start = serde_json::to_value(&pvc).unwrap();
     after_start["metadata"]["resourceVersion"] = json!("6");
+    after_start["status"]["allocatedResources"] = json!({"storage": "2Gi"});
     let status_path = format!("{CLAIM}/status");
     let calls = vec![
         Call::event("ns", "Normal", "Resizing"),
@@ -438,7 +592,55 @@ async fn filesystem_expansion_follows_the_external_resizer() {
     )
     .await
     .unwrap();
-    assert_eq!(backend.calls(), vec!["extend vg0/pvc-u1 2147483648"]);
+    assert_eq!(
+        backend.calls(),
+        vec!["report", "extend vg0/pvc-u1 2147483648"]
+    );
+}
+
+#[tokio::test]
+async fn expansion_refuses_an_lv_tagged_for_another_claim() {
+    let theirs = Volume {
+        owner: Some(owner("someone-else")),
+        ..lv_u1()
+    };
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(theirs);
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("2Gi")
+        .bound("pvc-u1", "1Gi")
+        .resource_version("5")
+        .build();
+    let status_path = format!("{CLAIM}/status");
+    let calls = vec![
+        Call::event("ns", "Normal", "Resizing"),
+        Call::patch(&status_path).respond(200, serde_json::to_value(&pvc).unwrap()),
+        Call::event("ns", "Warning", "VolumeResizeFailed").check(|b| {
+            let note = b["note"].as_str().unwrap();
+            assert!(note.contains("refusing to extend"), "{b}");
+        }),
+    ];
+    let result = w
+        .run(
+            calls,
+            reconcile_claim::reconcile(Arc::new(pvc), w.ctx.clone()),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(Error::OwnedByAnother { .. })),
+        "{result:?}"
+    );
+    assert_eq!(backend.calls(), vec!["report"]);
+    assert_eq!(
+        backend
+            .snapshot()
+            .volume("vg0", "pvc-u1")
+            .unwrap()
+            .size_bytes,
+        GI
+    );
 }
 
 #[tokio::test]
@@ -455,6 +657,7 @@ async fn block_expansion_finishes_without_the_node() {
         .build();
     let mut after_start = serde_json::to_value(&pvc).unwrap();
     after_start["metadata"]["resourceVersion"] = json!("6");
+    after_start["status"]["allocatedResources"] = json!({"storage": "2Gi"});
     let status_path = format!("{CLAIM}/status");
     let calls = vec![
         Call::event("ns", "Normal", "Resizing"),
@@ -492,6 +695,7 @@ async fn expansion_resumes_after_a_crash_without_marking_again() {
         .size("2Gi")
         .bound("pvc-u1", "1Gi")
         .status(|s| {
+            s.allocated_resources = Some(storage("2Gi"));
             s.allocated_resource_statuses = Some(
                 [(
                     "storage".to_string(),
@@ -526,7 +730,11 @@ async fn shrink_is_refused_with_an_event() {
         .with_vg("vg0", 10 * GI)
         .with_volume(lv_u1());
     let mut w = expansion_world(backend.clone());
-    let pvc = claim().size("512Mi").bound("pvc-u1", "1Gi").build();
+    let pvc = claim()
+        .size("512Mi")
+        .bound("pvc-u1", "1Gi")
+        .status(|s| s.allocated_resources = Some(storage("1Gi")))
+        .build();
     let calls = vec![
         Call::event("ns", "Warning", "VolumeResizeFailed")
             .check(|b| assert!(b["note"].as_str().unwrap().contains("cannot shrink"), "{b}")),
@@ -538,6 +746,91 @@ async fn shrink_is_refused_with_an_event() {
     .await
     .unwrap();
     assert!(backend.calls().is_empty());
+}
+
+fn storage(q: &str) -> std::collections::BTreeMap<String, Quantity> {
+    [("storage".to_string(), Quantity(q.into()))].into()
+}
+
+/// A capacity above the request (extent rounding, local-disk-size) is no
+/// shrink: no Warning, no lvm call, on every reconcile.
+#[tokio::test]
+async fn capacity_above_the_request_is_not_a_shrink() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1());
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("1000Mi")
+        .local_disk_size("1000Mi")
+        .bound("pvc-u1", "1Gi")
+        .build();
+    w.run(
+        vec![],
+        reconcile_claim::reconcile(Arc::new(pvc), w.ctx.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+/// Kubernetes 1.30-1.31 (RecoverVolumeExpansionFailure off) drop
+/// allocatedResources from the write; the agent sees that in the answer and
+/// follows the legacy path: conditions only, and the next reconcile waits for
+/// kubelet instead of starting over.
+#[tokio::test]
+async fn expansion_follows_the_legacy_path_when_the_server_drops_allocated_resources() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(lv_u1());
+    let mut w = expansion_world(backend.clone());
+    let pvc = claim()
+        .size("2Gi")
+        .bound("pvc-u1", "1Gi")
+        .resource_version("5")
+        .build();
+    // What a gate-off server returns: our condition, not our allocation.
+    let mut after_start = serde_json::to_value(&pvc).unwrap();
+    after_start["metadata"]["resourceVersion"] = json!("6");
+    after_start["status"]["conditions"] =
+        json!([{"type": "Resizing", "status": "True", "lastTransitionTime": NOW}]);
+    let mut after_pending = after_start.clone();
+    after_pending["metadata"]["resourceVersion"] = json!("7");
+    after_pending["status"]["conditions"] = json!([{"type": "FileSystemResizePending",
+        "status": "True", "lastTransitionTime": NOW, "message": "Waiting for user to (re-)start a pod to finish file system resize of volume on node."}]);
+    let status_path = format!("{CLAIM}/status");
+    let calls = vec![
+        Call::event("ns", "Normal", "Resizing"),
+        Call::patch(&status_path).respond(200, after_start),
+        Call::patch("/api/v1/persistentvolumes/pvc-u1")
+            .body(json!({"spec": {"capacity": {"storage": "2Gi"}}}))
+            .respond(200, bound_pv()),
+        Call::patch(&status_path).content_type(MERGE_PATCH).body(json!({
+            "metadata": {"resourceVersion": "6"},
+            "status": {
+                "conditions": [{"type": "FileSystemResizePending", "status": "True", "lastTransitionTime": NOW,
+                                "message": "Waiting for user to (re-)start a pod to finish file system resize of volume on node."}]
+            }
+        })).respond(200, after_pending.clone()),
+        Call::event("ns", "Normal", "FileSystemResizeRequired"),
+    ];
+    let ctx = w.ctx.clone();
+    w.run(calls, async move {
+        reconcile_claim::reconcile(Arc::new(pvc), ctx.clone())
+            .await
+            .unwrap();
+        // The claim as the server now has it: kubelet's turn, no new start.
+        let now: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+            serde_json::from_value(after_pending).unwrap();
+        reconcile_claim::reconcile(Arc::new(now), ctx)
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        backend.calls(),
+        vec!["report", "extend vg0/pvc-u1 2147483648"]
+    );
 }
 
 fn lvm_node_obj() -> Value {

@@ -36,6 +36,8 @@ type Rpc<T> = std::result::Result<Response<T>, Status>;
 
 pub struct ControllerService<B> {
     scope: Scope,
+    /// Why no VG of this node may be used (no device-mapper), if so.
+    host_problem: Option<String>,
     spare_bytes: u64,
     backend: B,
     mounter: Arc<dyn Mounter>,
@@ -46,6 +48,7 @@ pub struct ControllerService<B> {
 impl<B: VolumeBackend> ControllerService<B> {
     pub fn new(
         scope: Scope,
+        host_problem: Option<String>,
         spare_bytes: u64,
         backend: B,
         mounter: Arc<dyn Mounter>,
@@ -53,6 +56,7 @@ impl<B: VolumeBackend> ControllerService<B> {
     ) -> Self {
         Self {
             scope,
+            host_problem,
             spare_bytes,
             backend,
             mounter,
@@ -109,6 +113,9 @@ impl<B: VolumeBackend> ControllerService<B> {
     }
 
     async fn create(&self, req: Create) -> Result<Volume> {
+        if let Some(problem) = &self.host_problem {
+            return Err(Error::Unavailable(problem.clone()));
+        }
         let report = self.scan().await?;
         let Some(group) = report.volume_group(&req.vg) else {
             return Err(Error::Unavailable(format!(
@@ -237,7 +244,13 @@ impl<B: VolumeBackend> ControllerService<B> {
             return Ok(0);
         };
         let report = self.scan().await?;
-        let status = build_status(&report, &self.scope.volume_groups, None, "");
+        let status = build_status(
+            &report,
+            &self.scope.volume_groups,
+            self.host_problem.as_deref(),
+            None,
+            "",
+        );
         Ok(available(&status, &vg, pool.as_deref(), self.spare_bytes).unwrap_or(0))
     }
 }

@@ -162,6 +162,7 @@ pub fn config(spare: u64) -> AgentConfig {
         scan_interval: Duration::from_secs(10),
         report_heartbeat: Duration::from_secs(60),
         namespace: None,
+        host_problem: None,
     }
 }
 

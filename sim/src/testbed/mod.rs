@@ -371,6 +371,10 @@ impl Testbed {
             .map(|s| s.to_string())
             .collect();
             args.extend(["--namespace".to_string(), install::NAMESPACE.to_string()]);
+            // Loop-backed VGs on machines that may lack device-mapper: the
+            // agents must be allowed lvm2's metadata-only mode (a no-op where
+            // device-mapper works).
+            args.push("--metadata-only-for-tests".to_string());
             args.extend(opts.agent_args.iter().cloned());
             agents.push(ManagedProcess::spawn(
                 &format!("agent-{}", disk.node),

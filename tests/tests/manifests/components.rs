@@ -26,6 +26,7 @@ pub const AGENT_FLAGS: &[&str] = &[
     "--namespace",
     "--csi-only",
     "--log-format",
+    "--metadata-only-for-tests",
 ];
 /// Environment variables `lvmpin-agent` reads (clap `env` fallbacks and the log
 /// filter), plus LVM_SYSTEM_DIR, which lvm2 itself reads. Update with the code.
