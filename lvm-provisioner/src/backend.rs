@@ -47,13 +47,13 @@ pub struct ThinPool {
 
 /// One scan of the node's volume manager.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Report {
+pub struct Scan {
     pub volume_groups: Vec<VolumeGroup>,
     pub volumes: Vec<Volume>,
     pub thin_pools: Vec<ThinPool>,
 }
 
-impl Report {
+impl Scan {
     pub fn volume_group(&self, name: &str) -> Option<&VolumeGroup> {
         self.volume_groups.iter().find(|vg| vg.name == name)
     }
@@ -76,7 +76,7 @@ pub struct CreateVolume {
 /// volume of the same owner, remove of a missing volume succeeds, extend to a
 /// size the volume already has is a no-op.
 pub trait VolumeBackend: Send + Sync + 'static {
-    fn report(&self) -> impl Future<Output = Result<Report>> + Send;
+    fn scan(&self) -> impl Future<Output = Result<Scan>> + Send;
     fn create(&self, req: CreateVolume) -> impl Future<Output = Result<Volume>> + Send;
     fn remove(&self, vg: &str, lv: &str) -> impl Future<Output = Result<()>> + Send;
     fn extend(

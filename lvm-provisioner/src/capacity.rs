@@ -4,7 +4,7 @@
 //! than that is refused like a full VG, which reschedules the claim. Thin LVs
 //! take space from their pool, not the VG, so only the pool's own checks apply.
 
-use crate::backend::{Report, Volume};
+use crate::backend::{Scan, Volume};
 use crate::error::{Error, Result};
 
 /// Rounds a size up to whole extents, as lvcreate does.
@@ -24,17 +24,17 @@ pub enum CreateCheck {
 }
 
 pub fn check_create(
-    report: &Report,
+    scan: &Scan,
     vg: &str,
     lv: &str,
     size: u64,
     thin: bool,
     spare: u64,
 ) -> Result<CreateCheck> {
-    if let Some(v) = report.volume(vg, lv) {
+    if let Some(v) = scan.volume(vg, lv) {
         return Ok(CreateCheck::Exists(v.clone()));
     }
-    let Some(group) = report.volume_group(vg) else {
+    let Some(group) = scan.volume_group(vg) else {
         return Err(Error::VgNotFound { vg: vg.to_string() });
     };
     if thin {
@@ -54,29 +54,25 @@ pub fn check_create(
 
 /// Books a volume we just created into a cached scan, so the next check does
 /// not need another lvm call.
-pub fn apply_created(report: &mut Report, v: &Volume) {
-    if report.volume(&v.vg, &v.name).is_some() {
+pub fn apply_created(scan: &mut Scan, v: &Volume) {
+    if scan.volume(&v.vg, &v.name).is_some() {
         return;
     }
-    if let Some(g) = report.volume_groups.iter_mut().find(|g| g.name == v.vg) {
+    if let Some(g) = scan.volume_groups.iter_mut().find(|g| g.name == v.vg) {
         if v.pool.is_none() {
             g.free_bytes = g.free_bytes.saturating_sub(v.size_bytes);
         }
         g.lv_count += 1;
     }
-    report.volumes.push(v.clone());
+    scan.volumes.push(v.clone());
 }
 
-pub fn apply_removed(report: &mut Report, vg: &str, lv: &str) {
-    let Some(pos) = report
-        .volumes
-        .iter()
-        .position(|v| v.vg == vg && v.name == lv)
-    else {
+pub fn apply_removed(scan: &mut Scan, vg: &str, lv: &str) {
+    let Some(pos) = scan.volumes.iter().position(|v| v.vg == vg && v.name == lv) else {
         return;
     };
-    let v = report.volumes.remove(pos);
-    if let Some(g) = report.volume_groups.iter_mut().find(|g| g.name == vg) {
+    let v = scan.volumes.remove(pos);
+    if let Some(g) = scan.volume_groups.iter_mut().find(|g| g.name == vg) {
         if v.pool.is_none() {
             g.free_bytes = g.free_bytes.saturating_add(v.size_bytes);
         }
@@ -89,8 +85,8 @@ mod tests {
     use super::*;
     use crate::backend::VolumeGroup;
 
-    fn report(free: u64) -> Report {
-        Report {
+    fn scan(free: u64) -> Scan {
+        Scan {
             volume_groups: vec![VolumeGroup {
                 name: "vg0".into(),
                 size_bytes: 100 << 20,
@@ -113,7 +109,7 @@ mod tests {
         let ok = |r: Result<CreateCheck>| matches!(r, Ok(CreateCheck::Create));
         let no_room = |r: Result<CreateCheck>| matches!(r, Err(Error::InsufficientSpace { .. }));
         assert!(ok(check_create(
-            &report(8 * mb),
+            &scan(8 * mb),
             "vg0",
             "pvc-a",
             8 * mb,
@@ -122,7 +118,7 @@ mod tests {
         )));
         // 5 MiB rounds up to two 4 MiB extents.
         assert!(no_room(check_create(
-            &report(7 * mb),
+            &scan(7 * mb),
             "vg0",
             "pvc-a",
             5 * mb,
@@ -130,7 +126,7 @@ mod tests {
             0
         )));
         assert!(ok(check_create(
-            &report(12 * mb),
+            &scan(12 * mb),
             "vg0",
             "pvc-a",
             5 * mb,
@@ -138,7 +134,7 @@ mod tests {
             4 * mb
         )));
         assert!(no_room(check_create(
-            &report(12 * mb),
+            &scan(12 * mb),
             "vg0",
             "pvc-a",
             5 * mb,
@@ -146,7 +142,7 @@ mod tests {
             5 * mb
         )));
         assert!(ok(check_create(
-            &report(0),
+            &scan(0),
             "vg0",
             "pvc-a",
             5 * mb,
@@ -154,11 +150,11 @@ mod tests {
             5 * mb
         )));
         assert!(matches!(
-            check_create(&report(0), "vg0", "pvc-old", 5 * mb, false, 0),
+            check_create(&scan(0), "vg0", "pvc-old", 5 * mb, false, 0),
             Ok(CreateCheck::Exists(_))
         ));
         assert!(matches!(
-            check_create(&report(0), "vg9", "pvc-a", mb, false, 0),
+            check_create(&scan(0), "vg9", "pvc-a", mb, false, 0),
             Err(Error::VgNotFound { .. })
         ));
         assert_eq!(extent_round_up(5 * mb, 4 * mb), 8 * mb);
@@ -167,7 +163,7 @@ mod tests {
 
     #[test]
     fn booking_keeps_the_cache_in_step() {
-        let mut r = report(64 << 20);
+        let mut r = scan(64 << 20);
         let v = Volume {
             vg: "vg0".into(),
             name: "pvc-a".into(),

@@ -83,6 +83,15 @@ pub fn claim_class_name(pvc: &PersistentVolumeClaim) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
+/// `pvc/<namespace>/<name>`: the claim in logs and the key of its backoff.
+pub fn claim_key(pvc: &PersistentVolumeClaim) -> String {
+    format!(
+        "pvc/{}/{}",
+        pvc.metadata.namespace.as_deref().unwrap_or_default(),
+        pvc.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 pub fn selected_node(pvc: &PersistentVolumeClaim) -> Option<&str> {
     pvc.metadata
         .annotations

@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use lvmpin_api::{LvmNode, LvmNodeStatus};
 use tokio::sync::Notify;
 
-use crate::backend::Report;
+use crate::backend::Scan;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 
@@ -69,7 +69,7 @@ pub struct Context<B> {
     /// The last volume scan, kept current by our own changes. The mutex also
     /// serialises "check free space, then create" so two claims cannot both
     /// pass the spare-bytes check on the same free space.
-    pub lvm_state: tokio::sync::Mutex<Option<Report>>,
+    pub lvm_state: tokio::sync::Mutex<Option<Scan>>,
     /// Poked after every LV change so that the LvmNode status follows at once.
     pub status_dirty: Notify,
     /// The status last written, to skip writes that change nothing.

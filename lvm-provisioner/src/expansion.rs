@@ -232,14 +232,10 @@ fn with_condition(pvc: &PersistentVolumeClaim, extra: Option<Value>) -> Vec<Valu
     out
 }
 
-fn rv(pvc: &PersistentVolumeClaim) -> Value {
-    json!(pvc.metadata.resource_version)
-}
-
-/// RS recovery step 1, a status merge patch guarded by the resourceVersion.
+/// RS recovery step 1. Status patches carry no resourceVersion here: the
+/// executor guards each with the version of the claim it last read back.
 pub fn start_patch(pvc: &PersistentVolumeClaim, new_size: u64, now: &str) -> Value {
     json!({
-        "metadata": {"resourceVersion": rv(pvc)},
         "status": {
             "conditions": with_condition(pvc, Some(condition(COND_RESIZING, None, now))),
             "allocatedResources": {"storage": bytes_quantity(new_size)},
@@ -257,7 +253,6 @@ pub fn node_pending_patch(
 ) -> Value {
     if path == ResizePath::Legacy {
         return json!({
-            "metadata": {"resourceVersion": rv(pvc)},
             "status": {
                 "conditions": with_condition(
                     pvc,
@@ -267,7 +262,6 @@ pub fn node_pending_patch(
         });
     }
     json!({
-        "metadata": {"resourceVersion": rv(pvc)},
         "status": {
             "conditions": with_condition(
                 pvc,
@@ -283,7 +277,6 @@ pub fn node_pending_patch(
 pub fn finished_patch(pvc: &PersistentVolumeClaim, new_size: u64, path: ResizePath) -> Value {
     if path == ResizePath::Legacy {
         return json!({
-            "metadata": {"resourceVersion": rv(pvc)},
             "status": {
                 "capacity": {"storage": bytes_quantity(new_size)},
                 "conditions": with_condition(pvc, None),
@@ -291,7 +284,6 @@ pub fn finished_patch(pvc: &PersistentVolumeClaim, new_size: u64, path: ResizePa
         });
     }
     json!({
-        "metadata": {"resourceVersion": rv(pvc)},
         "status": {
             "capacity": {"storage": bytes_quantity(new_size)},
             "conditions": with_condition(pvc, None),
@@ -316,6 +308,75 @@ pub fn has_node_expansion_annotation(pvc: &PersistentVolumeClaim) -> bool {
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(ANN_NODE_EXPANSION_NOT_REQUIRED))
+}
+
+/// One write of a resize. A plan is a list of them in the order they must
+/// happen; `resize::apply` runs it, one write after the other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Merge patch of the claim (metadata).
+    Claim(Value),
+    /// Merge patch of the claim's status subresource, guarded by the
+    /// resourceVersion of the claim the previous write returned.
+    ClaimStatus(Value),
+    /// Merge patch of the PV.
+    Volume(Value),
+    /// A Normal Event on the claim.
+    Event {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Before lvextend: clear a stale node-expansion mark, announce, and record
+/// the size being allocated.
+pub fn start_writes(
+    pvc: &PersistentVolumeClaim,
+    pv_name: &str,
+    node: &str,
+    new_size: u64,
+    now: &str,
+) -> Vec<Write> {
+    let mut out = Vec::new();
+    if has_node_expansion_annotation(pvc) {
+        out.push(Write::Claim(node_expansion_annotation_patch(None)));
+    }
+    out.push(Write::Event {
+        reason: "Resizing",
+        message: format!("lvmpin agent on {node} is resizing volume {pv_name}"),
+    });
+    out.push(Write::ClaimStatus(start_patch(pvc, new_size, now)));
+    out
+}
+
+/// After lvextend: the PV's new capacity, then either the end of the resize
+/// (a raw block volume has no filesystem to grow) or the hand-over to kubelet.
+pub fn finish_writes(
+    pvc: &PersistentVolumeClaim,
+    pv_name: &str,
+    new_size: u64,
+    volume_size: u64,
+    path: ResizePath,
+    now: &str,
+) -> Vec<Write> {
+    let mut out = vec![Write::Volume(pv_capacity_patch(volume_size))];
+    if is_block(pvc) {
+        out.push(Write::ClaimStatus(finished_patch(pvc, volume_size, path)));
+        out.push(Write::Claim(node_expansion_annotation_patch(Some("true"))));
+        out.push(Write::Event {
+            reason: "VolumeResizeSuccessful",
+            message: format!("resize volume {pv_name} finished"),
+        });
+    } else {
+        out.push(Write::ClaimStatus(node_pending_patch(
+            pvc, new_size, now, path,
+        )));
+        out.push(Write::Event {
+            reason: "FileSystemResizeRequired",
+            message: "Require file system resize of volume on node".to_string(),
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -510,6 +571,64 @@ mod tests {
     }
 
     #[test]
+    fn writes_come_in_protocol_order() {
+        let kinds = |w: &[Write]| -> Vec<&'static str> {
+            w.iter()
+                .map(|w| match w {
+                    Write::Claim(_) => "claim",
+                    Write::ClaimStatus(_) => "status",
+                    Write::Volume(_) => "pv",
+                    Write::Event { reason, .. } => reason,
+                })
+                .collect()
+        };
+        let t = "2026-01-01T00:00:00Z";
+        let plain = ClaimBuilder::new("ns", "data", "u1")
+            .size("2Gi")
+            .bound("pvc-u1", "1Gi")
+            .build();
+        let marked = ClaimBuilder::new("ns", "data", "u1")
+            .size("2Gi")
+            .bound("pvc-u1", "1Gi")
+            .annotation(ANN_NODE_EXPANSION_NOT_REQUIRED, "true")
+            .build();
+        let block = ClaimBuilder::new("ns", "data", "u1")
+            .size("2Gi")
+            .bound("pvc-u1", "1Gi")
+            .block()
+            .build();
+        let g2 = 2 << 30;
+        let cases: Vec<(&str, Vec<Write>, Vec<&str>)> = vec![
+            (
+                "start",
+                start_writes(&plain, "pvc-u1", "n1", g2, t),
+                vec!["Resizing", "status"],
+            ),
+            (
+                "start after an earlier block resize",
+                start_writes(&marked, "pvc-u1", "n1", g2, t),
+                vec!["claim", "Resizing", "status"],
+            ),
+            (
+                "filesystem: hand over to kubelet",
+                finish_writes(&plain, "pvc-u1", g2, g2, ResizePath::Recovery, t),
+                vec!["pv", "status", "FileSystemResizeRequired"],
+            ),
+            (
+                "block: done here",
+                finish_writes(&block, "pvc-u1", g2, g2, ResizePath::Recovery, t),
+                vec!["pv", "status", "claim", "VolumeResizeSuccessful"],
+            ),
+        ];
+        for (name, writes, want) in cases {
+            assert_eq!(kinds(&writes), want, "{name}");
+        }
+        // The PV gets the LV's real size, which extent rounding may raise.
+        let rounded = finish_writes(&plain, "pvc-u1", g2, g2 + 4096, ResizePath::Legacy, t);
+        assert_eq!(rounded[0], Write::Volume(pv_capacity_patch(g2 + 4096)));
+    }
+
+    #[test]
     fn patches_keep_foreign_conditions_and_drop_resize_ones() {
         let pvc = ClaimBuilder::new("ns", "data", "u1")
             .size("2Gi")
@@ -533,7 +652,7 @@ mod tests {
         let t = "2026-01-01T00:00:00Z";
         assert_eq!(
             start_patch(&pvc, 2 << 30, t),
-            json!({"metadata": {"resourceVersion": "7"}, "status": {
+            json!({"status": {
                 "conditions": [{"type": "ModifyingVolume", "status": "True"},
                                {"type": "Resizing", "status": "True", "lastTransitionTime": t}],
                 "allocatedResources": {"storage": "2Gi"},
@@ -553,7 +672,7 @@ mod tests {
         // The legacy path writes conditions (and capacity) only.
         assert_eq!(
             node_pending_patch(&pvc, 2 << 30, t, ResizePath::Legacy),
-            json!({"metadata": {"resourceVersion": "7"}, "status": {
+            json!({"status": {
                 "conditions": [{"type": "ModifyingVolume", "status": "True"},
                                {"type": "FileSystemResizePending", "status": "True", "lastTransitionTime": t,
                                 "message": FS_RESIZE_PENDING_MESSAGE}]}})

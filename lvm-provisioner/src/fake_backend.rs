@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::backend::{CreateVolume, Report, Volume, VolumeBackend, VolumeGroup};
+use crate::backend::{CreateVolume, Scan, Volume, VolumeBackend, VolumeGroup};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Default)]
 struct State {
-    report: Report,
+    scan: Scan,
     fail_next: Vec<(Option<&'static str>, Error)>,
     calls: Vec<String>,
 }
@@ -27,7 +27,7 @@ impl FakeBackend {
 
     /// Adds a VG of `size_bytes` with 4 MiB extents.
     pub fn with_vg(self, name: &str, size_bytes: u64) -> Self {
-        self.lock().report.volume_groups.push(VolumeGroup {
+        self.lock().scan.volume_groups.push(VolumeGroup {
             name: name.to_string(),
             size_bytes,
             free_bytes: size_bytes,
@@ -42,7 +42,7 @@ impl FakeBackend {
         {
             let mut st = self.lock();
             if let Some(vg) = st
-                .report
+                .scan
                 .volume_groups
                 .iter_mut()
                 .find(|g| g.name == volume.vg)
@@ -50,7 +50,7 @@ impl FakeBackend {
                 vg.free_bytes = vg.free_bytes.saturating_sub(volume.size_bytes);
                 vg.lv_count += 1;
             }
-            st.report.volumes.push(volume);
+            st.scan.volumes.push(volume);
         }
         self
     }
@@ -60,7 +60,7 @@ impl FakeBackend {
         self.lock().fail_next.push((None, err));
     }
 
-    /// The next call of `op` (`report`, `create`, `remove`, `extend`) fails.
+    /// The next call of `op` (`scan`, `create`, `remove`, `extend`) fails.
     pub fn fail_next_op(&self, op: &'static str, err: Error) {
         self.lock().fail_next.push((Some(op), err));
     }
@@ -70,13 +70,13 @@ impl FakeBackend {
         self.lock().calls.clone()
     }
 
-    pub fn snapshot(&self) -> Report {
-        self.lock().report.clone()
+    pub fn snapshot(&self) -> Scan {
+        self.lock().scan.clone()
     }
 
     pub fn grow_vg(&self, name: &str, extra: u64) {
         let mut st = self.lock();
-        if let Some(vg) = st.report.volume_groups.iter_mut().find(|g| g.name == name) {
+        if let Some(vg) = st.scan.volume_groups.iter_mut().find(|g| g.name == name) {
             vg.size_bytes += extra;
             vg.free_bytes += extra;
         }
@@ -107,14 +107,14 @@ fn round_up(size: u64, extent: u64) -> u64 {
 }
 
 impl VolumeBackend for FakeBackend {
-    async fn report(&self) -> Result<Report> {
-        let st = self.begin("report".into())?;
-        Ok(st.report.clone())
+    async fn scan(&self) -> Result<Scan> {
+        let st = self.begin("scan".into())?;
+        Ok(st.scan.clone())
     }
 
     async fn create(&self, req: CreateVolume) -> Result<Volume> {
         let mut st = self.begin(format!("create {}/{} {}", req.vg, req.name, req.size_bytes))?;
-        if let Some(existing) = st.report.volume(&req.vg, &req.name) {
+        if let Some(existing) = st.scan.volume(&req.vg, &req.name) {
             if existing.owner.as_ref() == Some(&req.owner) {
                 return Ok(existing.clone());
             }
@@ -124,12 +124,7 @@ impl VolumeBackend for FakeBackend {
                 message: "tags name a different claim".into(),
             });
         }
-        let Some(vg) = st
-            .report
-            .volume_groups
-            .iter_mut()
-            .find(|g| g.name == req.vg)
-        else {
+        let Some(vg) = st.scan.volume_groups.iter_mut().find(|g| g.name == req.vg) else {
             return Err(Error::VgNotFound { vg: req.vg });
         };
         let size = round_up(req.size_bytes, vg.extent_size_bytes);
@@ -150,22 +145,22 @@ impl VolumeBackend for FakeBackend {
             pool: req.thin_pool,
             owner: Some(req.owner),
         };
-        st.report.volumes.push(volume.clone());
+        st.scan.volumes.push(volume.clone());
         Ok(volume)
     }
 
     async fn remove(&self, vg: &str, lv: &str) -> Result<()> {
         let mut st = self.begin(format!("remove {vg}/{lv}"))?;
         let Some(pos) = st
-            .report
+            .scan
             .volumes
             .iter()
             .position(|v| v.vg == vg && v.name == lv)
         else {
             return Ok(());
         };
-        let removed = st.report.volumes.remove(pos);
-        if let Some(g) = st.report.volume_groups.iter_mut().find(|g| g.name == vg) {
+        let removed = st.scan.volumes.remove(pos);
+        if let Some(g) = st.scan.volume_groups.iter_mut().find(|g| g.name == vg) {
             g.free_bytes += removed.size_bytes;
             g.lv_count = g.lv_count.saturating_sub(1);
         }
@@ -175,17 +170,13 @@ impl VolumeBackend for FakeBackend {
     async fn extend(&self, vg: &str, lv: &str, size_bytes: u64) -> Result<Volume> {
         let mut st = self.begin(format!("extend {vg}/{lv} {size_bytes}"))?;
         let extent = st
-            .report
+            .scan
             .volume_group(vg)
             .map(|g| g.extent_size_bytes)
             .ok_or_else(|| Error::VgNotFound { vg: vg.into() })?;
-        let free = st
-            .report
-            .volume_group(vg)
-            .map(|g| g.free_bytes)
-            .unwrap_or(0);
+        let free = st.scan.volume_group(vg).map(|g| g.free_bytes).unwrap_or(0);
         let Some(v) = st
-            .report
+            .scan
             .volumes
             .iter_mut()
             .find(|v| v.vg == vg && v.name == lv)
@@ -210,7 +201,7 @@ impl VolumeBackend for FakeBackend {
         }
         v.size_bytes = target;
         let out = v.clone();
-        if let Some(g) = st.report.volume_groups.iter_mut().find(|g| g.name == vg) {
+        if let Some(g) = st.scan.volume_groups.iter_mut().find(|g| g.name == vg) {
             g.free_bytes -= grow;
         }
         Ok(out)

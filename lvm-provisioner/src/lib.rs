@@ -2,9 +2,9 @@
 //! deletion, and the CSI node service.
 //!
 //! Pure decisions: `claim_plan`, `lvm_mode`, `pv_body`, `capacity`, `expansion`,
-//! `deletion`, `recovery`, `report`, `backoff`, and the plan of
+//! `deletion`, `recovery`, `lvm_node_status`, `backoff`, and the plan of
 //! `storage_capacity`. Shells that perform them: `reconcile_claim`,
-//! `reconcile_pv`, `node_report`, `startup`, `volumes`, `lvm_backend`, the
+//! `reconcile_pv`, `lvm_node_writer`, `startup`, `volumes`, `lvm_backend`, the
 //! sync of `storage_capacity`, `runtime`.
 #![forbid(unsafe_code)]
 
@@ -24,13 +24,15 @@ pub mod fake_backend;
 pub mod http;
 pub mod lvm_backend;
 pub mod lvm_mode;
+pub mod lvm_node_status;
+pub mod lvm_node_writer;
 pub mod metrics;
-pub mod node_report;
+pub mod provision;
 pub mod pv_body;
 pub mod reconcile_claim;
 pub mod reconcile_pv;
 pub mod recovery;
-pub mod report;
+pub mod resize;
 pub mod runtime;
 pub mod startup;
 pub mod storage_capacity;

@@ -3,7 +3,7 @@
 
 use lvmpin_lvm as lvm;
 
-use crate::backend::{CreateVolume, Owner, Report, ThinPool, Volume, VolumeBackend, VolumeGroup};
+use crate::backend::{CreateVolume, Owner, Scan, ThinPool, Volume, VolumeBackend, VolumeGroup};
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
@@ -79,8 +79,8 @@ fn volume_from(lv: lvm::LogicalVolume) -> Volume {
     }
 }
 
-fn report_from(r: lvm::Report) -> Report {
-    Report {
+fn scan_from(r: lvm::Report) -> Scan {
+    Scan {
         volume_groups: r
             .volume_groups
             .into_iter()
@@ -110,8 +110,8 @@ fn report_from(r: lvm::Report) -> Report {
 }
 
 impl VolumeBackend for LvmBackend {
-    async fn report(&self) -> Result<Report> {
-        self.blocking(|l| l.report()).await.map(report_from)
+    async fn scan(&self) -> Result<Scan> {
+        self.blocking(|l| l.report()).await.map(scan_from)
     }
 
     async fn create(&self, req: CreateVolume) -> Result<Volume> {

@@ -22,7 +22,7 @@ use crate::context::{AgentConfig, Caches, Clock, Context};
 use crate::error::{Error, Result};
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
-use crate::{node_report, reconcile_claim, reconcile_pv, startup, storage_capacity};
+use crate::{lvm_node_writer, reconcile_claim, reconcile_pv, startup, storage_capacity};
 
 const RECOVERY_ATTEMPTS: u32 = 3;
 
@@ -257,7 +257,7 @@ impl<B: VolumeBackend + Clone> Agent<B> {
             spawn_http(addr, state, &shutdown).await?;
         }
 
-        tokio::spawn(node_report::run(ctx.clone(), shutdown.clone()));
+        tokio::spawn(lvm_node_writer::run(ctx.clone(), shutdown.clone()));
         tokio::spawn(storage_capacity::run(ctx.clone(), shutdown.clone()));
 
         {

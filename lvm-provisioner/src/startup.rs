@@ -60,8 +60,8 @@ pub async fn report_orphan<B>(ctx: &Context<B>, vg: &str, lv: &str, reason: &str
 
 /// Needs synced caches. Returns the number of orphans found.
 pub async fn recover<B: VolumeBackend>(ctx: &Context<B>) -> Result<usize> {
-    let report = ctx.backend.report().await?;
-    let ours: Vec<_> = report
+    let scan = ctx.backend.scan().await?;
+    let ours: Vec<_> = scan
         .volumes
         .into_iter()
         .filter(|v| ctx.config.volume_groups.contains(&v.vg))
@@ -114,7 +114,7 @@ pub async fn recover<B: VolumeBackend>(ctx: &Context<B>) -> Result<usize> {
                     continue;
                 };
                 let pv = pv_body::build(&spec, &pvc, &class, node, volume.size_bytes);
-                let result = crate::reconcile_claim::create_pv(ctx, &spec, &pv).await;
+                let result = crate::provision::create_pv(ctx, &spec, &pv).await;
                 ctx.metrics.operation(
                     "recreate_pv",
                     match &result {

@@ -1,15 +1,15 @@
 //! LV operations as the reconcilers use them: serialised, checked against the
 //! cached scan (refreshed whenever it could mislead), and followed by a
-//! capacity report.
+//! capacity scan.
 
-use crate::backend::{CreateVolume, Report, Volume, VolumeBackend};
+use crate::backend::{CreateVolume, Scan, Volume, VolumeBackend};
 use crate::capacity::{CreateCheck, apply_created, apply_removed, check_create};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
-fn check(ctx_spare: u64, report: &Report, req: &CreateVolume) -> Result<CreateCheck> {
+fn check(ctx_spare: u64, scan: &Scan, req: &CreateVolume) -> Result<CreateCheck> {
     check_create(
-        report,
+        scan,
         &req.vg,
         &req.name,
         req.size_bytes,
@@ -31,12 +31,12 @@ pub async fn ensure_volume<B: VolumeBackend>(
         // stale (the VG grew, a PV came back) and would reschedule for nothing.
         Some(Ok(CreateCheck::Create)) => CreateCheck::Create,
         _ => {
-            let fresh = ctx.backend.report().await?;
+            let fresh = ctx.backend.scan().await?;
             let d = check(spare, &fresh, &req);
             *state = Some(fresh);
             if d.is_err() {
                 // The VG changed behind our back (someone else's LV, a lost
-                // PV). Report it now, or the extender keeps choosing this
+                // PV). Scan it now, or the extender keeps choosing this
                 // node until the next periodic scan.
                 ctx.status_dirty.notify_one();
             }
@@ -59,7 +59,7 @@ pub async fn ensure_volume<B: VolumeBackend>(
                 Ok(v)
             }
             Err(e) => {
-                // The cache was too optimistic; the next report rescans.
+                // The cache was too optimistic; the next scan rescans.
                 *state = None;
                 ctx.status_dirty.notify_one();
                 Err(e)
@@ -79,13 +79,13 @@ pub async fn remove_volume<B: VolumeBackend>(
     pv_name: &str,
 ) -> Result<()> {
     let mut state = ctx.lvm_state.lock().await;
-    let names_pv = |r: &Report| {
+    let names_pv = |r: &Scan| {
         r.volume(vg, lv)
             .map(|v| v.owner.as_ref().map(|o| o.pv_name.as_str()) == Some(pv_name))
     };
     let cached_ours = state.as_ref().and_then(names_pv) == Some(true);
     if !cached_ours {
-        let fresh = ctx.backend.report().await?;
+        let fresh = ctx.backend.scan().await?;
         let verdict = names_pv(&fresh);
         *state = Some(fresh);
         match verdict {
@@ -125,7 +125,7 @@ pub async fn extend_volume<B: VolumeBackend>(
     pv_name: &str,
 ) -> Result<Volume> {
     let mut state = ctx.lvm_state.lock().await;
-    let names_claim = |r: &Report| {
+    let names_claim = |r: &Scan| {
         r.volume(vg, lv).map(|v| {
             v.owner
                 .as_ref()
@@ -133,7 +133,7 @@ pub async fn extend_volume<B: VolumeBackend>(
         })
     };
     if state.as_ref().and_then(names_claim) != Some(true) {
-        let fresh = ctx.backend.report().await?;
+        let fresh = ctx.backend.scan().await?;
         let verdict = names_claim(&fresh);
         *state = Some(fresh);
         match verdict {
@@ -163,14 +163,14 @@ pub async fn extend_volume<B: VolumeBackend>(
     result
 }
 
-/// The scan the capacity report is built from: fresh when asked (periodic
+/// The scan the capacity scan is built from: fresh when asked (periodic
 /// scans, which also resynchronise the cache) or when nothing is cached.
-pub async fn scan<B: VolumeBackend>(ctx: &Context<B>, fresh: bool) -> Result<Report> {
+pub async fn scan<B: VolumeBackend>(ctx: &Context<B>, fresh: bool) -> Result<Scan> {
     let mut state = ctx.lvm_state.lock().await;
     match state.as_ref() {
         Some(r) if !fresh => Ok(r.clone()),
         _ => {
-            let r = ctx.backend.report().await;
+            let r = ctx.backend.scan().await;
             *state = r.as_ref().ok().cloned();
             r
         }

@@ -10,7 +10,7 @@ use lvmpin_api::names::{DRIVER_NAME, PARAM_VOLUME_GROUP, PV_FINALIZER};
 use lvmpin_lvm::{Lvm, LvmConfig};
 use lvmpin_provisioner::lvm_backend::LvmBackend;
 use lvmpin_provisioner::test_objects::{ClaimBuilder, class, pv_from_json};
-use lvmpin_provisioner::{node_report, reconcile_claim, reconcile_pv};
+use lvmpin_provisioner::{lvm_node_writer, reconcile_claim, reconcile_pv};
 use serde_json::{Value, json};
 use support::loop_vg::LoopVg;
 use support::{Call, world};
@@ -144,7 +144,7 @@ async fn capacity_report_from_real_lvm() {
     let ctx = w.ctx.clone();
     w.run(
         calls,
-        async move { node_report::publish_status(&ctx).await },
+        async move { lvm_node_writer::publish_status(&ctx).await },
     )
     .await
     .unwrap();

@@ -12,7 +12,7 @@ use lvmpin_provisioner::backend::{Owner, Volume};
 use lvmpin_provisioner::error::Error;
 use lvmpin_provisioner::fake_backend::FakeBackend;
 use lvmpin_provisioner::test_objects::{ClaimBuilder, class, pv_from_json};
-use lvmpin_provisioner::{node_report, reconcile_claim, reconcile_pv, startup};
+use lvmpin_provisioner::{lvm_node_writer, reconcile_claim, reconcile_pv, startup};
 use serde_json::{Value, json};
 use support::{Call, NOW, World, config, world};
 
@@ -90,7 +90,7 @@ async fn provision_creates_the_lv_then_the_exact_pv() {
     assert_eq!(action.unwrap(), Action::await_change());
     assert_eq!(
         backend.calls(),
-        vec!["report", "create vg0/pvc-u1 1073741824"]
+        vec!["scan", "create vg0/pvc-u1 1073741824"]
     );
     let lv = backend.snapshot().volume("vg0", "pvc-u1").cloned().unwrap();
     assert_eq!(lv.owner, Some(owner("u1")));
@@ -199,7 +199,7 @@ async fn a_claim_is_provisioned_and_announced_once() {
     .expect("the second reconcile ran the provisioning again");
     assert_eq!(
         second.unwrap(),
-        Action::requeue(reconcile_claim::IN_FLIGHT_WAIT)
+        Action::requeue(lvmpin_provisioner::provision::IN_FLIGHT_WAIT)
     );
     send.send_response(
         http::Response::builder()
@@ -283,7 +283,7 @@ async fn no_room_reschedules_without_creating() {
         )
         .await;
     assert_eq!(action.unwrap(), Action::await_change());
-    assert_eq!(backend.calls(), vec!["report"]);
+    assert_eq!(backend.calls(), vec!["scan"]);
 }
 
 /// A node without device-mapper and without --metadata-only-for-tests creates
@@ -320,7 +320,7 @@ async fn spare_bytes_are_kept_free() {
     )
     .await
     .unwrap();
-    assert_eq!(backend.calls(), vec!["report"]);
+    assert_eq!(backend.calls(), vec!["scan"]);
 }
 
 #[tokio::test]
@@ -437,7 +437,7 @@ async fn deletion_removes_the_lv_then_deletes_the_pv_then_drops_the_finalizer() 
     w.run(calls, reconcile_pv::reconcile(pv, w.ctx.clone()))
         .await
         .unwrap();
-    assert_eq!(backend.calls(), vec!["report", "remove vg0/pvc-u1"]);
+    assert_eq!(backend.calls(), vec!["scan", "remove vg0/pvc-u1"]);
 }
 
 #[tokio::test]
@@ -456,7 +456,7 @@ async fn deletion_resumes_after_a_crash_between_delete_and_finalizer() {
     w.run(calls, reconcile_pv::reconcile(pv, w.ctx.clone()))
         .await
         .unwrap();
-    assert_eq!(backend.calls(), vec!["report"]);
+    assert_eq!(backend.calls(), vec!["scan"]);
 }
 
 #[tokio::test]
@@ -594,7 +594,7 @@ async fn filesystem_expansion_follows_the_external_resizer() {
     .unwrap();
     assert_eq!(
         backend.calls(),
-        vec!["report", "extend vg0/pvc-u1 2147483648"]
+        vec!["scan", "extend vg0/pvc-u1 2147483648"]
     );
 }
 
@@ -632,7 +632,7 @@ async fn expansion_refuses_an_lv_tagged_for_another_claim() {
         matches!(result, Err(Error::OwnedByAnother { .. })),
         "{result:?}"
     );
-    assert_eq!(backend.calls(), vec!["report"]);
+    assert_eq!(backend.calls(), vec!["scan"]);
     assert_eq!(
         backend
             .snapshot()
@@ -829,7 +829,7 @@ async fn expansion_follows_the_legacy_path_when_the_server_drops_allocated_resou
     .await;
     assert_eq!(
         backend.calls(),
-        vec!["report", "extend vg0/pvc-u1 2147483648"]
+        vec!["scan", "extend vg0/pvc-u1 2147483648"]
     );
 }
 
@@ -874,12 +874,12 @@ async fn lvm_node_is_created_owned_by_the_node_and_written_only_on_change() {
     let ctx = w.ctx.clone();
     let b = backend.clone();
     w.run(calls, async move {
-        assert!(node_report::ensure_lvm_node(&ctx).await.unwrap());
-        assert!(node_report::publish_status(&ctx).await.unwrap());
+        assert!(lvm_node_writer::ensure_lvm_node(&ctx).await.unwrap());
+        assert!(lvm_node_writer::publish_status(&ctx).await.unwrap());
         // Nothing changed: no write.
-        assert!(!node_report::publish_status(&ctx).await.unwrap());
+        assert!(!lvm_node_writer::publish_status(&ctx).await.unwrap());
         b.grow_vg("vg0", GI);
-        assert!(node_report::publish_status(&ctx).await.unwrap());
+        assert!(lvm_node_writer::publish_status(&ctx).await.unwrap());
     })
     .await;
 }
@@ -920,7 +920,7 @@ async fn startup_recreates_a_missing_pv_and_reports_orphans() {
     assert_eq!(orphans, 1);
     assert_eq!(w.ctx.metrics.orphan_volumes.get(), 1);
     // Never deletes.
-    assert_eq!(backend.calls(), vec!["report"]);
+    assert_eq!(backend.calls(), vec!["scan"]);
 }
 
 #[tokio::test]
@@ -967,10 +967,10 @@ async fn cached_scan_spares_lvm_calls_and_is_refreshed_before_a_reschedule() {
     assert_eq!(
         backend.calls(),
         vec![
-            "report",
+            "scan",
             "create vg0/pvc-a 1073741824",
             "create vg0/pvc-b 1073741824",
-            "report",
+            "scan",
             "create vg0/pvc-c 1073741824"
         ]
     );
@@ -1021,7 +1021,7 @@ async fn deletion_after_provisioning_uses_the_cached_scan() {
     assert_eq!(
         backend.calls(),
         vec![
-            "report",
+            "scan",
             "create vg0/pvc-u1 1073741824",
             "remove vg0/pvc-u1"
         ]
@@ -1057,6 +1057,6 @@ async fn a_missing_thin_pool_reschedules() {
     .unwrap();
     assert_eq!(
         backend.calls(),
-        vec!["report", "create vg0/pvc-u1 1073741824"]
+        vec!["scan", "create vg0/pvc-u1 1073741824"]
     );
 }

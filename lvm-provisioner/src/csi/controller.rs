@@ -27,9 +27,9 @@ use super::mounter::Mounter;
 use super::mountinfo::mounts_of;
 use super::naming::owned_volume as owned;
 use super::request::CONTEXT_FS_TYPE;
-use crate::backend::{CreateVolume, Report, Volume, VolumeBackend};
+use crate::backend::{CreateVolume, Scan, Volume, VolumeBackend};
 use crate::capacity::{check_create, extent_round_up};
-use crate::report::build_status;
+use crate::lvm_node_status::build_status;
 use crate::storage_capacity::available;
 
 type Rpc<T> = std::result::Result<Response<T>, Status>;
@@ -83,8 +83,8 @@ impl<B: VolumeBackend> ControllerService<B> {
         })
     }
 
-    async fn scan(&self) -> Result<Report> {
-        Ok(self.backend.report().await?)
+    async fn scan(&self) -> Result<Scan> {
+        Ok(self.backend.scan().await?)
     }
 
     /// The volume behind an id, if it is one of ours; anything else is absent.
@@ -92,8 +92,8 @@ impl<B: VolumeBackend> ControllerService<B> {
         let Some(id) = self.scope.our_id(raw) else {
             return Ok(None);
         };
-        let report = self.scan().await?;
-        Ok(report
+        let scan = self.scan().await?;
+        Ok(scan
             .volume(&id.vg, &id.lv)
             .filter(|v| owned(v.owner.as_ref(), &v.name))
             .cloned()
@@ -116,14 +116,14 @@ impl<B: VolumeBackend> ControllerService<B> {
         if let Some(problem) = &self.host_problem {
             return Err(Error::Unavailable(problem.clone()));
         }
-        let report = self.scan().await?;
-        let Some(group) = report.volume_group(&req.vg) else {
+        let scan = self.scan().await?;
+        let Some(group) = scan.volume_group(&req.vg) else {
             return Err(Error::Unavailable(format!(
                 "volume group {} is not present on this node",
                 req.vg
             )));
         };
-        if let Some(existing) = report.volume(&req.vg, &req.lv) {
+        if let Some(existing) = scan.volume(&req.vg, &req.lv) {
             let same_owner = owned(existing.owner.as_ref(), &existing.name)
                 && existing.owner.as_ref() == Some(&req.owner);
             if !same_owner || existing.pool != req.thin_pool || !req.size_fits(existing.size_bytes)
@@ -140,7 +140,7 @@ impl<B: VolumeBackend> ControllerService<B> {
             return Ok(existing.clone());
         }
         if let Some(pool) = &req.thin_pool
-            && !report
+            && !scan
                 .thin_pools
                 .iter()
                 .any(|p| p.vg == req.vg && &p.name == pool)
@@ -159,7 +159,7 @@ impl<B: VolumeBackend> ControllerService<B> {
             )));
         }
         check_create(
-            &report,
+            &scan,
             &req.vg,
             &req.lv,
             size,
@@ -185,8 +185,8 @@ impl<B: VolumeBackend> ControllerService<B> {
             info!("DeleteVolume: not a volume of a VG this node serves; nothing to delete");
             return Ok(());
         };
-        let report = self.scan().await?;
-        let Some(volume) = report.volume(&id.vg, &id.lv) else {
+        let scan = self.scan().await?;
+        let Some(volume) = scan.volume(&id.vg, &id.lv) else {
             return Ok(());
         };
         if !owned(volume.owner.as_ref(), &volume.name) {
@@ -220,10 +220,8 @@ impl<B: VolumeBackend> ControllerService<B> {
         let Some((id, volume)) = self.find_ours(&req.volume_id).await? else {
             return Err(Error::VolumeNotFound(req.volume_id.clone()));
         };
-        let report = self.scan().await?;
-        let extent = report
-            .volume_group(&id.vg)
-            .map_or(0, |g| g.extent_size_bytes);
+        let scan = self.scan().await?;
+        let extent = scan.volume_group(&id.vg).map_or(0, |g| g.extent_size_bytes);
         let target = extent_round_up(req.required, extent);
         if volume.size_bytes >= target {
             return Ok(volume);
@@ -243,9 +241,9 @@ impl<B: VolumeBackend> ControllerService<B> {
         let Some((vg, pool)) = request::capacity_query(r, &self.scope)? else {
             return Ok(0);
         };
-        let report = self.scan().await?;
+        let scan = self.scan().await?;
         let status = build_status(
-            &report,
+            &scan,
             &self.scope.volume_groups,
             self.host_problem.as_deref(),
             None,

@@ -49,21 +49,21 @@ pub const AGENT: Component = Component {
     namespace: "lvmpin-system",
     service_account: "lvmpin-agent",
     calls: &[
-        // node_report.rs: its own node's capacity report.
+        // lvm_node_writer.rs: its own node's capacity report.
         call("get", "lvmpin.io", "lvmnodes"),
         call("create", "lvmpin.io", "lvmnodes"),
         call("patch", "lvmpin.io", "lvmnodes"),
         call("patch", "lvmpin.io", "lvmnodes/status"),
-        // node_report.rs: its Node, as the LvmNode's owner.
+        // lvm_node_writer.rs: its Node, as the LvmNode's owner.
         call("get", "", "nodes"),
-        // runtime.rs (controller), reconcile_claim.rs, reconcile_pv.rs.
+        // runtime.rs (controller), provision.rs, reconcile_pv.rs.
         call("list", "", "persistentvolumes"),
         call("watch", "", "persistentvolumes"),
         call("get", "", "persistentvolumes"),
         call("create", "", "persistentvolumes"),
         call("patch", "", "persistentvolumes"),
         call("delete", "", "persistentvolumes"),
-        // runtime.rs (controller), reconcile_claim.rs (reschedule, expansion).
+        // runtime.rs (controller), provision.rs (reschedule), resize.rs.
         call("list", "", "persistentvolumeclaims"),
         call("watch", "", "persistentvolumeclaims"),
         call("patch", "", "persistentvolumeclaims"),

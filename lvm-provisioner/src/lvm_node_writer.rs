@@ -14,7 +14,7 @@ use crate::api_util::{is_conflict, is_not_found};
 use crate::backend::VolumeBackend;
 use crate::context::Context;
 use crate::error::Result;
-use crate::report::{build_status, needs_write, scan_failed_status};
+use crate::lvm_node_status::{build_status, needs_write, scan_failed_status};
 
 fn node_owner(node: &Node) -> Option<OwnerReference> {
     Some(OwnerReference {

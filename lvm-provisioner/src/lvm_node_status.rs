@@ -4,9 +4,9 @@
 use lvmpin_api::lvm_node::condition::{SCAN_SUCCEEDED, VOLUME_GROUPS_HEALTHY};
 use lvmpin_api::{LvmNodeStatus, NodeCondition, ThinPoolStatus, VolumeGroupStatus};
 
-use crate::backend::Report;
+use crate::backend::Scan;
 
-fn vg_status(report: &Report, name: &str) -> VolumeGroupStatus {
+fn vg_status(report: &Scan, name: &str) -> VolumeGroupStatus {
     let Some(vg) = report.volume_group(name) else {
         return VolumeGroupStatus {
             name: name.to_string(),
@@ -81,7 +81,7 @@ fn condition(
 /// `host_problem`: a reason no VG of this node may be used (see `lvm_mode`);
 /// every VG is then reported unhealthy with it, so no scheduler picks them.
 pub fn build_status(
-    report: &Report,
+    report: &Scan,
     configured: &[String],
     host_problem: Option<&str>,
     previous: Option<&LvmNodeStatus>,
@@ -210,8 +210,8 @@ mod tests {
         assert!(needs_write(Some(&a), &same_later, None, beat));
     }
 
-    fn report() -> Report {
-        Report {
+    fn report() -> Scan {
+        Scan {
             volume_groups: vec![VolumeGroup {
                 name: "vg0".into(),
                 size_bytes: 10 << 30,
