@@ -15,18 +15,7 @@ use crate::idempotency::{adopt_existing, size_argument};
 use crate::lock::{VgLocks, hold};
 use crate::names::{validate_lv_name, validate_vg_name};
 use crate::report::{LogicalVolume, Report, device_path, parse_lvs, parse_report};
-use crate::tags::Owner;
-
-/// A request for an LV owned by one claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CreateLv {
-    pub vg: String,
-    pub name: String,
-    pub size_bytes: u64,
-    /// Create a thin LV of this pool instead of a linear one.
-    pub thin_pool: Option<String>,
-    pub owner: Owner,
-}
+use crate::request::CreateLv;
 
 #[derive(Clone, Debug)]
 pub struct Lvm {
