@@ -1,5 +1,6 @@
 //! CSI node service and kubelet plugin registration (CSI spec v1 `Node` service; kubelet
-//! `pkg/kubelet/pluginmanager` registration protocol).
+//! `pkg/kubelet/pluginmanager` registration protocol; the facts used are in
+//! docs/protocols.md, "CSI node service" and "Plugin registration with kubelet").
 //!
 //! Layout: `request` checks arguments; `stage`, `publish`, `stats` and
 //! `expand` decide with pure planning functions over the mount table and act
