@@ -10,8 +10,9 @@ fn pointer_segment(s: &str) -> String {
 }
 
 /// The reschedule signal: remove `volume.kubernetes.io/selected-node` from a
-/// claim (as external-provisioner does in `controller.go`,
-/// `rescheduleProvisioning`), so kube-scheduler's PreBind fails and the pod
+/// claim (as sig-storage-lib-external-provisioner does in
+/// `controller/controller.go`, `rescheduleProvisioning`; docs/protocols.md,
+/// "Reschedule"), so kube-scheduler's PreBind fails and the pod
 /// is placed again. The `test` makes it apply only while the annotation still
 /// names `node`: a newer choice of the scheduler is left alone.
 pub fn remove_selected_node_patch(node: &str) -> Value {

@@ -3,7 +3,8 @@
 //! - An unbound claim whose `selected-node` names a Node that is gone, or
 //!   whose agent has been silent too long, is handed back to the scheduler
 //!   (external-provisioner does the same when the Node is not found:
-//!   `controller.go`, `provisionClaimOperation`).
+//!   `pkg/controller/controller.go`, `prepareProvision`; docs/protocols.md,
+//!   "Reschedule").
 //! - A bound claim whose volume's Node is gone follows its node-loss policy:
 //!   `keep` (the default) only reports it; `recreate` deletes the claim and
 //!   the pods using it, so that their StatefulSet makes a fresh, empty volume

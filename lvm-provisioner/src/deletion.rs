@@ -1,11 +1,12 @@
 //! When a PV of ours may lose its LV. Pure.
 //!
 //! The order in the shell (`reconcile_pv.rs`) is: remove the LV, delete the PV
-//! object, then drop our finalizer — the order of the external-provisioner
-//! (kubernetes-csi/external-provisioner,
-//! `controller.go` `deleteVolumeOperation`, then the finalizer removal). The finalizer therefore holds the PV for as long as the
-//! LV may exist, and a crash at any point leaves a Released PV with the
-//! finalizer, which the next run finishes (every step is idempotent).
+//! object, then drop our finalizer — the order of the external provisioner
+//! library (sig-storage-lib-external-provisioner `controller/controller.go`,
+//! `deleteVolumeOperation`; docs/protocols.md, "Deletion and finalizers").
+//! The finalizer therefore holds the PV for as long as the LV may exist, and
+//! a crash at any point leaves a Released PV with the finalizer, which the
+//! next run finishes (every step is idempotent).
 
 use k8s_openapi::api::core::v1::PersistentVolume;
 use lvmpin_api::VolumeId;

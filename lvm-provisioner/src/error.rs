@@ -78,7 +78,8 @@ impl Error {
     /// Errors that no retry on this node can fix: the pod must go elsewhere.
     /// Mirrors the external-provisioner, which reschedules only on
     /// RESOURCE_EXHAUSTED and a vanished node topology (external-provisioner
-    /// `controller.go`, `provisionClaimOperation`).
+    /// `pkg/controller/controller.go`, `checkError` and `prepareProvision`;
+    /// docs/protocols.md, "Reschedule").
     pub fn needs_reschedule(&self) -> bool {
         matches!(
             self,

@@ -1,33 +1,31 @@
 //! Volume expansion without a CSI controller: the agent plays the part of the
-//! external-resizer (kubernetes-csi/external-resizer [RS] v2.2.1,
-//! `pkg/controller/expand_and_recover.go`, the recovery path).
-//!
-//! Facts this follows, checked against those sources and kubernetes [K]:
-//! - RS acts on a Bound claim whose `spec.resources.requests.storage` exceeds
-//!   `status.capacity.storage` and whose PV's claimRef uid matches [RS].
-//! - With RecoverVolumeExpansionFailure on (beta and on from Kubernetes 1.32,
-//!   GA in 1.34 [K6]) RS first patches the claim's status subresource with
+//! external-resizer (kubernetes-csi/external-resizer v2.2,
+//! `pkg/controller/expand_and_recover.go`, the recovery path). The facts and
+//! their upstream sources are in docs/protocols.md, "Volume expansion":
+//! - the resizer acts on a Bound claim whose `spec.resources.requests.storage`
+//!   exceeds `status.capacity.storage` and whose PV's claimRef uid matches;
+//! - with RecoverVolumeExpansionFailure on (beta and on from Kubernetes 1.32,
+//!   GA in 1.34) it first patches the claim's status subresource with
 //!   condition `Resizing=True`, `allocatedResources.storage=<new>` and
-//!   `allocatedResourceStatuses.storage=ControllerResizeInProgress` [RS].
-//! - After ControllerExpandVolume (here: lvextend) it patches the PV's
+//!   `allocatedResourceStatuses.storage=ControllerResizeInProgress`;
+//! - after ControllerExpandVolume (here: lvextend) it patches the PV's
 //!   `spec.capacity`, then, when the node must grow a filesystem, sets
 //!   `FileSystemResizePending=True` and `NodeResizePending`; kubelet then calls
 //!   NodeExpandVolume and finishes with MarkFSResizeFinished, which sets
-//!   `status.capacity` [RS, K4].
-//! - When no node step is needed (raw block volumes) RS sets the capacity,
+//!   `status.capacity`;
+//! - when no node step is needed (raw block volumes) it sets the capacity,
 //!   clears the resize conditions, drops the storage key from
 //!   `allocatedResourceStatuses` and annotates the claim
-//!   `volume.kubernetes.io/node-expansion-not-required: "true"` [RS].
-//! - Kubelet's legacy path (gate off) only looks at PV capacity versus claim
-//!   capacity and the legacy conditions, which the same writes keep consistent.
+//!   `volume.kubernetes.io/node-expansion-not-required: "true"`;
+//! - kubelet's legacy path (gate off) only looks at PV capacity versus claim
+//!   capacity and the legacy conditions, which the same writes keep consistent;
 //! - `allocatedResources` and `allocatedResourceStatuses` are always written
-//!   together (external-resizer's status helpers in
-//!   `pkg/util` always write both).
+//!   together, as external-resizer's status helpers in `pkg/util` do;
 //! - With the gate off (Kubernetes 1.30 and 1.31) the API server drops both
 //!   fields from every PVC write (kubernetes `pkg/api/persistentvolumeclaim`
 //!   `DropDisabledFieldsFromStatus`), so nothing waiting for them ever sees
 //!   them. When the claim read back after our first write lacks
-//!   `allocatedResources`, the agent follows RS's older path instead
+//!   `allocatedResources`, the agent follows the resizer's older path instead
 //!   (`pkg/controller/controller.go`): conditions `Resizing` and
 //!   `FileSystemResizePending` only, and the PV capacity; kubelet's legacy
 //!   path then grows the filesystem because the PV is larger than the claim.
@@ -50,7 +48,7 @@ pub const NODE_RESIZE_IN_PROGRESS: &str = "NodeResizeInProgress";
 pub const NODE_RESIZE_INFEASIBLE: &str = "NodeResizeInfeasible";
 pub const COND_RESIZING: &str = "Resizing";
 pub const COND_FS_RESIZE_PENDING: &str = "FileSystemResizePending";
-/// The message RS writes with FileSystemResizePending.
+/// The message external-resizer writes with FileSystemResizePending.
 pub const FS_RESIZE_PENDING_MESSAGE: &str =
     "Waiting for user to (re-)start a pod to finish file system resize of volume on node.";
 
@@ -61,7 +59,7 @@ const RESIZE_CONDITIONS: [&str; 4] = [
     "NodeResizeError",
 ];
 
-/// Which of RS's two protocols the API server lets us follow.
+/// Which of the resizer's two protocols the API server lets us follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizePath {
     /// RecoverVolumeExpansionFailure on: allocatedResources and statuses.
@@ -148,7 +146,8 @@ pub fn plan(
     if status.and_then(|s| s.phase.as_deref()) != Some("Bound") {
         return ExpansionStep::Nothing;
     }
-    // Admission lets a claim grow only with allowVolumeExpansion [K6]; a class
+    // Admission lets a claim grow only with allowVolumeExpansion (kubernetes
+    // `plugin/pkg/admission/storage/persistentvolume/resize`); a class
     // changed afterwards is not a reason to leave a started resize half done.
     let allowed = class.and_then(|c| c.allow_volume_expansion) == Some(true);
     let requested = storage_of(
@@ -232,8 +231,9 @@ fn with_condition(pvc: &PersistentVolumeClaim, extra: Option<Value>) -> Vec<Valu
     out
 }
 
-/// RS recovery step 1. Status patches carry no resourceVersion here: the
-/// executor guards each with the version of the claim it last read back.
+/// The resizer's recovery step 1 (docs/protocols.md, "Volume expansion").
+/// Status patches carry no resourceVersion here: the executor guards each
+/// with the version of the claim it last read back.
 pub fn start_patch(pvc: &PersistentVolumeClaim, new_size: u64, now: &str) -> Value {
     json!({
         "status": {

@@ -1,6 +1,7 @@
 //! The PersistentVolume the agent creates for a claim, field by field as the
 //! external-provisioner writes it (kubernetes-csi/external-provisioner
-//! `pkg/controller/controller.go`, `Provision`), pinned to this node.
+//! `pkg/controller/controller.go`, `Provision`; docs/protocols.md,
+//! "Provisioning a PV the PV controller binds"), pinned to this node.
 
 use std::collections::BTreeMap;
 

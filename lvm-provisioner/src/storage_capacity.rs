@@ -11,6 +11,7 @@
 //! that found no room is retried as soon as room appears. The objects follow
 //! external-provisioner's `pkg/capacity` (labels `csi.storage.k8s.io/drivername`
 //! and `csi.storage.k8s.io/managed-by`, `nodeTopology` on the node label).
+//! docs/protocols.md, "CSIStorageCapacity", lists these facts with their sources.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1020,11 +1020,7 @@ async fn deletion_after_provisioning_uses_the_cached_scan() {
     .await;
     assert_eq!(
         backend.calls(),
-        vec![
-            "scan",
-            "create vg0/pvc-u1 1073741824",
-            "remove vg0/pvc-u1"
-        ]
+        vec!["scan", "create vg0/pvc-u1 1073741824", "remove vg0/pvc-u1"]
     );
     assert_eq!(backend.snapshot().volume_groups[0].free_bytes, 10 * GI);
 }

@@ -1,8 +1,8 @@
 //! Argument vectors for each lvm2 command, as pure functions of the request and
 //! the mode. Names reaching here are already validated.
 
-use crate::ops::CreateLv;
 use crate::report::{LV_COLUMNS, VG_COLUMNS};
+use crate::request::CreateLv;
 use crate::tags::owner_tags;
 
 /// Machine-readable output with sizes as plain byte counts.

@@ -16,6 +16,7 @@ mod lock;
 mod names;
 mod ops;
 mod report;
+mod request;
 mod tags;
 mod wipe;
 
@@ -23,8 +24,9 @@ pub use command::{Output, run_program};
 pub use config::{DEVICE_MAPPER_CONTROL, DeviceMapper, LvmConfig, device_mapper_available};
 pub use error::{Error, Result};
 pub use names::{validate_lv_name, validate_vg_name};
-pub use ops::{CreateLv, Lvm};
+pub use ops::Lvm;
 pub use report::{
     LV_COLUMNS, LogicalVolume, Report, ThinPool, VG_COLUMNS, VolumeGroup, parse_lvs, parse_report,
 };
+pub use request::CreateLv;
 pub use tags::{Owner, TAG_PREFIX, owner_from_tags, owner_tags};

@@ -15,19 +15,8 @@ use crate::idempotency::{adopt_existing, size_argument};
 use crate::lock::{VgLocks, hold};
 use crate::names::{validate_lv_name, validate_vg_name};
 use crate::report::{LogicalVolume, Report, device_path, parse_lvs, parse_report};
-use crate::tags::Owner;
+use crate::request::CreateLv;
 use crate::wipe::wipe_ends;
-
-/// A request for an LV owned by one claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CreateLv {
-    pub vg: String,
-    pub name: String,
-    pub size_bytes: u64,
-    /// Create a thin LV of this pool instead of a linear one.
-    pub thin_pool: Option<String>,
-    pub owner: Owner,
-}
 
 #[derive(Clone, Debug)]
 pub struct Lvm {

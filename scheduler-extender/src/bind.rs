@@ -4,15 +4,17 @@
 //! write it only when it is missing (merge patch), and refuse when a claim
 //! names another node, since the agent there may already be creating its LV.
 
+use std::sync::Mutex;
+
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use lvmpin_api::names::ANN_SELECTED_NODE;
 use serde_json::json;
 
+use crate::engine::{self, State};
 use crate::error::Error;
 use crate::facts::{PodFacts, pod_facts};
-use crate::http::App;
 use crate::index::Index;
 use crate::wire::ExtenderBindingArgs;
 
@@ -66,8 +68,13 @@ pub struct Binder {
 }
 
 impl Binder {
-    pub async fn bind(&self, app: &App, args: &ExtenderBindingArgs) -> Result<(), Error> {
-        let cached = app.lock().index.pods.get(&args.pod_uid).cloned();
+    /// Binds with the index in `state` (the extender's watch caches).
+    pub async fn bind(
+        &self,
+        state: &Mutex<State>,
+        args: &ExtenderBindingArgs,
+    ) -> Result<(), Error> {
+        let cached = engine::lock(state).index.pods.get(&args.pod_uid).cloned();
         let pod = match cached {
             Some(p) => p,
             // The pod watch may lag the scheduler; bind is rare enough to read once.
@@ -83,7 +90,7 @@ impl Binder {
                 pod_facts(&p)
             }
         };
-        let to_annotate = claims_to_annotate(&app.lock().index, &pod, &args.node)?;
+        let to_annotate = claims_to_annotate(&engine::lock(state).index, &pod, &args.node)?;
         let claims: Api<PersistentVolumeClaim> =
             Api::namespaced(self.client.clone(), &args.pod_namespace);
         for name in &to_annotate {

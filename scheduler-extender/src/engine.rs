@@ -1,6 +1,7 @@
 //! Filter and prioritize over the index and the reservations: the decisions
 //! the HTTP verbs return, with time passed in.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::claims::{Demand, pod_demand};
@@ -33,6 +34,13 @@ impl Default for Settings {
 pub struct State {
     pub index: Index,
     pub reservations: Reservations,
+}
+
+/// Locks the state. The lock is never held across an await, and a panic
+/// while holding it cannot leave the maps half-updated in a way worse than a
+/// missed event, so a poisoned lock is used as is.
+pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl State {

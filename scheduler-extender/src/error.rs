@@ -31,6 +31,12 @@ pub enum Error {
     },
     #[error("invalid {flag}: {message}")]
     Config { flag: &'static str, message: String },
+    #[error("{what}: {source}")]
+    Serve {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn at(path: &str) -> String {
@@ -82,6 +88,7 @@ impl Error {
             Error::SelectedElsewhere { .. } => "selected_elsewhere",
             Error::Kube { .. } => "kube",
             Error::Config { .. } => "config",
+            Error::Serve { .. } => "serve",
         }
     }
 }

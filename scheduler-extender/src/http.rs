@@ -1,8 +1,7 @@
 //! The HTTP shell: routes, body parsing, answers in kube-scheduler's format.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -11,95 +10,15 @@ use axum::extract::{DefaultBodyLimit, State as AxState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use prometheus_client::registry::Registry;
 
-use crate::bind::Binder;
-use crate::engine::{self, Settings, State};
+use crate::context::App;
+use crate::engine;
 use crate::error::Error;
 use crate::facts::pod_facts;
-use crate::leader::Leadership;
-use crate::metrics::Metrics;
 use crate::wire::{
     AskedNodes, ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult,
     HostPriority, NodeListOut,
 };
-
-/// Which watch caches have finished their initial list.
-pub struct Readiness {
-    kinds: Vec<(&'static str, AtomicBool)>,
-}
-
-impl Readiness {
-    pub fn new(kinds: &[&'static str]) -> Self {
-        Self {
-            kinds: kinds.iter().map(|k| (*k, AtomicBool::new(false))).collect(),
-        }
-    }
-
-    pub fn mark_synced(&self, kind: &str) {
-        for (k, flag) in &self.kinds {
-            if *k == kind {
-                flag.store(true, Ordering::Release);
-            }
-        }
-    }
-
-    /// A message naming the caches still listing, if any.
-    pub fn waiting(&self) -> Option<String> {
-        let pending = self.pending();
-        (!pending.is_empty()).then(|| format!("waiting for watch caches: {}", pending.join(", ")))
-    }
-
-    /// Kinds still waiting for their first full list.
-    pub fn pending(&self) -> Vec<&'static str> {
-        self.kinds
-            .iter()
-            .filter(|(_, f)| !f.load(Ordering::Acquire))
-            .map(|(k, _)| *k)
-            .collect()
-    }
-}
-
-pub struct App {
-    pub state: Mutex<State>,
-    pub settings: Settings,
-    pub metrics: Metrics,
-    pub registry: Registry,
-    pub readiness: Readiness,
-    pub leadership: Arc<Leadership>,
-    /// None only in tests that never bind.
-    pub binder: Option<Binder>,
-}
-
-impl App {
-    /// An app with fresh metrics; `readiness` kinds start unsynced.
-    pub fn new(
-        state: State,
-        settings: Settings,
-        readiness: Readiness,
-        leadership: Arc<Leadership>,
-        binder: Option<Binder>,
-    ) -> Self {
-        let mut registry = Registry::default();
-        let metrics = Metrics::register(&mut registry);
-        Self {
-            state: Mutex::new(state),
-            settings,
-            metrics,
-            registry,
-            readiness,
-            leadership,
-            binder,
-        }
-    }
-
-    /// The lock is never held across an await, and a panic while holding it
-    /// cannot leave the maps half-updated in a way worse than a missed event,
-    /// so a poisoned lock is used as is.
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 pub fn router(app: Arc<App>, url_prefix: &str, body_limit: usize) -> Router {
     let prefix = url_prefix.trim_end_matches('/');
@@ -276,7 +195,7 @@ async fn bind(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
             flag: "bind",
             message: "this extender has no Kubernetes client".into(),
         }),
-        (Some(binder), true) => binder.bind(&app, &args).await,
+        (Some(binder), true) => binder.bind(&app.state, &args).await,
     };
     let label = match &result {
         Ok(()) => "bound",

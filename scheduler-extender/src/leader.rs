@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
+use tokio_util::sync::CancellationToken;
 
 /// Whether this replica may answer. Without election it always may.
 #[derive(Debug)]
@@ -152,17 +153,26 @@ pub async fn round(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Er
     }
 }
 
-/// Runs election rounds forever, keeping `leadership` current. Leadership is
-/// trusted only until two thirds of the lease duration after the last
-/// successful write, so a partitioned leader steps down before anyone else
-/// may take over.
-pub async fn run(client: Client, cfg: LeaseConfig, leadership: std::sync::Arc<Leadership>) {
+/// Runs election rounds until `shutdown`, keeping `leadership` current.
+/// Leadership is trusted only until two thirds of the lease duration after
+/// the last successful write, so a partitioned leader steps down before
+/// anyone else may take over.
+pub async fn run(
+    client: Client,
+    cfg: LeaseConfig,
+    leadership: std::sync::Arc<Leadership>,
+    shutdown: CancellationToken,
+) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let trust = cfg.lease_duration * 2 / 3;
     let mut was_leader = false;
     loop {
         let started = Instant::now();
-        match round(&api, &cfg).await {
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = round(&api, &cfg) => r,
+        };
+        match result {
             Ok(true) => leadership.set_until(Some(started + trust)),
             Ok(false) => leadership.set_until(None),
             Err(e) => tracing::warn!(error = %e, lease = %cfg.name, "leader election round failed"),
@@ -172,7 +182,10 @@ pub async fn run(client: Client, cfg: LeaseConfig, leadership: std::sync::Arc<Le
             tracing::info!(identity = %cfg.identity, leader = now_leader, "leadership changed");
             was_leader = now_leader;
         }
-        tokio::time::sleep(cfg.renew_every).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(cfg.renew_every) => {}
+        }
     }
 }
 

@@ -3,12 +3,14 @@
 //!
 //! Pure core: `facts` (what objects tell us), `index` (the cluster view),
 //! `claims` (pod → demand), `capacity`, `reservations`, `placement`, `engine`.
-//! Shell: `wire` + `http` (the verbs), `bind`, `watch`, `leader`, `metrics`.
+//! Shell: `context` (the shared `App`), `wire` + `http` (the verbs), `bind`,
+//! `watch`, `leader`, `metrics`, and `runtime` (every task under one shutdown).
 #![forbid(unsafe_code)]
 
 pub mod bind;
 pub mod capacity;
 pub mod claims;
+pub mod context;
 pub mod engine;
 pub mod error;
 pub mod facts;
@@ -18,6 +20,7 @@ pub mod leader;
 pub mod metrics;
 pub mod placement;
 pub mod reservations;
+pub mod runtime;
 pub mod watch;
 pub mod wire;
 

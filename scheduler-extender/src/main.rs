@@ -1,19 +1,17 @@
-//! `lvmpin-scheduler-extender`: parses flags and wires the parts together.
+//! `lvmpin-scheduler-extender`: parses flags and hands them to `runtime::run`.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use lvmpin_scheduler_extender::bind::Binder;
-use lvmpin_scheduler_extender::engine::{Settings, State};
-use lvmpin_scheduler_extender::http::{App, Readiness, router};
-use lvmpin_scheduler_extender::leader::{self, Leadership, LeaseConfig};
+use lvmpin_scheduler_extender::engine::Settings;
+use lvmpin_scheduler_extender::leader::LeaseConfig;
 use lvmpin_scheduler_extender::placement::{Mode, Strategy};
-use lvmpin_scheduler_extender::watch;
+use lvmpin_scheduler_extender::runtime::{self, Config, ServerConfig};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -100,21 +98,26 @@ async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client
     kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
-/// SIGTERM (what the kubelet sends) or Ctrl-C.
-async fn shutdown_signal() {
+/// SIGTERM (what the kubelet sends) or Ctrl-C cancels `shutdown`.
+async fn shutdown_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
+                _ = shutdown.cancelled() => return,
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
+    shutdown.cancel();
 }
 
 #[tokio::main]
@@ -152,90 +155,41 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let client = kube_client(kubeconfig).await?;
-    let leadership = Arc::new(if leader_elect {
-        Leadership::elected()
-    } else {
-        Leadership::single()
-    });
-    let app = Arc::new(App::new(
-        State::default(),
-        Settings {
-            mode,
-            strategy,
-            spare,
-            reservation_ttl: reservation_ttl.into(),
-        },
-        Readiness::new(&watch::KINDS),
-        leadership.clone(),
-        Some(Binder {
-            client: client.clone(),
-        }),
-    ));
-    tracing::info!(?mode, ?strategy, spare, body_limit, %listen, prefix = %url_prefix, leader_elect, "starting lvmpin scheduler extender");
-
-    watch::spawn_all(client.clone(), app.clone());
-    if leader_elect {
+    let election = if leader_elect {
         let identity = match identity {
             Some(i) => i,
             None => std::env::var("HOSTNAME")
                 .context("--identity or HOSTNAME is needed with --leader-elect")?,
         };
-        tokio::spawn(leader::run(
-            client.clone(),
-            LeaseConfig {
-                namespace: lease_namespace,
-                name: lease_name,
-                identity,
-                lease_duration: Duration::from_secs(15),
-                renew_every: Duration::from_secs(4),
-            },
-            leadership,
-        ));
-    }
-    // Reservations also end without any request arriving (TTL, settled
-    // claims), and agents fall silent without any event.
-    let agent_silence: Duration = agent_silence.into();
-    let pruner = app.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            let mut state = pruner.lock();
-            let State {
-                index,
-                reservations,
-            } = &mut *state;
-            reservations.prune(index, Instant::now());
-            index.mark_silent(std::time::SystemTime::now(), agent_silence);
-            pruner.metrics.reservations.set(reservations.len() as i64);
-        }
-    });
-
-    let routes = router(app, &url_prefix, body_limit).into_make_service();
-    let handle = axum_server::Handle::new();
-    let shutdown = handle.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    match (tls_cert, tls_key) {
-        (Some(cert), Some(key)) => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .with_context(|| format!("loading TLS {} / {}", cert.display(), key.display()))?;
-            axum_server::bind_rustls(listen, tls)
-                .handle(handle)
-                .serve(routes)
-                .await
-                .context("HTTPS server")?;
-        }
-        _ => {
-            axum_server::bind(listen)
-                .handle(handle)
-                .serve(routes)
-                .await
-                .context("HTTP server")?;
-        }
-    }
+        Some(LeaseConfig {
+            namespace: lease_namespace,
+            name: lease_name,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(4),
+        })
+    } else {
+        None
+    };
+    tracing::info!(?mode, ?strategy, spare, body_limit, %listen, prefix = %url_prefix, leader_elect, "starting lvmpin scheduler extender");
+    let config = Config {
+        server: ServerConfig {
+            listen,
+            url_prefix,
+            body_limit,
+            tls: tls_cert.zip(tls_key),
+        },
+        settings: Settings {
+            mode,
+            strategy,
+            spare,
+            reservation_ttl: reservation_ttl.into(),
+        },
+        agent_silence: agent_silence.into(),
+        election,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    runtime::run(client, config, shutdown).await?;
     Ok(())
 }

@@ -17,10 +17,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use lvmpin_api::LvmNode;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
+use crate::context::App;
 use crate::engine::State;
 use crate::facts;
-use crate::http::App;
 
 pub const KINDS: [&str; 6] = [
     "LvmNode",
@@ -40,7 +41,7 @@ struct Feed<K, F> {
     replace: fn(&mut State, Vec<F>),
 }
 
-async fn run_feed<K, F>(api: Api<K>, app: Arc<App>, feed: Feed<K, F>)
+async fn run_feed<K, F>(api: Api<K>, app: Arc<App>, feed: Feed<K, F>, shutdown: CancellationToken)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     F: Send,
@@ -50,7 +51,11 @@ where
         .default_backoff()
         .boxed();
     loop {
-        let event = match stream.try_next().await {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = stream.try_next() => next,
+        };
+        let event = match next {
             Ok(Some(e)) => e,
             Ok(None) => {
                 tracing::error!(kind = feed.kind, "watch stream ended");
@@ -91,8 +96,12 @@ fn pod_entry(p: &Pod) -> Option<(facts::PodFacts, bool)> {
     Some((facts::pod_facts(p), facts::pod_is_terminal(p)))
 }
 
-/// Starts one watch task per kind.
-pub fn spawn_all(client: Client, app: Arc<App>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts one watch task per kind; each ends when `shutdown` is cancelled.
+pub fn spawn_all(
+    client: Client,
+    app: Arc<App>,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(run_feed(
             Api::<LvmNode>::all(client.clone()),
@@ -104,6 +113,7 @@ pub fn spawn_all(client: Client, app: Arc<App>) -> Vec<tokio::task::JoinHandle<(
                 delete: |s, f| s.index.remove_lvm(&f.node),
                 replace: |s, all| s.index.replace_lvm(all),
             },
+            shutdown.clone(),
         )),
         tokio::spawn(run_feed(
             Api::<PersistentVolumeClaim>::all(client.clone()),
@@ -115,6 +125,7 @@ pub fn spawn_all(client: Client, app: Arc<App>) -> Vec<tokio::task::JoinHandle<(
                 delete: |s, f| s.index.remove_claim(&f.key),
                 replace: |s, all| s.index.replace_claims(all),
             },
+            shutdown.clone(),
         )),
         tokio::spawn(run_feed(
             Api::<PersistentVolume>::all(client.clone()),
@@ -126,6 +137,7 @@ pub fn spawn_all(client: Client, app: Arc<App>) -> Vec<tokio::task::JoinHandle<(
                 delete: |s, f| s.index.remove_pv(&f.name),
                 replace: |s, all| s.index.replace_pvs(all),
             },
+            shutdown.clone(),
         )),
         tokio::spawn(run_feed(
             Api::<StorageClass>::all(client.clone()),
@@ -137,6 +149,7 @@ pub fn spawn_all(client: Client, app: Arc<App>) -> Vec<tokio::task::JoinHandle<(
                 delete: |s, f| s.index.remove_class(&f.name),
                 replace: |s, all| s.index.replace_classes(all),
             },
+            shutdown.clone(),
         )),
         tokio::spawn(run_feed(
             Api::<Node>::all(client.clone()),
@@ -148,6 +161,7 @@ pub fn spawn_all(client: Client, app: Arc<App>) -> Vec<tokio::task::JoinHandle<(
                 delete: |s, f| s.index.remove_node(&f.name),
                 replace: |s, all| s.index.replace_nodes(all),
             },
+            shutdown.clone(),
         )),
         tokio::spawn(run_feed(
             Api::<Pod>::all(client),
@@ -175,6 +189,7 @@ pub fn spawn_all(client: Client, app: Arc<App>) -> Vec<tokio::task::JoinHandle<(
                     )
                 },
             },
+            shutdown.clone(),
         )),
     ]
 }

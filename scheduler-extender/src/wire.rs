@@ -4,6 +4,8 @@
 //! (PascalCase); Go writes nil as `null`, so every list may be null. Unknown
 //! keys are ignored. Node objects are kept as raw JSON: in full-Node mode the
 //! passing ones go back byte for byte, with no re-serialization cost or loss.
+//! Sources: kubernetes `staging/src/k8s.io/kube-scheduler/extender/v1/types.go`
+//! and docs/protocols.md, "Extender wire format".
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

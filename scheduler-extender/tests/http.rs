@@ -217,7 +217,7 @@ async fn health_ready_and_metrics() {
 
 #[tokio::test]
 async fn readyz_waits_for_every_cache() {
-    use lvmpin_scheduler_extender::http::{App, Readiness};
+    use lvmpin_scheduler_extender::context::{App, Readiness};
     use lvmpin_scheduler_extender::leader::Leadership;
     use std::sync::Arc;
     let app = Arc::new(App::new(

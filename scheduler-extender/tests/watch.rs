@@ -11,9 +11,9 @@ use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
+use lvmpin_scheduler_extender::context::{App, Readiness};
 use lvmpin_scheduler_extender::engine::Settings;
 use lvmpin_scheduler_extender::facts::ClaimKey;
-use lvmpin_scheduler_extender::http::{App, Readiness};
 use lvmpin_scheduler_extender::leader::Leadership;
 use lvmpin_scheduler_extender::reservations::Hold;
 use lvmpin_scheduler_extender::watch;
@@ -126,7 +126,8 @@ async fn lists_then_watch_events_drive_the_index_and_readiness() {
         claims: vec![ClaimKey::new("ns", "b")],
         expires: Instant::now() + Duration::from_secs(300),
     });
-    let tasks = watch::spawn_all(client, app.clone());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tasks = watch::spawn_all(client, app.clone(), &shutdown);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -154,7 +155,12 @@ async fn lists_then_watch_events_drive_the_index_and_readiness() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Every watch stops on the token, even with its stream still open.
+    shutdown.cancel();
     for t in tasks {
-        t.abort();
+        tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .expect("watch task stops on shutdown")
+            .expect("watch task did not panic");
     }
 }

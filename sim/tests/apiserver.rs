@@ -1045,14 +1045,16 @@ async fn shutdown_ends_open_watches() {
 }
 
 /// kubectl as an operator would use it against the simulator. `.ci/run`
-/// provides kubectl, so a missing one is a failure, not a skip.
+/// refuses to start without kubectl, so a missing one is a failure, not a skip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_create_delete() {
     let version = std::process::Command::new("kubectl")
         .arg("version")
         .arg("--client")
         .output()
-        .expect("kubectl must be on PATH (.ci/run installs it)");
+        .unwrap_or_else(|e| {
+            panic!("kubectl not found on PATH ({e}): this test needs it; .ci/run checks for it")
+        });
     assert!(
         version.status.success(),
         "kubectl version --client failed: {}",

@@ -1,5 +1,7 @@
 //! CSI Identity, Node and Controller services and kubelet plugin registration
-//! (CSI spec v1; kubelet `pkg/kubelet/pluginmanager` registration protocol).
+//! (CSI spec v1; kubelet `pkg/kubelet/pluginmanager` registration protocol;
+//! the facts used are in docs/protocols.md, "CSI node service" and "Plugin
+//! registration with kubelet").
 //!
 //! Layout: `request` and `controller_request` check arguments (`paths` confines
 //! mount paths to kubelet's directory, `bounded` cuts echoed values); `stage`,

@@ -2,7 +2,6 @@
 //! delete, deletecollection and `pods/binding`. They translate HTTP to store
 //! calls and back; the rules live in `store`, `meta` and `gc`.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,43 +16,15 @@ use super::meta::UpdateScope;
 use super::paging::{ContinueToken, Page, paginate};
 use super::partial;
 use super::patch::{self, patch_kind};
+use super::query::{Query, filter, flag};
 use super::resources::ResourceType;
 use super::route::ResourcePath;
-use super::selector::{FieldSelector, LabelSelector, ObjectFilter};
-use super::server::Shared;
+use super::selector::ObjectFilter;
+use super::shared::Shared;
 use super::status::{ApiError, json_response, success};
 use super::store::{CRD_KEY, DeleteOptions};
 use super::table;
 use super::watch::{self, WatchRequest, present};
-
-type Query = HashMap<String, String>;
-
-fn flag(q: &Query, k: &str) -> bool {
-    q.get(k).is_some_and(|v| v == "true" || v == "1")
-}
-
-fn filter(q: &Query, ns: Option<&str>, t: &ResourceType) -> Result<ObjectFilter, ApiError> {
-    let labels = match q.get("labelSelector") {
-        Some(s) => LabelSelector::parse(s)
-            .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?,
-        None => LabelSelector::default(),
-    };
-    let mut fields = match q.get("fieldSelector") {
-        Some(s) => FieldSelector::parse(s)
-            .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector: {e}")))?,
-        None => FieldSelector::default(),
-    };
-    if convert::is_events_v1(t) {
-        for r in &mut fields.0 {
-            r.path = convert::event_field_to_core(&r.path);
-        }
-    }
-    Ok(ObjectFilter {
-        namespace: ns.map(str::to_string),
-        labels,
-        fields,
-    })
-}
 
 /// A create/update/binding body: JSON, or YAML when the client says so (as
 /// the real server accepts). Protobuf and CBOR are not spoken here.

@@ -30,10 +30,12 @@ mod openapi;
 mod paging;
 mod partial;
 pub mod patch;
+mod query;
 pub mod resources;
 mod route;
 pub mod selector;
 mod server;
+mod shared;
 pub mod status;
 pub mod store;
 pub mod table;
@@ -49,7 +51,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::error::Error;
-use server::Shared;
+use shared::Shared;
 use store::Store;
 
 #[derive(Debug, Clone)]

@@ -1,86 +1,22 @@
-//! The HTTP shell: shared state, the axum router and dispatch of each request
-//! to discovery or to the resource handlers.
+//! The HTTP shell: the axum router and dispatch of each request to discovery
+//! or to the resource handlers.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use prometheus_client::registry::Registry;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::discovery;
 use super::handlers;
-use super::metrics::{Metrics, RequestLabels, VerbLabels};
+use super::metrics::{RequestLabels, VerbLabels};
 use super::openapi;
+use super::query;
 use super::route::{self, Route};
+use super::shared::Shared;
 use super::status::{ApiError, json_response};
-use super::store::Store;
-
-pub struct Shared {
-    store: Mutex<Store>,
-    pub metrics: Metrics,
-    registry: Registry,
-    /// Per storage key, the newest resourceVersion written there: a watch
-    /// wakes only for writes to its own type, so hundreds of idle watches on
-    /// other types cost a write nothing.
-    notify: Mutex<HashMap<String, watch::Sender<u64>>>,
-    pub shutdown: CancellationToken,
-    pub server_address: String,
-}
-
-impl Shared {
-    pub fn new(store: Store, server_address: String, shutdown: CancellationToken) -> Self {
-        let mut registry = Registry::default();
-        let metrics = Metrics::register(&mut registry);
-        Shared {
-            store: Mutex::new(store),
-            metrics,
-            registry,
-            notify: Mutex::new(HashMap::new()),
-            shutdown,
-            server_address,
-        }
-    }
-
-    pub fn lock(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock cannot leave a half-written object:
-        // every store write completes before it returns, so keep serving.
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs a write and wakes the watches of every type it changed.
-    pub fn write<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let mut store = self.lock();
-        let r = f(&mut store);
-        let rv = store.resource_version();
-        let keys = store.take_dirty();
-        drop(store);
-        if !keys.is_empty() {
-            self.metrics.resource_version.set(rv as i64);
-            let senders = self.notify.lock().unwrap_or_else(|e| e.into_inner());
-            for k in keys {
-                if let Some(tx) = senders.get(&k) {
-                    tx.send_replace(rv);
-                }
-            }
-        }
-        r
-    }
-
-    /// Wakes on writes to objects stored under `key`.
-    pub fn subscribe(&self, key: &str) -> watch::Receiver<u64> {
-        let mut senders = self.notify.lock().unwrap_or_else(|e| e.into_inner());
-        senders
-            .entry(key.to_string())
-            .or_insert_with(|| watch::Sender::new(0))
-            .subscribe()
-    }
-}
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -161,16 +97,14 @@ fn route_request(
 ) -> Response {
     if uri.path() == "/metrics" {
         let mut out = String::new();
-        return match prometheus_client::encoding::text::encode(&mut out, &shared.registry) {
+        return match prometheus_client::encoding::text::encode(&mut out, shared.registry()) {
             Ok(()) => out.into_response(),
             Err(e) => ApiError::internal(format!("encoding metrics: {e}")).into_response(),
         };
     }
-    let query: HashMap<String, String> = match Query::try_from_uri(uri) {
-        Ok(Query(q)) => q,
-        Err(e) => {
-            return ApiError::bad_request(format!("invalid query string: {e}")).into_response();
-        }
+    let query = match query::parse(uri) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
     };
     let parsed = {
         let store = shared.lock();

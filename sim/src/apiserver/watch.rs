@@ -20,7 +20,7 @@ use super::metrics::WatchGuard;
 use super::partial;
 use super::resources::ResourceType;
 use super::selector::ObjectFilter;
-use super::server::Shared;
+use super::shared::Shared;
 use super::status::ApiError;
 use super::store::{Event, EventType};
 use super::table::{self, Column};

@@ -1,0 +1,286 @@
+//! Runs the extender: the watch caches, leader election, the upkeep loop
+//! (reservation pruning and silent-agent marking) and the HTTP server, all
+//! stopped by one cancellation token. `run` returns after every task ended.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use kube::Client;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bind::Binder;
+use crate::context::{App, Readiness};
+use crate::engine::{Settings, State};
+use crate::error::{Error, Result};
+use crate::http::router;
+use crate::leader::{self, Leadership, LeaseConfig};
+use crate::watch;
+
+/// How often reservations are pruned and silent agents marked.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take once shutdown begins.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Where and how the verbs are served.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// "" serves /filter, "/lvmpin" serves /lvmpin/filter.
+    pub url_prefix: String,
+    pub body_limit: usize,
+    /// PEM certificate and key for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Everything the extender needs besides its Kubernetes client.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub settings: Settings,
+    /// A node whose agent has not reported for this long takes no new claims.
+    pub agent_silence: Duration,
+    /// Elect a leader with this Lease; None runs as the only replica.
+    pub election: Option<LeaseConfig>,
+}
+
+/// Serves until `shutdown` is cancelled (or the server fails), then waits
+/// for every task to stop.
+pub async fn run(client: Client, config: Config, shutdown: CancellationToken) -> Result<()> {
+    let Config {
+        server,
+        settings,
+        agent_silence,
+        election,
+    } = config;
+    let leadership = Arc::new(match election {
+        Some(_) => Leadership::elected(),
+        None => Leadership::single(),
+    });
+    let app = Arc::new(App::new(
+        State::default(),
+        settings,
+        Readiness::new(&watch::KINDS),
+        leadership,
+        Some(Binder {
+            client: client.clone(),
+        }),
+    ));
+    let tasks = spawn_tasks(client, app.clone(), election, agent_silence, &shutdown);
+    let served = serve(app, server, &shutdown).await;
+    // A failed server stops the rest too.
+    shutdown.cancel();
+    for task in tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "extender task failed");
+        }
+    }
+    served
+}
+
+/// Starts the background tasks: one watch per kind, leader election when
+/// configured, and the upkeep loop. Each ends when `shutdown` is cancelled.
+pub fn spawn_tasks(
+    client: Client,
+    app: Arc<App>,
+    election: Option<LeaseConfig>,
+    agent_silence: Duration,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = watch::spawn_all(client.clone(), app.clone(), shutdown);
+    if let Some(lease) = election {
+        tasks.push(tokio::spawn(leader::run(
+            client,
+            lease,
+            app.leadership.clone(),
+            shutdown.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(upkeep(
+        app,
+        agent_silence,
+        UPKEEP_EVERY,
+        shutdown.clone(),
+    )));
+    tasks
+}
+
+/// Reservations also end without any request arriving (TTL, settled
+/// claims), and agents fall silent without any event: every `every`, prune
+/// the one and mark the other, until `shutdown`.
+pub async fn upkeep(
+    app: Arc<App>,
+    agent_silence: Duration,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let mut state = app.lock();
+        let State {
+            index,
+            reservations,
+        } = &mut *state;
+        reservations.prune(index, Instant::now());
+        index.mark_silent(SystemTime::now(), agent_silence);
+        app.metrics.reservations.set(reservations.len() as i64);
+    }
+}
+
+/// Serves the verbs over HTTP or HTTPS; on `shutdown`, in-flight requests
+/// get `GRACE` to finish.
+async fn serve(app: Arc<App>, server: ServerConfig, shutdown: &CancellationToken) -> Result<()> {
+    let ServerConfig {
+        listen,
+        url_prefix,
+        body_limit,
+        tls,
+    } = server;
+    let routes = router(app, &url_prefix, body_limit).into_make_service();
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        tracing::info!("shutting down");
+        stop.graceful_shutdown(Some(GRACE));
+    });
+    match tls {
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|source| Error::Serve {
+                    what: format!("loading TLS {} / {}", cert.display(), key.display()),
+                    source,
+                })?;
+            axum_server::bind_rustls(listen, tls)
+                .handle(handle)
+                .serve(routes)
+                .await
+                .map_err(|source| Error::Serve {
+                    what: "HTTPS server".into(),
+                    source,
+                })
+        }
+        None => axum_server::bind(listen)
+            .handle(handle)
+            .serve(routes)
+            .await
+            .map_err(|source| Error::Serve {
+                what: "HTTP server".into(),
+                source,
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::ClaimKey;
+    use crate::reservations::Hold;
+    use crate::testutil::lvm_node;
+
+    fn app(leadership: Leadership) -> Arc<App> {
+        Arc::new(App::new(
+            State::default(),
+            Settings::default(),
+            Readiness::new(&watch::KINDS),
+            Arc::new(leadership),
+            None,
+        ))
+    }
+
+    /// Watches and election rounds against an API server that never answers
+    /// (a mock whose requests stay pending), so only the token can end them.
+    #[tokio::test]
+    async fn every_task_stops_when_the_token_is_cancelled() {
+        let (svc, _api) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let client = Client::new(svc, "default");
+        let lease = LeaseConfig {
+            namespace: "kube-system".into(),
+            name: "ext".into(),
+            identity: "me".into(),
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(4),
+        };
+        let shutdown = CancellationToken::new();
+        let tasks = spawn_tasks(
+            client,
+            app(Leadership::elected()),
+            Some(lease),
+            Duration::from_secs(300),
+            &shutdown,
+        );
+        // Six watches, the election loop and upkeep.
+        assert_eq!(tasks.len(), watch::KINDS.len() + 2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            tasks.iter().all(|t| !t.is_finished()),
+            "a task ended before shutdown"
+        );
+        shutdown.cancel();
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .expect("task stops on shutdown")
+                .expect("task did not panic");
+        }
+    }
+
+    /// Upkeep drops an expired hold and marks a node that never reported,
+    /// without any request or event, and stops on the token.
+    #[tokio::test]
+    async fn upkeep_prunes_and_marks_until_shutdown() {
+        let app = app(Leadership::single());
+        {
+            let mut s = app.lock();
+            s.index.upsert_lvm(lvm_node("n1", "vg", 100, 100, 1));
+            s.reservations.record(Hold {
+                pod_uid: "uid-p".into(),
+                owner: None,
+                node: "n1".into(),
+                claims: vec![ClaimKey::new("ns", "c")],
+                expires: Instant::now(),
+            });
+        }
+        app.metrics.reservations.set(1);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(upkeep(
+            app.clone(),
+            Duration::from_secs(300),
+            Duration::from_millis(10),
+            shutdown.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let done = {
+                let s = app.lock();
+                s.reservations.is_empty()
+                    && s.index.nodes["n1"].silent_since.is_some()
+                    && app.metrics.reservations.get() == 0
+            };
+            if done {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "upkeep never ran: {:?}",
+                app.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("upkeep stops on shutdown")
+            .expect("upkeep did not panic");
+    }
+}
