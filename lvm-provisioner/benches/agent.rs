@@ -6,9 +6,6 @@
 //!    (metadata-only mode when the kernel has no device-mapper), reconciled
 //!    concurrently as the controller does.
 
-#[path = "../tests/support/loop_vg.rs"]
-mod loop_vg;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +21,7 @@ use lvmpin_provisioner::fake_backend::FakeBackend;
 use lvmpin_provisioner::lvm_backend::LvmBackend;
 use lvmpin_provisioner::metrics::Metrics;
 use lvmpin_provisioner::reconcile_claim;
-use lvmpin_provisioner::test_objects::{ClaimBuilder, class};
+use lvmpin_testkit::{ClaimBuilder, LoopVg, class};
 use tower_test::mock::Handle;
 
 type PvSeen = Arc<Mutex<Vec<Instant>>>;
@@ -120,7 +117,7 @@ async fn overhead(n: usize) {
 }
 
 async fn burst(n: usize) {
-    let vg = loop_vg::LoopVg::new("bench", 2048);
+    let vg = LoopVg::new("bench", 2048);
     let seen: PvSeen = Arc::default();
     let backend = LvmBackend::new(lvmpin_lvm::Lvm::new(lvmpin_lvm::LvmConfig::default()));
     let ctx = context(backend, &vg.name, seen.clone());

@@ -14,10 +14,10 @@ fn main() {
     let rounds = std::env::var("LVMPIN_VM_BENCH_ROUNDS").unwrap_or_else(|_| "20".into());
     let run = vm::run(1500, &["--bench-rounds", &rounds, "--skip-sanity"]);
     if !run.success {
-        eprintln!("{}\n{}", run.stdout, run.stderr);
+        eprintln!("{}\n{}", run.console, run.stderr);
         std::process::exit(1);
     }
-    for line in run.stdout.lines().filter(|l| l.starts_with("BENCH ")) {
+    for line in run.console.lines().filter(|l| l.starts_with("BENCH ")) {
         println!("{line}");
     }
 }

@@ -196,7 +196,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_objects::{ClaimBuilder, class};
+    use lvmpin_testkit::{ClaimBuilder, class};
 
     fn provision(vg: &str, size: u64) -> ClaimDecision {
         ClaimDecision::Provision(ProvisionSpec {

@@ -104,7 +104,7 @@ pub fn finalizer_removal_patch(pv: &PersistentVolume) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_objects::pv_from_json;
+    use lvmpin_testkit::pv_from_json;
 
     fn pv(
         node: &str,

@@ -382,9 +382,9 @@ pub fn finish_writes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_objects::{ClaimBuilder, class, pv_from_json};
     use k8s_openapi::api::core::v1::PersistentVolumeClaimCondition;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use lvmpin_testkit::{ClaimBuilder, class, pv_from_json};
     use std::collections::BTreeMap;
 
     fn storage(q: &str) -> BTreeMap<String, Quantity> {

@@ -20,6 +20,7 @@ pub mod deletion;
 pub mod error;
 pub mod events;
 pub mod expansion;
+#[cfg(any(test, feature = "fake-backend"))]
 pub mod fake_backend;
 pub mod http;
 pub mod lvm_backend;
@@ -36,8 +37,6 @@ pub mod resize;
 pub mod runtime;
 pub mod startup;
 pub mod storage_capacity;
-#[doc(hidden)]
-pub mod test_objects;
 pub mod volumes;
 
 pub use error::{Error, Result};

@@ -101,38 +101,12 @@ pub async fn provision<B: VolumeBackend>(
             reschedule(ctx, pvc, &e).await?;
             return Ok(Action::await_change());
         }
-        Err(e) => {
-            ctx.metrics.operation("provision", e.metric_label());
-            if e.is_permanent() {
-                events::warn(
-                    &ctx.recorder,
-                    &pvc.object_ref(&()),
-                    "ProvisioningFailed",
-                    "Provisioning",
-                    e.to_string(),
-                )
-                .await;
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(failed(ctx, pvc, e).await),
     };
     let pv = pv_body::build(spec, pvc, class, &ctx.config.node_name, volume.size_bytes);
     let created = match create_pv(ctx, spec, &pv).await {
         Ok(c) => c,
-        Err(e) => {
-            ctx.metrics.operation("provision", e.metric_label());
-            if e.is_permanent() {
-                events::warn(
-                    &ctx.recorder,
-                    &pvc.object_ref(&()),
-                    "ProvisioningFailed",
-                    "Provisioning",
-                    e.to_string(),
-                )
-                .await;
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(failed(ctx, pvc, e).await),
     };
     if created == PvCreated::AlreadyThere {
         // An earlier call made it and announced it (or crashed first: the
@@ -155,6 +129,23 @@ pub async fn provision<B: VolumeBackend>(
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// Counts a failed provisioning and, when retrying cannot help, tells the
+/// claim's owner; the error goes back to the controller's backoff.
+async fn failed<B>(ctx: &Context<B>, pvc: &PersistentVolumeClaim, e: Error) -> Error {
+    ctx.metrics.operation("provision", e.metric_label());
+    if e.is_permanent() {
+        events::warn(
+            &ctx.recorder,
+            &pvc.object_ref(&()),
+            "ProvisioningFailed",
+            "Provisioning",
+            e.to_string(),
+        )
+        .await;
+    }
+    e
 }
 
 fn missing_pool(err: &Error, spec: &ProvisionSpec) -> bool {

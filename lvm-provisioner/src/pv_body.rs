@@ -203,8 +203,8 @@ pub fn pinned_node(pv: &PersistentVolume) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::claim_plan::{ClaimDecision, decide};
-    use crate::test_objects::{ClaimBuilder, class};
     use lvmpin_api::names::PARAM_VOLUME_GROUP;
+    use lvmpin_testkit::{ClaimBuilder, class, expected_pv};
     use serde_json::json;
 
     #[test]
@@ -315,30 +315,15 @@ mod tests {
         assert!(is_ours_for_claim(&pv, "u1"));
         assert!(!is_ours_for_claim(&pv, "u2"));
         assert_eq!(pinned_node(&pv), Some("n1"));
-        assert_eq!(
-            serde_json::to_value(&pv).unwrap(),
-            json!({
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {
-                    "name": "pvc-u1",
-                    "annotations": {"pv.kubernetes.io/provisioned-by": "lvm.lvmpin.io"}
-                },
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "capacity": {"storage": "1Gi"},
-                    "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                                 "namespace": "ns", "name": "data", "uid": "u1", "resourceVersion": "1"},
-                    "csi": {"driver": "lvm.lvmpin.io", "volumeHandle": "vg0/pvc-u1", "fsType": "ext4",
-                            "volumeAttributes": {"vg": "vg0", "lv": "pvc-u1"}},
-                    "mountOptions": ["noatime"],
-                    "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                        {"key": "topology.lvm.lvmpin.io/node", "operator": "In", "values": ["n1"]}]}]}},
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "fast",
-                    "volumeMode": "Block"
-                }
-            })
-        );
+        let mut want = expected_pv();
+        // Retain: no finalizer, the LV outlives the PV.
+        want["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("finalizers");
+        want["spec"]["mountOptions"] = json!(["noatime"]);
+        want["spec"]["persistentVolumeReclaimPolicy"] = json!("Retain");
+        want["spec"]["volumeMode"] = json!("Block");
+        assert_eq!(serde_json::to_value(&pv).unwrap(), want);
     }
 }

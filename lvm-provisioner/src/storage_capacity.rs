@@ -300,7 +300,7 @@ mod tests {
     const MI: u64 = 1 << 20;
 
     fn class(name: &str, params: &[(&str, &str)]) -> StorageClass {
-        crate::test_objects::class(name, DRIVER_NAME, params)
+        lvmpin_testkit::class(name, DRIVER_NAME, params)
     }
 
     fn status(healthy: bool) -> LvmNodeStatus {

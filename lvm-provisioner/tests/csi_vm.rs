@@ -15,7 +15,7 @@ mod support;
 #[test]
 fn csi_driver_on_a_real_kernel() {
     let run = support::vm::run(1500, &["--bench-rounds", "3"]);
-    println!("{}", run.stdout);
+    println!("{}", run.console);
     eprintln!("{}", run.stderr);
     assert!(run.success, "VM test failed; see the console above");
     for check in [
@@ -29,6 +29,6 @@ fn csi_driver_on_a_real_kernel() {
         "csi-sanity xfs: passed",
         "csi-sanity block: passed",
     ] {
-        assert!(run.stdout.contains(check), "guest never reached {check:?}");
+        assert!(run.console.contains(check), "guest never reached {check:?}");
     }
 }

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use lvmpin_api::names::{DRIVER_NAME, PARAM_VOLUME_GROUP, PV_FINALIZER};
 use lvmpin_lvm::{Lvm, LvmConfig};
 use lvmpin_provisioner::lvm_backend::LvmBackend;
-use lvmpin_provisioner::test_objects::{ClaimBuilder, class, pv_from_json};
 use lvmpin_provisioner::{lvm_node_writer, reconcile_claim, reconcile_pv};
+use lvmpin_testkit::{ClaimBuilder, LoopVg, class, pv_from_json};
 use serde_json::{Value, json};
-use support::loop_vg::LoopVg;
 use support::{Call, world};
 
 fn backend() -> LvmBackend {
@@ -71,7 +70,7 @@ async fn provision_then_delete_on_real_lvm() {
     let lv_count = {
         let name = vg.name.clone();
         move || {
-            support::loop_vg::lvm("lvs", &["--noheadings", "-o", "lv_name", &name])
+            lvmpin_testkit::loop_vg::lvm("lvs", &["--noheadings", "-o", "lv_name", &name])
                 .trim()
                 .len()
         }

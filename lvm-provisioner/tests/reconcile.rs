@@ -11,8 +11,8 @@ use lvmpin_api::names::{DRIVER_NAME, PARAM_VOLUME_GROUP, PV_FINALIZER};
 use lvmpin_provisioner::backend::{Owner, Volume};
 use lvmpin_provisioner::error::Error;
 use lvmpin_provisioner::fake_backend::FakeBackend;
-use lvmpin_provisioner::test_objects::{ClaimBuilder, class, pv_from_json};
 use lvmpin_provisioner::{lvm_node_writer, reconcile_claim, reconcile_pv, startup};
+use lvmpin_testkit::{ClaimBuilder, class, expected_pv, pv_from_json};
 use serde_json::{Value, json};
 use support::{Call, NOW, World, config, world};
 
@@ -32,30 +32,6 @@ fn claim() -> ClaimBuilder {
     ClaimBuilder::new("ns", "data", "u1")
         .class("fast")
         .size("1Gi")
-}
-
-fn expected_pv() -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {
-            "name": "pvc-u1",
-            "annotations": {"pv.kubernetes.io/provisioned-by": "lvm.lvmpin.io"},
-            "finalizers": ["lvmpin.io/lv-protection"]
-        },
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "capacity": {"storage": "1Gi"},
-            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                         "namespace": "ns", "name": "data", "uid": "u1", "resourceVersion": "1"},
-            "csi": {"driver": "lvm.lvmpin.io", "volumeHandle": "vg0/pvc-u1", "fsType": "ext4",
-                    "volumeAttributes": {"vg": "vg0", "lv": "pvc-u1"}},
-            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "topology.lvm.lvmpin.io/node", "operator": "In", "values": ["n1"]}]}]}},
-            "persistentVolumeReclaimPolicy": "Delete",
-            "storageClassName": "fast"
-        }
-    })
 }
 
 fn owner(uid: &str) -> Owner {

@@ -82,8 +82,8 @@ fn bench_create_remove() {
         println!("create+remove: skipped, needs root for loop devices");
         return;
     }
-    let vg = common::TestVg::new(1024);
-    let lvm = vg.lvm();
+    let vg = common::test_vg(1024);
+    let lvm = common::VgLvm::lvm(&vg);
     println!(
         "create+remove on loop-backed VG {} (metadata-only: {})",
         vg.name,

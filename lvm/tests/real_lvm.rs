@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{TestVg, lvm_cmd, metadata_only_here};
+use common::{TestVg, VgLvm, lvm_cmd, metadata_only_here, test_vg};
 use lvmpin_lvm::{CreateLv, Error, Lvm, LvmConfig, Owner};
 
 const MIB: u64 = 1 << 20;
@@ -49,11 +49,11 @@ fn mode_follows_device_mapper_presence() {
 
 #[test]
 fn report_is_one_command_and_reads_real_state() {
-    let vg = TestVg::new(64);
+    let vg = test_vg(64);
     let lvm = vg.lvm();
     let lv = lvm.create_lv(&request(&vg, "r1", 5 * MIB)).unwrap();
     // A wrapper that logs each call and then runs the real lvm.
-    let log = vg.dir.path().join("calls.log");
+    let log = vg.dir().join("calls.log");
     let wrapper = vg.script(
         "lvm-logging",
         &format!("echo \"$*\" >> '{}'\nexec lvm \"$@\"", log.display()),
@@ -79,7 +79,7 @@ fn report_is_one_command_and_reads_real_state() {
 
 #[test]
 fn create_rounds_up_to_extents_and_tags_the_owner() {
-    let vg = TestVg::new(64);
+    let vg = test_vg(64);
     let lv = vg
         .lvm()
         .create_lv(&request(&vg, "c1", 5 * MIB + 1))
@@ -106,7 +106,7 @@ fn create_rounds_up_to_extents_and_tags_the_owner() {
 
 #[test]
 fn create_is_idempotent_for_the_same_owner() {
-    let vg = TestVg::new(64);
+    let vg = test_vg(64);
     let lvm = vg.lvm();
     let first = lvm.create_lv(&request(&vg, "i1", 4 * MIB)).unwrap();
     let again = lvm.create_lv(&request(&vg, "i1", 4 * MIB)).unwrap();
@@ -120,7 +120,7 @@ fn create_is_idempotent_for_the_same_owner() {
 
 #[test]
 fn concurrent_creates_of_one_claim_make_one_lv() {
-    let vg = TestVg::new(64);
+    let vg = test_vg(64);
     let lvm = vg.lvm();
     let req = request(&vg, "k1", 4 * MIB);
     let uuids: Vec<String> = std::thread::scope(|s| {
@@ -138,7 +138,7 @@ fn concurrent_creates_of_one_claim_make_one_lv() {
 
 #[test]
 fn same_name_with_another_owner_is_refused() {
-    let vg = TestVg::new(64);
+    let vg = test_vg(64);
     let lvm = vg.lvm();
     lvm.create_lv(&request(&vg, "o1", 4 * MIB)).unwrap();
     let mut thief = request(&vg, "o1", 4 * MIB);
@@ -174,7 +174,7 @@ fn untagged_args<'a>(vg: &'a TestVg, name: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn remove_and_remove_missing() {
-    let vg = TestVg::new(64);
+    let vg = test_vg(64);
     let lvm = vg.lvm();
     lvm.create_lv(&request(&vg, "d1", 4 * MIB)).unwrap();
     lvm.remove_lv(&vg.name, "pvc-d1").unwrap();
@@ -187,7 +187,7 @@ fn remove_and_remove_missing() {
 
 #[test]
 fn extend_grows_and_never_shrinks() {
-    let vg = TestVg::new(64);
+    let vg = test_vg(64);
     let lvm = vg.lvm();
     let lv = lvm.create_lv(&request(&vg, "e1", 4 * MIB)).unwrap();
     let grown = lvm.extend_lv(&vg.name, "pvc-e1", 10 * MIB).unwrap();
@@ -205,7 +205,7 @@ fn extend_grows_and_never_shrinks() {
 
 #[test]
 fn insufficient_space_is_its_own_error() {
-    let vg = TestVg::new(64);
+    let vg = test_vg(64);
     let lvm = vg.lvm();
     match lvm.create_lv(&request(&vg, "s1", 100 * MIB)) {
         Err(Error::InsufficientSpace {
@@ -234,7 +234,7 @@ fn insufficient_space_is_its_own_error() {
 
 #[test]
 fn missing_vg_is_vg_not_found() {
-    let vg = TestVg::new(16); // only so that the name is unique and cleaned up
+    let vg = test_vg(16); // only so that the name is unique and cleaned up
     let lvm = vg.lvm();
     let ghost = format!("{}-ghost", vg.name);
     let mut req = request(&vg, "m1", MIB);
@@ -251,15 +251,15 @@ fn missing_vg_is_vg_not_found() {
 
 #[test]
 fn bad_names_are_rejected_before_any_command_runs() {
-    let vg = TestVg::new(16);
-    let log = vg.dir.path().join("calls.log");
+    let vg = test_vg(16);
+    let log = vg.dir().join("calls.log");
     let recorder = vg.script(
         "lvm-recorder",
         &format!("echo \"$*\" >> '{}'\nexit 1", log.display()),
     );
     for lvm in [
         vg.lvm_with_binary(&recorder),
-        vg.lvm_with_binary(&vg.dir.path().join("does-not-exist")),
+        vg.lvm_with_binary(&vg.dir().join("does-not-exist")),
     ] {
         for (vgn, lvn) in [
             ("vg", "-rf"),
@@ -308,7 +308,7 @@ fn thin_and_activation_are_unsupported_without_device_mapper() {
     if !metadata_only_here() {
         return; // covered by the QEMU run, where device-mapper exists
     }
-    let vg = TestVg::new(16);
+    let vg = test_vg(16);
     let lvm = vg.lvm();
     let mut req = request(&vg, "t1", MIB);
     req.thin_pool = Some("pool0".into());
@@ -347,8 +347,8 @@ fn live_members_of_group(pgid: i32) -> Vec<String> {
 
 #[test]
 fn hung_command_is_killed_with_its_group_at_the_timeout() {
-    let vg = TestVg::new(16);
-    let pid_file = vg.dir.path().join("pid");
+    let vg = test_vg(16);
+    let pid_file = vg.dir().join("pid");
     // The stand-in leaves a grandchild holding stdout and then hangs itself.
     let standin = vg.script(
         "lvm-hangs",
@@ -388,7 +388,7 @@ fn hung_command_is_killed_with_its_group_at_the_timeout() {
 
 #[test]
 fn failed_command_carries_command_code_and_stderr() {
-    let vg = TestVg::new(16);
+    let vg = test_vg(16);
     let standin = vg.script("lvm-fails", "echo 'disk on fire' >&2\nexit 42");
     match vg.lvm_with_binary(&standin).report() {
         Err(Error::CommandFailed {
@@ -438,9 +438,9 @@ fn crash_child() {
 
 #[test]
 fn create_killed_midway_then_again_leaves_one_lv() {
-    let vg = TestVg::new(64);
-    let marker = vg.dir.path().join("created");
-    let group = vg.dir.path().join("group");
+    let vg = test_vg(64);
+    let marker = vg.dir().join("created");
+    let group = vg.dir().join("group");
     let wrapper = vg.script(
         "lvm-stalls",
         &format!(
@@ -497,7 +497,7 @@ fn activation_and_thin_volumes_with_device_mapper() {
     if metadata_only_here() {
         return;
     }
-    let vg = TestVg::new(128);
+    let vg = test_vg(128);
     let lvm = vg.lvm();
     assert!(!lvm.metadata_only());
     let lv = lvm.create_lv(&request(&vg, "a1", 8 * MIB)).unwrap();

@@ -15,7 +15,7 @@ use lvmpin_scheduler_extender::facts::{NodeFacts, claim_facts};
 use lvmpin_scheduler_extender::http::router;
 use lvmpin_scheduler_extender::leader::Leadership;
 use lvmpin_scheduler_extender::placement::Mode;
-use lvmpin_scheduler_extender::testutil::{ClaimB, class, lvm_node};
+use lvmpin_scheduler_extender::testutil::{claim_named, class, lvm_node};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -60,13 +60,13 @@ fn cluster(nodes: usize, claims: usize) -> State {
         });
     }
     for i in 0..claims {
-        let mut b = ClaimB::new(&format!("data-db-{i}"))
+        let mut b = claim_named(&format!("data-db-{i}"))
             .namespace(&format!("team-{}", i % 50))
-            .request("10Gi");
+            .size("10Gi");
         if i >= IN_FLIGHT {
-            b = b.bound(&format!("pvc-{i:08}-aaaa-bbbb-cccc-000000000000"));
+            b = b.volume(&format!("pvc-{i:08}-aaaa-bbbb-cccc-000000000000"));
         }
-        let mut pvc = b.pvc();
+        let mut pvc = b.build();
         pvc.metadata.uid = Some(format!("{i:08}-aaaa-bbbb-cccc-000000000000"));
         if let Some(c) = claim_facts(&pvc) {
             s.index.upsert_claim(c);

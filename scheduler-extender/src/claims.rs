@@ -133,7 +133,7 @@ pub fn pod_demand(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{ClaimB, class, pod_with};
+    use crate::testutil::{IntoFacts as _, claim_named, class, pod_with};
 
     fn run(pod: &PodFacts, claims: Vec<ClaimFacts>, pvs: Vec<PvFacts>) -> Result<Demand, String> {
         let claims = claims.into_iter().map(|c| (c.key.clone(), c)).collect();
@@ -166,7 +166,7 @@ mod tests {
     fn one_claim() {
         let p = pod_with(&["a"]);
         let (per_vg, pins) =
-            needs(run(&p, vec![ClaimB::new("a").size(10).build()], vec![]).unwrap());
+            needs(run(&p, vec![claim_named("a").size_bytes(10).facts()], vec![]).unwrap());
         assert_eq!(per_vg, vec![("vg1".to_string(), vec![10])]);
         assert!(pins.is_empty());
     }
@@ -175,9 +175,9 @@ mod tests {
     fn several_claims_and_vgs_are_summed_per_vg() {
         let p = pod_with(&["a", "b", "c"]);
         let claims = vec![
-            ClaimB::new("a").size(10).build(),
-            ClaimB::new("b").size(20).build(),
-            ClaimB::new("c").size(5).class("slow").build(),
+            claim_named("a").size_bytes(10).facts(),
+            claim_named("b").size_bytes(20).facts(),
+            claim_named("c").size_bytes(5).class("slow").facts(),
         ];
         let (per_vg, _) = needs(run(&p, claims, vec![]).unwrap());
         assert_eq!(
@@ -193,8 +193,8 @@ mod tests {
     fn other_classes_and_classless_claims_are_ignored() {
         let p = pod_with(&["a", "b"]);
         let claims = vec![
-            ClaimB::new("a").size(10).class("other").build(),
-            ClaimB::new("b").size(10).no_class().build(),
+            claim_named("a").size_bytes(10).class("other").facts(),
+            claim_named("b").size_bytes(10).no_class().facts(),
         ];
         assert_eq!(run(&p, claims, vec![]).unwrap(), Demand::Nothing);
         assert_eq!(
@@ -207,16 +207,16 @@ mod tests {
     fn bound_claim_pins_by_pv_then_by_selected_node() {
         let p = pod_with(&["a", "b"]);
         let claims = vec![
-            ClaimB::new("a")
-                .size(10)
-                .bound("pv-a")
-                .selected("n9")
-                .build(),
-            ClaimB::new("b")
-                .size(10)
-                .bound("pv-b")
-                .selected("n2")
-                .build(),
+            claim_named("a")
+                .size_bytes(10)
+                .volume("pv-a")
+                .selected_node("n9")
+                .facts(),
+            claim_named("b")
+                .size_bytes(10)
+                .volume("pv-b")
+                .selected_node("n2")
+                .facts(),
         ];
         let pvs = vec![PvFacts {
             name: "pv-a".into(),
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn bound_claim_with_unknown_pv_and_no_annotation_asks_for_retry() {
         let p = pod_with(&["a"]);
-        let claims = vec![ClaimB::new("a").size(10).bound("pv-a").build()];
+        let claims = vec![claim_named("a").size_bytes(10).volume("pv-a").facts()];
         assert!(run(&p, claims, vec![]).unwrap_err().contains("pv-a"));
     }
 
@@ -239,33 +239,33 @@ mod tests {
     fn refusals_name_the_claim_and_the_problem() {
         let cases: Vec<(ClaimFacts, &str)> = vec![
             (
-                ClaimB::new("a").size(10).class("novg").build(),
+                claim_named("a").size_bytes(10).class("novg").facts(),
                 "no parameter lvmpin.io/volume-group",
             ),
             (
-                ClaimB::new("a").request("1Gi").annotation("lots").build(),
+                claim_named("a").size("1Gi").local_disk_size("lots").facts(),
                 "annotation lvmpin.io/local-disk-size is invalid",
             ),
             (
-                ClaimB::new("a").request("2Gi").annotation("1Gi").build(),
+                claim_named("a").size("2Gi").local_disk_size("1Gi").facts(),
                 "less than the requested",
             ),
             (
-                ClaimB::new("a")
-                    .size(10)
+                claim_named("a")
+                    .size_bytes(10)
                     .access_modes(&["ReadWriteMany"])
-                    .build(),
+                    .facts(),
                 "access mode ReadWriteMany",
             ),
             (
-                ClaimB::new("a").size(10).access_modes(&[]).build(),
+                claim_named("a").size_bytes(10).access_modes(&[]).facts(),
                 "no access modes",
             ),
             (
-                ClaimB::new("a")
-                    .size(10)
+                claim_named("a")
+                    .size_bytes(10)
                     .data_source("PersistentVolumeClaim", "src")
-                    .build(),
+                    .facts(),
                 "data source",
             ),
         ];
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn valid_annotation_declares_the_size() {
-        let claim = ClaimB::new("a").request("1Gi").annotation("3Gi").build();
+        let claim = claim_named("a").size("1Gi").local_disk_size("3Gi").facts();
         let (per_vg, _) = needs(run(&pod_with(&["a"]), vec![claim], vec![]).unwrap());
         assert_eq!(per_vg, vec![("vg1".to_string(), vec![3 << 30])]);
     }
@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn missing_claim_or_class_asks_for_retry() {
         assert!(run(&pod_with(&["a"]), vec![], vec![]).is_err());
-        let claim = ClaimB::new("a").size(1).class("nope").build();
+        let claim = claim_named("a").size_bytes(1).class("nope").facts();
         assert!(run(&pod_with(&["a"]), vec![claim], vec![]).is_err());
     }
 }

@@ -279,7 +279,7 @@ impl OwnerLoads {
 mod tests {
     use super::*;
     use crate::facts::NodeFacts;
-    use crate::testutil::{ClaimB, class, lvm_node, pod_with};
+    use crate::testutil::{IntoFacts as _, claim_named, class, lvm_node, pod_with};
     use std::collections::HashMap;
 
     const GI: u64 = 1 << 30;
@@ -322,7 +322,7 @@ mod tests {
                 Decisive,
                 Spread,
                 0,
-                vec![ClaimB::new("a").request("5Gi").build()],
+                vec![claim_named("a").size("5Gi").facts()],
                 vec!["n2"],
                 vec!["n4"],
             ),
@@ -331,7 +331,7 @@ mod tests {
                 Decisive,
                 Binpack,
                 0,
-                vec![ClaimB::new("a").request("5Gi").build()],
+                vec![claim_named("a").size("5Gi").facts()],
                 vec!["n1"],
                 vec!["n4"],
             ),
@@ -340,7 +340,7 @@ mod tests {
                 Advisory,
                 Spread,
                 0,
-                vec![ClaimB::new("a").request("5Gi").build()],
+                vec![claim_named("a").size("5Gi").facts()],
                 vec!["n1", "n2", "n3"],
                 vec!["n4"],
             ),
@@ -350,8 +350,8 @@ mod tests {
                 Spread,
                 0,
                 vec![
-                    ClaimB::new("a").request("15Gi").build(),
-                    ClaimB::new("b").request("5Gi").build(),
+                    claim_named("a").size("15Gi").facts(),
+                    claim_named("b").size("5Gi").facts(),
                 ],
                 vec!["n2", "n3"],
                 vec!["n1", "n4"],
@@ -361,7 +361,7 @@ mod tests {
                 Advisory,
                 Spread,
                 11 * GI,
-                vec![ClaimB::new("a").request("9Gi").build()],
+                vec![claim_named("a").size("9Gi").facts()],
                 vec!["n2", "n3"],
                 vec!["n1", "n4"],
             ),
@@ -371,11 +371,11 @@ mod tests {
                 Spread,
                 0,
                 vec![
-                    ClaimB::new("a")
-                        .request("5Gi")
-                        .bound("pv")
-                        .selected("n3")
-                        .build(),
+                    claim_named("a")
+                        .size("5Gi")
+                        .volume("pv")
+                        .selected_node("n3")
+                        .facts(),
                 ],
                 vec!["n3"],
                 vec!["n1", "n2", "n4"],
@@ -385,7 +385,7 @@ mod tests {
                 Advisory,
                 Spread,
                 0,
-                vec![ClaimB::new("a").request("1Gi").annotation("25Gi").build()],
+                vec![claim_named("a").size("1Gi").local_disk_size("25Gi").facts()],
                 vec!["n2"],
                 vec!["n1", "n3", "n4"],
             ),
@@ -394,7 +394,7 @@ mod tests {
                 Advisory,
                 Spread,
                 0,
-                vec![ClaimB::new("a").request("1Gi").annotation("x").build()],
+                vec![claim_named("a").size("1Gi").local_disk_size("x").facts()],
                 vec![],
                 vec!["n1", "n2", "n3", "n4"],
             ),
@@ -435,13 +435,12 @@ mod tests {
     fn losing_selected_node_drops_the_hold_of_that_claim() {
         let mut s = state();
         let now = Instant::now();
-        s.index
-            .upsert_claim(ClaimB::new("a").request("8Gi").build());
+        s.index.upsert_claim(claim_named("a").size("8Gi").facts());
         let out = filter(&mut s, &Settings::default(), &pod_with(&["a"]), &NODES, now);
         assert_eq!(names(&NODES, &out.pass), vec!["n2"]);
-        s.apply_claim(ClaimB::new("a").request("8Gi").selected("n2").build());
+        s.apply_claim(claim_named("a").size("8Gi").selected_node("n2").facts());
         assert_eq!(s.reservations.len(), 1);
-        s.apply_claim(ClaimB::new("a").request("8Gi").build());
+        s.apply_claim(claim_named("a").size("8Gi").facts());
         assert!(s.reservations.is_empty());
     }
 
@@ -449,7 +448,7 @@ mod tests {
     fn pod_without_our_claims_passes_untouched() {
         let mut s = state();
         s.index
-            .upsert_claim(ClaimB::new("x").request("1Gi").no_class().build());
+            .upsert_claim(claim_named("x").size("1Gi").no_class().facts());
         let out = filter(
             &mut s,
             &Settings::default(),
@@ -480,8 +479,7 @@ mod tests {
     fn decisive_reserves_and_retry_replaces() {
         let mut s = state();
         let now = Instant::now();
-        s.index
-            .upsert_claim(ClaimB::new("a").request("8Gi").build());
+        s.index.upsert_claim(claim_named("a").size("8Gi").facts());
         let pod = pod_with(&["a"]);
         let settings = Settings::default();
         for _ in 0..3 {
@@ -494,8 +492,7 @@ mod tests {
             vec![0, 10, 0, 0]
         );
         // Another pod sees the hold: n2 has 22Gi left, n3 20Gi.
-        s.index
-            .upsert_claim(ClaimB::new("b").request("8Gi").build());
+        s.index.upsert_claim(claim_named("b").size("8Gi").facts());
         let mut other = pod_with(&["b"]);
         other.uid = "other".into();
         let out = filter(&mut s, &settings, &other, &NODES, now);
@@ -519,7 +516,7 @@ mod tests {
         for i in 0..3 {
             let claim = format!("data-{i}");
             s.index
-                .upsert_claim(ClaimB::new(&claim).request("1Gi").build());
+                .upsert_claim(claim_named(&claim).size("1Gi").facts());
             let mut pod = pod_with(&[&claim]);
             pod.uid = format!("pod-{i}");
             pod.owner = Some("sts".into());
@@ -547,7 +544,7 @@ mod tests {
         for i in 0..200 {
             let claim = format!("c{i}");
             s.index
-                .upsert_claim(ClaimB::new(&claim).request("1Gi").build());
+                .upsert_claim(claim_named(&claim).size("1Gi").facts());
             let mut pod = pod_with(&[&claim]);
             pod.uid = format!("p{i}");
             let out = filter(&mut s, &Settings::default(), &pod, &asked, now);

@@ -25,6 +25,7 @@ pub mod watch;
 pub mod wire;
 
 #[doc(hidden)]
+#[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 
 pub use error::{Error, Result};

@@ -188,7 +188,7 @@ pub fn reserved_totals(
 mod tests {
     use super::*;
     use crate::facts::{LvmFacts, NodeLvm, PodFacts, VgState};
-    use crate::testutil::{ClaimB, class};
+    use crate::testutil::{IntoFacts as _, claim_named, class};
     use std::time::Duration;
 
     fn index() -> Index {
@@ -258,7 +258,7 @@ mod tests {
             (
                 "selected-node wins over the hold",
                 |ix, _| {
-                    ix.upsert_claim(ClaimB::new("a").size(10).selected("n2").build());
+                    ix.upsert_claim(claim_named("a").size_bytes(10).selected_node("n2").facts());
                 },
                 now,
                 0,
@@ -278,7 +278,7 @@ mod tests {
             (
                 "bound claim without a known node drops it",
                 |ix, _| {
-                    ix.upsert_claim(ClaimB::new("a").size(10).bound("pv").build());
+                    ix.upsert_claim(claim_named("a").size_bytes(10).volume("pv").facts());
                 },
                 now,
                 0,
@@ -287,7 +287,13 @@ mod tests {
             (
                 "bound claim counts until its LV is reported",
                 |ix, _| {
-                    ix.upsert_claim(ClaimB::new("a").size(10).selected("n1").bound("pv").build());
+                    ix.upsert_claim(
+                        claim_named("a")
+                            .size_bytes(10)
+                            .selected_node("n1")
+                            .volume("pv")
+                            .facts(),
+                    );
                 },
                 now,
                 12,
@@ -296,7 +302,13 @@ mod tests {
             (
                 "bound claim with its LV reported drops it",
                 |ix, _| {
-                    ix.upsert_claim(ClaimB::new("a").size(10).selected("n1").bound("pv").build());
+                    ix.upsert_claim(
+                        claim_named("a")
+                            .size_bytes(10)
+                            .selected_node("n1")
+                            .volume("pv")
+                            .facts(),
+                    );
                     report_lv(ix, "n1", "pvc-uid-a");
                 },
                 now,
@@ -354,7 +366,7 @@ mod tests {
         ];
         for (name, mutate, at, want_n1, want_n2) in cases {
             let mut ix = index();
-            ix.upsert_claim(ClaimB::new("a").size(10).build());
+            ix.upsert_claim(claim_named("a").size_bytes(10).facts());
             let mut res = Reservations::default();
             res.record(hold("p1", "n1", &["a"], now + Duration::from_secs(300)));
             mutate(&mut ix, &mut res);
@@ -368,13 +380,13 @@ mod tests {
     fn own_claims_are_skipped_and_prune_drops_settled_holds() {
         let now = Instant::now();
         let mut ix = index();
-        ix.upsert_claim(ClaimB::new("a").size(10).build());
+        ix.upsert_claim(claim_named("a").size_bytes(10).facts());
         let mut res = Reservations::default();
         res.record(hold("p1", "n1", &["a"], now + Duration::from_secs(300)));
         let key = ClaimKey::new("ns", "a");
         assert!(reserved_totals(&ix, &res, now, &[&key]).is_empty());
         assert_eq!(res.prune(&ix, now), 0);
-        ix.upsert_claim(ClaimB::new("a").size(10).bound("pv").build());
+        ix.upsert_claim(claim_named("a").size_bytes(10).volume("pv").facts());
         assert_eq!(res.prune(&ix, now), 0, "bound but not yet reported");
         report_lv(&mut ix, "n1", "pvc-uid-a");
         assert_eq!(res.prune(&ix, now), 1);
@@ -390,27 +402,30 @@ mod tests {
         for (name, claim) in [
             (
                 "ReadWriteMany",
-                ClaimB::new("a")
-                    .size(10)
-                    .selected("n1")
+                claim_named("a")
+                    .size_bytes(10)
+                    .selected_node("n1")
                     .access_modes(&["ReadWriteMany"]),
             ),
             (
                 "data source",
-                ClaimB::new("a")
-                    .size(10)
-                    .selected("n1")
+                claim_named("a")
+                    .size_bytes(10)
+                    .selected_node("n1")
                     .data_source("VolumeSnapshot", "s"),
             ),
-            ("bad size", ClaimB::new("a").request("lots").selected("n1")),
+            (
+                "bad size",
+                claim_named("a").size("lots").selected_node("n1"),
+            ),
         ] {
             let mut ix = index();
-            ix.upsert_claim(ClaimB::new("a").size(10).selected("n1").build());
+            ix.upsert_claim(claim_named("a").size_bytes(10).selected_node("n1").facts());
             assert!(
                 total(&reserved_totals(&ix, &res, now, &[]), "n1") >= 10,
                 "control"
             );
-            ix.upsert_claim(claim.build());
+            ix.upsert_claim(claim.facts());
             assert!(reserved_totals(&ix, &res, now, &[]).is_empty(), "{name}");
         }
     }
@@ -428,7 +443,13 @@ mod tests {
     #[test]
     fn claims_settle_only_when_bound_and_reported_in_either_order() {
         let key = ClaimKey::new("ns", "a");
-        let bound = || ClaimB::new("a").size(10).selected("n1").bound("pv").build();
+        let bound = || {
+            claim_named("a")
+                .size_bytes(10)
+                .selected_node("n1")
+                .volume("pv")
+                .facts()
+        };
 
         let mut ix = index();
         ix.upsert_claim(bound());
@@ -440,7 +461,7 @@ mod tests {
         assert!(!ix.unsettled.contains(&key));
 
         let mut ix = index();
-        ix.upsert_claim(ClaimB::new("a").size(10).selected("n1").build());
+        ix.upsert_claim(claim_named("a").size_bytes(10).selected_node("n1").facts());
         report_lv(&mut ix, "n1", "pvc-uid-a");
         assert!(ix.unsettled.contains(&key), "reported but unbound");
         ix.upsert_claim(bound());

@@ -9,19 +9,18 @@ use kube::client::Body;
 use lvmpin_scheduler_extender::bind::Binder;
 use lvmpin_scheduler_extender::engine::{Settings, State};
 use lvmpin_scheduler_extender::facts::PodFacts;
-use lvmpin_scheduler_extender::testutil::{ClaimB, class};
+use lvmpin_scheduler_extender::testutil::{IntoFacts as _, claim_named, class};
 use serde_json::{Value, json};
 use tower_test::mock;
 
 fn state() -> State {
     let mut s = State::default();
     s.index.upsert_class(class("fast", Some("vg1")));
+    s.index.upsert_claim(claim_named("a").size("1Gi").facts());
     s.index
-        .upsert_claim(ClaimB::new("a").request("1Gi").build());
+        .upsert_claim(claim_named("b").size("1Gi").selected_node("n1").facts());
     s.index
-        .upsert_claim(ClaimB::new("b").request("1Gi").selected("n1").build());
-    s.index
-        .upsert_claim(ClaimB::new("c").request("1Gi").no_class().build());
+        .upsert_claim(claim_named("c").size("1Gi").no_class().facts());
     s.index.upsert_pod(PodFacts {
         uid: "p-uid".into(),
         namespace: "ns".into(),
@@ -68,8 +67,10 @@ async fn bind_annotates_only_missing_claims_then_creates_the_binding() {
                     json!({"metadata": {"annotations": {"volume.kubernetes.io/selected-node": "n1"}}}),
                 ),
                 status: 200,
-                reply: serde_json::to_value(ClaimB::new("a").request("1Gi").selected("n1").pvc())
-                    .expect("pvc"),
+                reply: serde_json::to_value(
+                    claim_named("a").size("1Gi").selected_node("n1").build(),
+                )
+                .expect("pvc"),
             },
             Call {
                 method: Method::POST,
@@ -93,9 +94,9 @@ async fn bind_failures_are_reported_in_error_with_200() {
     let client = kube::Client::new(svc, "default");
     let mut st = state();
     st.index
-        .upsert_claim(ClaimB::new("a").request("1Gi").selected("n2").build());
+        .upsert_claim(claim_named("a").size("1Gi").selected_node("n2").facts());
     st.index
-        .upsert_claim(ClaimB::new("b").request("1Gi").selected("n2").build());
+        .upsert_claim(claim_named("b").size("1Gi").selected_node("n2").facts());
     let addr = serve(app(st, Settings::default(), Some(Binder { client })), "").await;
     let verifier = tokio::spawn(verify(
         handle,

@@ -14,7 +14,7 @@ use lvmpin_scheduler_extender::context::{App, Readiness};
 use lvmpin_scheduler_extender::engine::{Settings, State};
 use lvmpin_scheduler_extender::http::router;
 use lvmpin_scheduler_extender::leader::Leadership;
-use lvmpin_scheduler_extender::testutil::{ClaimB, class, lvm_node};
+use lvmpin_scheduler_extender::testutil::{IntoFacts as _, claim_named, class, lvm_node};
 use serde_json::{Value, json};
 
 pub const GI: u64 = 1 << 30;
@@ -153,7 +153,7 @@ pub fn cluster(count: usize, free_gi: u64, claims: usize, claim: &str) -> State 
     }
     for i in 0..claims {
         s.index
-            .upsert_claim(ClaimB::new(&format!("c{i}")).request(claim).build());
+            .upsert_claim(claim_named(&format!("c{i}")).size(claim).facts());
     }
     s
 }

@@ -1,16 +1,20 @@
-//! Builders for Kubernetes objects used by tests and benchmarks, so that tables
-//! of cases stay readable.
+//! Kubernetes objects for tables of test cases: one claim builder, a
+//! StorageClass, PVs from JSON, and the PV the agent is expected to create.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimStatus, VolumeResourceRequirements,
+    PersistentVolumeClaimStatus, TypedLocalObjectReference, VolumeResourceRequirements,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use lvmpin_api::names::{ANN_BETA_STORAGE_CLASS, ANN_LOCAL_DISK_SIZE, ANN_SELECTED_NODE};
+use lvmpin_api::names::{
+    ANN_BETA_STORAGE_CLASS, ANN_LOCAL_DISK_SIZE, ANN_SELECTED_NODE, DRIVER_NAME, PV_FINALIZER,
+    TOPOLOGY_KEY,
+};
+use serde_json::{Value, json};
 
 pub fn class(name: &str, provisioner: &str, params: &[(&str, &str)]) -> StorageClass {
     StorageClass {
@@ -69,6 +73,16 @@ impl ClaimBuilder {
         self
     }
 
+    pub fn no_class(mut self) -> Self {
+        self.spec().storage_class_name = None;
+        self
+    }
+
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.0.metadata.namespace = Some(namespace.into());
+        self
+    }
+
     pub fn beta_class(self, class: &str) -> Self {
         self.annotate(ANN_BETA_STORAGE_CLASS, class)
     }
@@ -77,6 +91,20 @@ impl ClaimBuilder {
         self.spec().resources = Some(VolumeResourceRequirements {
             requests: Some(BTreeMap::from([("storage".into(), Quantity(q.into()))])),
             ..Default::default()
+        });
+        self
+    }
+
+    /// `size` as a plain byte count.
+    pub fn size_bytes(self, bytes: u64) -> Self {
+        self.size(&bytes.to_string())
+    }
+
+    pub fn data_source(mut self, kind: &str, name: &str) -> Self {
+        self.spec().data_source = Some(TypedLocalObjectReference {
+            api_group: None,
+            kind: kind.into(),
+            name: name.into(),
         });
         self
     }
@@ -140,4 +168,31 @@ impl ClaimBuilder {
 /// Parses JSON into a PV; tests write PVs the way they appear on the wire.
 pub fn pv_from_json(v: serde_json::Value) -> PersistentVolume {
     serde_json::from_value(v).unwrap_or_else(|e| panic!("bad PV literal: {e}"))
+}
+
+/// The PV the agent must create for claim `ns/data` (uid `u1`, 1Gi, class
+/// `fast`, reclaim `Delete`) on node `n1` in VG `vg0`, as it goes on the wire.
+/// Tests change single fields of it for their case.
+pub fn expected_pv() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": "pvc-u1",
+            "annotations": {"pv.kubernetes.io/provisioned-by": DRIVER_NAME},
+            "finalizers": [PV_FINALIZER]
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "capacity": {"storage": "1Gi"},
+            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                         "namespace": "ns", "name": "data", "uid": "u1", "resourceVersion": "1"},
+            "csi": {"driver": DRIVER_NAME, "volumeHandle": "vg0/pvc-u1", "fsType": "ext4",
+                    "volumeAttributes": {"vg": "vg0", "lv": "pvc-u1"}},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": TOPOLOGY_KEY, "operator": "In", "values": ["n1"]}]}]}},
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": "fast"
+        }
+    })
 }
