@@ -178,7 +178,7 @@ pub async fn create_pv<B>(
             match pv_body::compare_existing(pv, &existing) {
                 pv_body::ExistingPv::Same => Ok(PvCreated::AlreadyThere),
                 pv_body::ExistingPv::Different(reason) => {
-                    crate::startup::report_orphan(
+                    crate::orphans::report_orphan(
                         ctx,
                         &spec.vg,
                         &spec.volume_name,
