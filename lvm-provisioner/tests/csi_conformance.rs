@@ -1224,6 +1224,16 @@ async fn paths_outside_kubelet_or_climbing_out_are_refused() {
         );
     }
     assert_eq!(blkid_type(&fx.device(&id)), "");
+    // A symlink planted inside kubelet's directory would carry the mount out.
+    std::fs::create_dir_all(fx.path("pods")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), fx.path("pods/link")).unwrap();
+    let through = fx.path("pods/link/st");
+    let err = node
+        .node_stage_volume(stage_req(&id, &through, mount_cap("ext4")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert!(!is_mount_point(&outside.path().join("st")));
 
     // A winding path inside kubelet's directory is one mount, and the same
     // string (or its normal form) finds it again at unstage.

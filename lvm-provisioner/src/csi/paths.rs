@@ -67,6 +67,36 @@ impl MountRoot {
     }
 }
 
+/// Refuses a mount point reached through a symlink below `root`: the
+/// lexical check above cannot see one, and mount(2) follows it, so a link
+/// planted inside kubelet's directory could carry a mount anywhere. Parts of
+/// the path that do not exist yet are created by us as plain directories.
+pub fn no_symlink_below(root: &MountRoot, path: &Path, field: &str) -> Result<()> {
+    let Ok(rest) = path.strip_prefix(root.dir()) else {
+        return Err(Error::InvalidArgument(format!(
+            "{field} is outside the kubelet directory {}",
+            root.dir().display()
+        )));
+    };
+    let mut at = root.dir().to_path_buf();
+    for part in rest.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::InvalidArgument(format!(
+                    "{field} {:?} passes through the symlink {}",
+                    bounded(&path.to_string_lossy()),
+                    bounded(&at.to_string_lossy())
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("inspect", at, e)),
+        }
+    }
+    Ok(())
+}
+
 /// Lexical normal form of an absolute path; `..` at the root stays at the root.
 pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
@@ -134,6 +164,23 @@ mod tests {
             Err(Error::InvalidArgument(m)) => assert!(m.len() < 600, "{}", m.len()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_symlink_below_the_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = MountRoot::new(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("pods/a")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("pods/evil")).unwrap();
+        let ok = dir.path().join("pods/a/volumes/x/mount");
+        assert!(no_symlink_below(&root, &ok, "target_path").is_ok());
+        let bad = dir.path().join("pods/evil/x/mount");
+        assert!(matches!(
+            no_symlink_below(&root, &bad, "target_path"),
+            Err(Error::InvalidArgument(m)) if m.contains("symlink")
+        ));
+        let outside = Path::new("/tmp/x");
+        assert!(no_symlink_below(&root, outside, "target_path").is_err());
     }
 
     #[test]

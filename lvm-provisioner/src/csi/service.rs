@@ -19,7 +19,7 @@ use super::mounter::Mounter;
 use super::paths::MountRoot;
 use super::source::VolumeSource;
 use super::stats::Measured;
-use super::{expand, publish, request, stage, stats};
+use super::{expand, paths, publish, request, stage, stats};
 
 type Rpc<T> = std::result::Result<Response<T>, Status>;
 
@@ -158,8 +158,9 @@ impl csi::node_server::Node for CsiService {
         r: Request<csi::NodeStageVolumeRequest>,
     ) -> Rpc<csi::NodeStageVolumeResponse> {
         let req = request::stage(r.get_ref(), &self.root)?;
-        let id = req.volume_id.clone();
+        let (id, root) = (req.volume_id.clone(), self.root.clone());
         self.run("NodeStageVolume", &id, true, move |s, m| {
+            paths::no_symlink_below(&root, &req.staging, "staging_target_path")?;
             stage::stage(s, m, &req)
         })
         .await?;
@@ -184,8 +185,9 @@ impl csi::node_server::Node for CsiService {
         r: Request<csi::NodePublishVolumeRequest>,
     ) -> Rpc<csi::NodePublishVolumeResponse> {
         let req = request::publish(r.get_ref(), &self.root)?;
-        let id = req.volume_id.clone();
+        let (id, root) = (req.volume_id.clone(), self.root.clone());
         self.run("NodePublishVolume", &id, true, move |s, m| {
+            paths::no_symlink_below(&root, &req.target, "target_path")?;
             publish::publish(s, m, &req)
         })
         .await?;
