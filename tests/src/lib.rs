@@ -1,15 +1,17 @@
-//! Helpers shared by the end-to-end tests: checks of the cluster's end state
-//! against what LVM reports on each simulated node.
+//! Helpers shared by the end-to-end tests; the check of the cluster's end
+//! state against what LVM reports on each simulated node is in [`invariants`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::ListParams;
-use lvmpin_api::names::volume_name_for_claim;
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 
+pub mod invariants;
+
+pub use invariants::{Expected, assert_invariants};
 pub use lvmpin_sim::testbed::{Backend, Mode};
 pub use lvmpin_sim::workload::StatefulSetLike;
 
@@ -149,100 +151,6 @@ pub async fn wait_claims_bound(tb: &Testbed, timeout: Duration) {
     .await;
     if let Err(e) = r {
         panic!("{}", tb.with_logs(e));
-    }
-}
-
-/// The end state every scenario must reach: each claim Bound to `pvc-<uid>`,
-/// whose PV is pinned to the node of the pod using the claim, where exactly
-/// one LV of that name exists; no LV or PV belongs to no claim.
-pub async fn assert_consistent(tb: &Testbed) {
-    let claims = claims(tb).await;
-    let pvs = volumes(tb).await;
-    let pods = pods(tb).await;
-    let lvs = tb.lvs().expect("lvs on every node");
-    let mut lv_homes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (node, list) in &lvs {
-        for (lv, _) in list {
-            lv_homes.entry(lv.clone()).or_default().push(node.clone());
-        }
-    }
-    let mut pod_node: BTreeMap<(String, String), String> = BTreeMap::new();
-    for p in &pods {
-        let (Some(ns), Some(node)) = (
-            p.metadata.namespace.clone(),
-            p.spec.as_ref().and_then(|s| s.node_name.clone()),
-        ) else {
-            continue;
-        };
-        for v in p
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.clone())
-            .unwrap_or_default()
-        {
-            if let Some(c) = v.persistent_volume_claim {
-                pod_node.insert((ns.clone(), c.claim_name), node.clone());
-            }
-        }
-    }
-    let mut wanted_lvs = BTreeSet::new();
-    for c in &claims {
-        let ns = c.metadata.namespace.clone().unwrap_or_default();
-        let name = c.metadata.name.clone().unwrap_or_default();
-        let uid = c.metadata.uid.clone().unwrap_or_default();
-        let expected = volume_name_for_claim(&uid);
-        let volume = c.spec.as_ref().and_then(|s| s.volume_name.clone());
-        assert_eq!(
-            volume.as_deref(),
-            Some(expected.as_str()),
-            "claim {ns}/{name} volumeName"
-        );
-        assert_eq!(
-            c.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Bound"),
-            "claim {ns}/{name} phase"
-        );
-        let pv = pvs
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(expected.as_str()))
-            .unwrap_or_else(|| panic!("no PV {expected} for claim {ns}/{name}"));
-        let node = lvmpin_api::volume::pinned_node(pv)
-            .unwrap_or_else(|| panic!("PV {expected} has no node affinity"))
-            .to_string();
-        if let Some(pn) = pod_node.get(&(ns.clone(), name.clone())) {
-            assert_eq!(&node, pn, "claim {ns}/{name}: PV node vs pod node");
-        }
-        let homes = lv_homes.get(&expected).cloned().unwrap_or_default();
-        assert_eq!(
-            homes,
-            vec![node.clone()],
-            "LV {expected} of claim {ns}/{name} must exist once, on {node}"
-        );
-        wanted_lvs.insert(expected);
-    }
-    let orphans: Vec<&String> = lv_homes
-        .keys()
-        .filter(|lv| !wanted_lvs.contains(*lv))
-        .collect();
-    assert!(orphans.is_empty(), "LVs without a claim: {orphans:?}");
-    let stray: Vec<_> = pvs
-        .iter()
-        .filter_map(|p| p.metadata.name.clone())
-        .filter(|n| !wanted_lvs.contains(n))
-        .collect();
-    assert!(stray.is_empty(), "PVs without a claim: {stray:?}");
-}
-
-/// LVM's own numbers per node: the LVs fit the VG.
-pub fn assert_no_overcommit(tb: &Testbed) {
-    for d in &tb.disks {
-        let (size, _) = d.vg_size_free().expect("vgs");
-        let used: u64 = d.lvs().expect("lvs").iter().map(|(_, s)| s).sum();
-        assert!(
-            used <= size,
-            "node {}: LVs use {used} bytes of a {size}-byte VG",
-            d.node
-        );
     }
 }
 

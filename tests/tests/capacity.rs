@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use lvmpin_e2e::{
-    Backend, assert_consistent, assert_no_overcommit, pods, reschedules, set, start, start_on,
+    Backend, Expected, assert_invariants, pods, reschedules, set, start, start_on,
     wait_capacity_current, wait_claims_bound,
 };
 
@@ -91,8 +91,7 @@ async fn stock_scheduler_alone_fills_every_node_without_a_reschedule() {
     eprintln!("{n} pods placed one at a time: {placed:?}");
     assert_eq!(reschedules(&tb).await, 0, "placed: {placed:?}");
     assert_eq!(volumes_that_fit(&tb, 12 * MI), 0, "every VG is full");
-    assert_consistent(&tb).await;
-    assert_no_overcommit(&tb);
+    assert_invariants(&tb, &Expected::default()).await;
     tb.shutdown().await;
 }
 
@@ -133,8 +132,7 @@ async fn extender_lost_for_good_mid_burst_scheduling_goes_on() {
         panic!("{}", tb.with_logs(e));
     }
     wait_claims_bound(&tb, Duration::from_secs(60)).await;
-    assert_consistent(&tb).await;
-    assert_no_overcommit(&tb);
+    assert_invariants(&tb, &Expected::default()).await;
     eprintln!(
         "{} pods with the extender, {} after it was killed: {} reschedules",
         before.replicas,
@@ -228,7 +226,7 @@ async fn managed_resource_sends_only_pods_with_claims_to_the_extender() {
         assert_eq!(requests_managed(&p), name != "plain", "{name}");
     }
     wait_claims_bound(&tb, Duration::from_secs(30)).await;
-    assert_consistent(&tb).await;
+    assert_invariants(&tb, &Expected::default()).await;
     let metrics = tb.extender_metrics().await.unwrap();
     let counter = |name: &str, label: &str| lvmpin_e2e::counter(&metrics, name, label);
     let filters = counter(

@@ -10,7 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
-use lvmpin_e2e::{Backend, assert_consistent, reschedules, set, start_on, wait_claims_bound};
+use lvmpin_e2e::{
+    Backend, Expected, assert_invariants, reschedules, set, start_on, wait_claims_bound,
+};
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 use lvmpin_sim::workload::StatefulSetLike;
 
@@ -39,7 +41,7 @@ async fn outcome(tb: &Testbed, s: &StatefulSetLike) -> Outcome {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     wait_claims_bound(tb, Duration::from_secs(60)).await;
-    assert_consistent(tb).await;
+    assert_invariants(tb, &Expected::default()).await;
     let mut counts: BTreeMap<&String, usize> = tb.node_names.iter().map(|n| (n, 0)).collect();
     for node in placed.values() {
         *counts.entry(node).or_default() += 1;

@@ -17,8 +17,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use lvmpin_api::LvmNode;
 use lvmpin_e2e::{
-    Mode, assert_consistent, assert_no_overcommit, claims, reschedules, set, start, volumes,
-    wait_claims_bound,
+    Expected, Mode, assert_invariants, claims, reschedules, set, start, volumes, wait_claims_bound,
 };
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 use lvmpin_sim::wait;
@@ -92,8 +91,7 @@ async fn statefulset_pods_and_their_two_claims_land_on_one_node() {
     let placed = wait_set_bound(&tb, &s, Duration::from_secs(90)).await;
     assert_eq!(placed.len(), 6);
     wait_claims_bound(&tb, Duration::from_secs(30)).await;
-    assert_consistent(&tb).await;
-    assert_no_overcommit(&tb);
+    assert_invariants(&tb, &Expected::default()).await;
     assert_eq!(reschedules(&tb).await, 0);
     // The scheduler (upstream kube-scheduler by default) really went through
     // the extender: its filter saw the pods and its bind verb bound them.
@@ -122,8 +120,7 @@ async fn burst_of_200_pods_on_10_tight_nodes_never_overcommits_and_never_resched
     tb.create_statefulset(&s).await.unwrap();
     wait_set_bound(&tb, &s, Duration::from_secs(150)).await;
     wait_claims_bound(&tb, Duration::from_secs(30)).await;
-    assert_no_overcommit(&tb);
-    assert_consistent(&tb).await;
+    assert_invariants(&tb, &Expected::default()).await;
     let n = reschedules(&tb).await;
     if n != 0 {
         let e = lvmpin_sim::error::Error::ApiServer(format!(
@@ -160,7 +157,10 @@ async fn without_the_extender_a_tight_burst_needs_reschedules() {
     if let Err(e) = r {
         panic!("{}", tb.with_logs(e));
     }
-    assert_no_overcommit(&tb);
+    // The set fits both nodes together, so the given-back claims land too.
+    wait_set_bound(&tb, &s, Duration::from_secs(150)).await;
+    wait_claims_bound(&tb, Duration::from_secs(60)).await;
+    assert_invariants(&tb, &Expected::default()).await;
     tb.shutdown().await;
 }
 
@@ -176,8 +176,7 @@ async fn advisory_mode_with_full_node_objects_places_everything() {
     tb.create_statefulset(&s).await.unwrap();
     wait_set_bound(&tb, &s, Duration::from_secs(120)).await;
     wait_claims_bound(&tb, Duration::from_secs(30)).await;
-    assert_no_overcommit(&tb);
-    assert_consistent(&tb).await;
+    assert_invariants(&tb, &Expected::default()).await;
     tb.shutdown().await;
 }
 
@@ -229,8 +228,7 @@ async fn agent_killed_mid_burst_and_restarted_leaves_one_lv_and_one_pv_per_claim
     tb.agents[1].start().unwrap();
     wait_set_bound(&tb, &s, Duration::from_secs(150)).await;
     wait_claims_bound(&tb, Duration::from_secs(60)).await;
-    assert_consistent(&tb).await;
-    assert_no_overcommit(&tb);
+    assert_invariants(&tb, &Expected::default()).await;
     tb.shutdown().await;
 }
 
@@ -264,8 +262,7 @@ async fn extender_restarted_mid_burst_still_never_overcommits() {
     }
     wait_set_bound(&tb, &s, Duration::from_secs(150)).await;
     wait_claims_bound(&tb, Duration::from_secs(60)).await;
-    assert_no_overcommit(&tb);
-    assert_consistent(&tb).await;
+    assert_invariants(&tb, &Expected::default()).await;
     let n = reschedules(&tb).await;
     if n != 0 {
         let e = lvmpin_sim::error::Error::ApiServer(format!(
@@ -309,7 +306,7 @@ async fn deleting_claims_removes_their_lvs_and_pvs() {
     if let Err(e) = r {
         panic!("{}", tb.with_logs(e));
     }
-    assert_no_overcommit(&tb);
+    assert_invariants(&tb, &Expected::default()).await;
     tb.shutdown().await;
 }
 
@@ -354,7 +351,7 @@ async fn vgextend_behind_the_agents_back_is_reported_and_unblocks_a_claim() {
     // The scheduler's backoff is at most 10 s; then the extender must accept it.
     wait_set_bound(&tb, &s, Duration::from_secs(40)).await;
     wait_claims_bound(&tb, Duration::from_secs(30)).await;
-    assert_consistent(&tb).await;
+    assert_invariants(&tb, &Expected::default()).await;
     tb.shutdown().await;
 }
 
@@ -438,6 +435,11 @@ async fn invalid_size_annotation_gets_an_event_and_nothing_is_created() {
         pod.spec.unwrap().node_name.is_none(),
         "the pod cannot start without its volume"
     );
+    let refused = Expected {
+        unbound_claims: vec!["default/bad".into()],
+        ..Expected::default()
+    };
+    assert_invariants(&tb, &refused).await;
     tb.shutdown().await;
 }
 
@@ -468,7 +470,7 @@ async fn a_node_that_cannot_create_the_lv_gives_the_claim_back_and_the_pod_lands
         "node-0 must have given the claim back"
     );
     full.remove_lv("someone-else").unwrap();
-    assert_consistent(&tb).await;
+    assert_invariants(&tb, &Expected::default()).await;
     tb.shutdown().await;
 }
 
@@ -532,6 +534,7 @@ async fn retain_keeps_the_volume_after_its_claim_is_deleted() {
         1,
         "the retained LV must stay: {lvs:?}"
     );
+    assert_invariants(&tb, &Expected::orphan_lvs([pv_name])).await;
     tb.shutdown().await;
 }
 
@@ -585,5 +588,6 @@ async fn expanding_a_claim_grows_the_lv_then_the_pv_then_hands_over_to_the_node(
         .map(|(_, size)| *size)
         .unwrap();
     assert!(lv >= 64 * MI, "LV size {lv}");
+    assert_invariants(&tb, &Expected::default()).await;
     tb.shutdown().await;
 }

@@ -190,5 +190,6 @@ async fn csi_storage_capacity_tracks_each_volume_group() {
             "{owner:?}"
         );
     }
+    lvmpin_e2e::assert_invariants(&tb, &lvmpin_e2e::Expected::default()).await;
     tb.shutdown().await;
 }
