@@ -461,10 +461,15 @@ pub async fn snapshot(tb: &Testbed) -> Result<Snapshot, String> {
         Reservations::ExtenderStopped
     } else {
         match tb.extender_metrics().await {
-            Ok(text) => Reservations::Held(
-                lvmpin_sim::bench::sample_sum(&text, "lvmpin_extender_reservations", "")
-                    .unwrap_or(0.0),
-            ),
+            // A missing gauge (renamed, say) must not read as "nothing held".
+            Ok(text) => {
+                match lvmpin_sim::bench::sample_sum(&text, "lvmpin_extender_reservations", "") {
+                    Some(n) => Reservations::Held(n),
+                    None => Reservations::Unreadable(
+                        "no lvmpin_extender_reservations gauge in /metrics".into(),
+                    ),
+                }
+            }
             Err(e) => Reservations::Unreadable(e.to_string()),
         }
     };
@@ -494,10 +499,13 @@ pub async fn assert_invariants(tb: &Testbed, expected: &Expected) {
             return;
         }
         if Instant::now() >= deadline {
-            let e = lvmpin_sim::error::Error::ApiServer(format!(
-                "invariants violated after {SETTLE:?}:\n  {}",
-                violations.join("\n  ")
-            ));
+            let e = lvmpin_sim::error::Error::Timeout {
+                what: format!(
+                    "the invariants to hold; still violated:\n  {}",
+                    violations.join("\n  ")
+                ),
+                after: SETTLE,
+            };
             panic!("{}", tb.with_logs(e));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
