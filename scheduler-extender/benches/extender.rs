@@ -57,6 +57,7 @@ fn cluster(nodes: usize, claims: usize) -> State {
         s.index.upsert_node(NodeFacts {
             name,
             zone: Some(format!("zone-{}", i % 3)),
+            ..Default::default()
         });
     }
     for i in 0..claims {

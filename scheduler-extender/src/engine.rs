@@ -1,14 +1,16 @@
 //! Filter and prioritize over the index and the reservations: the decisions
 //! the HTTP verbs return, with time passed in.
 
+use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::claims::{Demand, pod_demand};
 use crate::facts::{ClaimFacts, PodFacts};
-use crate::index::{FastMap, Index};
+use crate::index::{FastMap, Index, ZonePick, entry_label};
 use crate::placement::{Candidate, Mode, Strategy, Verdict, choose, evaluate, score};
 use crate::reservations::{Hold, Reservations, reserved_totals};
+use crate::zone_ratio::{self, Decision, Lookup, Policy};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -75,6 +77,27 @@ pub struct FilterOutcome {
     pub error: Option<String>,
     /// The pod has no claims of ours: everything passed untouched.
     pub untouched: bool,
+    /// What the pod's zone ratio did, for logs and metrics.
+    pub zone: Option<ZoneNote>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ZoneNote {
+    /// The StatefulSet's zone annotations do not parse; the pod was placed
+    /// as without them.
+    Malformed {
+        statefulset: String,
+        reason: &'static str,
+        message: String,
+    },
+    /// The ratio applied: pods per zone including this one when a zone was
+    /// chosen, and the split its replicas should reach.
+    Counted {
+        statefulset: String,
+        zone: Option<String>,
+        counts: Vec<(String, u32)>,
+        targets: Vec<(String, u32)>,
+    },
 }
 
 /// Decides which of `nodes` can take `pod`, and records its reservation.
@@ -123,9 +146,30 @@ pub fn filter(
     let own = demand.claim_keys();
     let reserved = reserved_totals(ix, res, now, &own);
     let loads = OwnerLoads::new(ix, res, pod, now);
-
     let mut out = FilterOutcome::default();
+    // Claims already bound pin the pod to their node whatever the ratio.
+    let lookup = if pins.is_empty() {
+        zone_ratio::lookup(ix, pod, now)
+    } else {
+        Lookup::Unconstrained
+    };
+    let plan = match lookup {
+        Lookup::Unconstrained => None,
+        Lookup::Malformed(sts, e) => {
+            out.zone = Some(ZoneNote::Malformed {
+                statefulset: sts.key(),
+                reason: e.metric_label(),
+                message: e.to_string(),
+            });
+            None
+        }
+        Lookup::Ratio(plan) => Some(plan),
+    };
+    let zone_key = plan.as_ref().map(|p| p.ratio.key.as_str());
+
     let mut fits: Vec<(usize, Candidate<'_>)> = Vec::new();
+    // The zone of each fitting node under the ratio's key (only with a ratio).
+    let mut fit_zones: Vec<Option<&str>> = Vec::new();
     for (i, name) in nodes.iter().enumerate() {
         let entry = ix.nodes.get(*name);
         match evaluate(
@@ -147,10 +191,85 @@ pub fn filter(
                         headroom,
                     },
                 ));
+                if let Some(key) = zone_key {
+                    fit_zones.push(entry.and_then(|e| entry_label(e, key)));
+                }
             }
             Verdict::Unfit(reason) => out.unresolvable.push((i, reason)),
         }
     }
+
+    let mut pick: Option<(String, u32, String)> = None;
+    if let Some(plan) = &plan {
+        let key = plan.ratio.key.as_str();
+        let feasible: BTreeSet<&str> = fit_zones.iter().flatten().copied().collect();
+        let up: BTreeSet<&str> = match plan.ratio.policy {
+            Policy::Required => ix
+                .nodes
+                .values()
+                .filter(|e| e.known && e.up)
+                .filter_map(|e| entry_label(e, key))
+                .collect(),
+            Policy::Preferred => BTreeSet::new(),
+        };
+        let decision = zone_ratio::decide(plan.ratio, &plan.counts, &feasible, &up);
+        let statefulset = plan.sts.key();
+        let mut counts = plan.counts.clone();
+        match &decision {
+            Decision::Zone(z) => {
+                *counts.entry(z.clone()).or_default() += 1;
+                let mut kept = Vec::with_capacity(fits.len());
+                for (fit, fz) in std::mem::take(&mut fits).into_iter().zip(&fit_zones) {
+                    if *fz == Some(z.as_str()) {
+                        kept.push(fit);
+                    } else if settings.mode == Mode::Advisory {
+                        out.unresolvable.push((
+                            fit.0,
+                            format!(
+                                "zone ratio of StatefulSet {statefulset}: this replica goes to zone {z} ({key}); this node is in {}",
+                                zone_name(ix, nodes[fit.0], key)
+                            ),
+                        ));
+                    } else {
+                        // It fits but loses to the decisive choice.
+                        out.not_chosen += 1;
+                    }
+                }
+                fits = kept;
+                pick = Some((plan.sts.uid.clone(), plan.ordinal, z.clone()));
+            }
+            Decision::Anywhere => {}
+            Decision::Wait(why) => {
+                let why = format!("zone ratio of StatefulSet {statefulset} (Required): {why}");
+                for (_, reason) in &mut out.unresolvable {
+                    *reason = format!("{why}; this node: {reason}");
+                }
+                for (i, _) in &fits {
+                    out.unresolvable.push((
+                        *i,
+                        format!("{why}; this node is in {}", zone_name(ix, nodes[*i], key)),
+                    ));
+                }
+                fits.clear();
+            }
+        }
+        out.zone = Some(ZoneNote::Counted {
+            statefulset,
+            zone: match decision {
+                Decision::Zone(z) => Some(z),
+                _ => None,
+            },
+            counts: counts.into_iter().collect(),
+            targets: zone_ratio::targets(&plan.ratio.weights, plan.replicas)
+                .into_iter()
+                .collect(),
+        });
+    }
+    if plan.is_some() {
+        out.unresolvable.sort_by_key(|(i, _)| *i);
+    }
+    drop(plan);
+
     let cands: Vec<Candidate<'_>> = fits.iter().map(|(_, c)| c.clone()).collect();
     let Some(best) = choose(&cands, settings.strategy) else {
         res.release_pod(&pod.uid);
@@ -160,11 +279,22 @@ pub fn filter(
     match settings.mode {
         Mode::Decisive => {
             out.pass = vec![chosen];
-            out.not_chosen = fits.len() - 1;
+            out.not_chosen += fits.len() - 1;
         }
         // kube-scheduler picks among all; holding the likeliest node is the
         // best we can do until PreBind writes selected-node, which then wins.
         Mode::Advisory => out.pass = fits.iter().map(|(i, _)| *i).collect(),
+    }
+    // Every node left is in the chosen zone, whichever kube-scheduler binds.
+    if let Some((sts, ordinal, zone)) = pick {
+        ix.record_zone_pick(
+            &sts,
+            ordinal,
+            ZonePick {
+                zone,
+                expires: now + settings.reservation_ttl,
+            },
+        );
     }
     if wants.is_empty() {
         res.release_pod(&pod.uid);
@@ -178,6 +308,14 @@ pub fn filter(
         });
     }
     out
+}
+
+/// A node's zone for messages.
+fn zone_name(ix: &Index, node: &str, key: &str) -> String {
+    match ix.node_label(node, key) {
+        Some(z) => format!("zone {z}"),
+        None => format!("no zone (no label {key})"),
+    }
 }
 
 /// Scores 0..=10 for `nodes`, in order.
@@ -509,6 +647,7 @@ mod tests {
             s.index.upsert_node(NodeFacts {
                 name: n.into(),
                 zone: Some(z.into()),
+                ..Default::default()
             });
         }
         let settings = Settings::default();
