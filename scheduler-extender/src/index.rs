@@ -446,6 +446,42 @@ mod tests {
     }
 
     #[test]
+    fn slots_follow_pods_and_a_late_delete_of_the_old_pod_keeps_the_new_one() {
+        let mut ix = Index::default();
+        let slot = |uid: &str| PodFacts {
+            ordinal: Some(0),
+            ..pod(uid, "sts", None)
+        };
+        ix.upsert_pod(slot("old"));
+        ix.upsert_pod(slot("new"));
+        ix.remove_pod("old");
+        assert_eq!(ix.slots["sts"][&0], "new");
+        ix.remove_pod("new");
+        assert!(ix.slots.is_empty());
+
+        let now = Instant::now();
+        let pick = |secs| ZonePick {
+            zone: "z".into(),
+            expires: now + std::time::Duration::from_secs(secs),
+        };
+        ix.record_zone_pick("sts", 0, pick(1));
+        ix.record_zone_pick("sts", 1, pick(10));
+        assert_eq!(ix.zone_pick("sts", 0, now), Some("z"));
+        let later = now + std::time::Duration::from_secs(5);
+        assert_eq!(
+            ix.zone_pick("sts", 0, later),
+            None,
+            "expired, even unpruned"
+        );
+        assert_eq!(ix.prune_zone_picks(later), 1);
+        ix.replace_sts(vec![]);
+        assert!(
+            ix.zone_picks.is_empty(),
+            "a gone StatefulSet takes its picks along"
+        );
+    }
+
+    #[test]
     fn node_and_lvm_halves_live_independently() {
         let mut ix = Index::default();
         ix.upsert_lvm(LvmFacts {
