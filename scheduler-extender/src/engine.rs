@@ -10,7 +10,7 @@ use crate::facts::{ClaimFacts, PodFacts};
 use crate::index::{FastMap, Index, ZonePick, entry_label};
 use crate::placement::{Candidate, Mode, Strategy, Verdict, choose, evaluate, score};
 use crate::reservations::{Hold, Reservations, reserved_totals};
-use crate::zone_ratio::{self, Decision, Lookup, Policy};
+use crate::zone_ratio::{self, Decision, Lookup, Plan, Policy};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -199,76 +199,17 @@ pub fn filter(
         }
     }
 
-    let mut pick: Option<(String, u32, String)> = None;
-    if let Some(plan) = &plan {
-        let key = plan.ratio.key.as_str();
-        let feasible: BTreeSet<&str> = fit_zones.iter().flatten().copied().collect();
-        let up: BTreeSet<&str> = match plan.ratio.policy {
-            Policy::Required => ix
-                .nodes
-                .values()
-                .filter(|e| e.known && e.up)
-                .filter_map(|e| entry_label(e, key))
-                .collect(),
-            Policy::Preferred => BTreeSet::new(),
-        };
-        let decision = zone_ratio::decide(plan.ratio, &plan.counts, &feasible, &up);
-        let statefulset = plan.sts.key();
-        let mut counts = plan.counts.clone();
-        match &decision {
-            Decision::Zone(z) => {
-                *counts.entry(z.clone()).or_default() += 1;
-                let mut kept = Vec::with_capacity(fits.len());
-                for (fit, fz) in std::mem::take(&mut fits).into_iter().zip(&fit_zones) {
-                    if *fz == Some(z.as_str()) {
-                        kept.push(fit);
-                    } else if settings.mode == Mode::Advisory {
-                        out.unresolvable.push((
-                            fit.0,
-                            format!(
-                                "zone ratio of StatefulSet {statefulset}: this replica goes to zone {z} ({key}); this node is in {}",
-                                zone_name(ix, nodes[fit.0], key)
-                            ),
-                        ));
-                    } else {
-                        // It fits but loses to the decisive choice.
-                        out.not_chosen += 1;
-                    }
-                }
-                fits = kept;
-                pick = Some((plan.sts.uid.clone(), plan.ordinal, z.clone()));
-            }
-            Decision::Anywhere => {}
-            Decision::Wait(why) => {
-                let why = format!("zone ratio of StatefulSet {statefulset} (Required): {why}");
-                for (_, reason) in &mut out.unresolvable {
-                    *reason = format!("{why}; this node: {reason}");
-                }
-                for (i, _) in &fits {
-                    out.unresolvable.push((
-                        *i,
-                        format!("{why}; this node is in {}", zone_name(ix, nodes[*i], key)),
-                    ));
-                }
-                fits.clear();
-            }
-        }
-        out.zone = Some(ZoneNote::Counted {
-            statefulset,
-            zone: match decision {
-                Decision::Zone(z) => Some(z),
-                _ => None,
-            },
-            counts: counts.into_iter().collect(),
-            targets: zone_ratio::targets(&plan.ratio.weights, plan.replicas)
-                .into_iter()
-                .collect(),
-        });
-    }
-    if plan.is_some() {
-        out.unresolvable.sort_by_key(|(i, _)| *i);
-    }
-    drop(plan);
+    let pick = plan.as_ref().and_then(|plan| {
+        apply_ratio(
+            plan,
+            ix,
+            settings.mode,
+            nodes,
+            &mut fits,
+            &fit_zones,
+            &mut out,
+        )
+    });
 
     let cands: Vec<Candidate<'_>> = fits.iter().map(|(_, c)| c.clone()).collect();
     let Some(best) = choose(&cands, settings.strategy) else {
@@ -308,6 +249,86 @@ pub fn filter(
         });
     }
     out
+}
+
+/// Narrows `fits` (with `fit_zones`, their zones under the ratio's key) to
+/// the zone the StatefulSet's ratio picks, or fails every node when the pod
+/// must wait; notes what it did in `out`. Returns the StatefulSet UID,
+/// ordinal and zone to remember for the pod's slot.
+fn apply_ratio(
+    plan: &Plan<'_>,
+    ix: &Index,
+    mode: Mode,
+    nodes: &[&str],
+    fits: &mut Vec<(usize, Candidate<'_>)>,
+    fit_zones: &[Option<&str>],
+    out: &mut FilterOutcome,
+) -> Option<(String, u32, String)> {
+    let key = plan.ratio.key.as_str();
+    let feasible: BTreeSet<&str> = fit_zones.iter().flatten().copied().collect();
+    let up: BTreeSet<&str> = match plan.ratio.policy {
+        Policy::Required => ix
+            .nodes
+            .values()
+            .filter(|e| e.known && e.up)
+            .filter_map(|e| entry_label(e, key))
+            .collect(),
+        Policy::Preferred => BTreeSet::new(),
+    };
+    let decision = zone_ratio::decide(plan.ratio, &plan.counts, &feasible, &up);
+    let statefulset = plan.sts.key();
+    let mut counts = plan.counts.clone();
+    match &decision {
+        Decision::Zone(z) => {
+            *counts.entry(z.clone()).or_default() += 1;
+            let mut kept = Vec::with_capacity(fits.len());
+            for (fit, fz) in std::mem::take(fits).into_iter().zip(fit_zones) {
+                if *fz == Some(z.as_str()) {
+                    kept.push(fit);
+                } else if mode == Mode::Advisory {
+                    out.unresolvable.push((
+                        fit.0,
+                        format!(
+                            "zone ratio of StatefulSet {statefulset}: this replica goes to zone {z} ({key}); this node is in {}",
+                            zone_name(ix, nodes[fit.0], key)
+                        ),
+                    ));
+                } else {
+                    // It fits but loses to the decisive choice.
+                    out.not_chosen += 1;
+                }
+            }
+            *fits = kept;
+        }
+        Decision::Anywhere => {}
+        Decision::Wait(why) => {
+            let why = format!("zone ratio of StatefulSet {statefulset} (Required): {why}");
+            for (_, reason) in &mut out.unresolvable {
+                *reason = format!("{why}; this node: {reason}");
+            }
+            for (i, _) in fits.iter() {
+                out.unresolvable.push((
+                    *i,
+                    format!("{why}; this node is in {}", zone_name(ix, nodes[*i], key)),
+                ));
+            }
+            fits.clear();
+        }
+    }
+    out.unresolvable.sort_by_key(|(i, _)| *i);
+    let zone = match decision {
+        Decision::Zone(z) => Some(z),
+        _ => None,
+    };
+    out.zone = Some(ZoneNote::Counted {
+        statefulset,
+        zone: zone.clone(),
+        counts: counts.into_iter().collect(),
+        targets: zone_ratio::targets(&plan.ratio.weights, plan.replicas)
+            .into_iter()
+            .collect(),
+    });
+    zone.map(|z| (plan.sts.uid.clone(), plan.ordinal, z))
 }
 
 /// A node's zone for messages.
