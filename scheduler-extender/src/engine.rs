@@ -68,7 +68,8 @@ pub struct FilterOutcome {
     pub pass: Vec<usize>,
     /// Nodes left out for reasons preemption cannot fix.
     pub unresolvable: Vec<(usize, String)>,
-    /// How many nodes fit but lost to the decisive choice. They are not
+    /// How many nodes fit but lost to the decisive choice or to a
+    /// StatefulSet's zone ratio. They are not
     /// reported as failed: they do fit, and kube-scheduler simply drops nodes
     /// missing from the answer. Listing thousands of them would cost more than
     /// the decision itself.
@@ -165,11 +166,13 @@ pub fn filter(
         }
         Lookup::Ratio(plan) => Some(plan),
     };
-    let zone_key = plan.as_ref().map(|p| p.ratio.key.as_str());
+    let ratio = plan.as_ref().map(|p| p.ratio);
 
     let mut fits: Vec<(usize, Candidate<'_>)> = Vec::new();
-    // The zone of each fitting node under the ratio's key (only with a ratio).
-    let mut fit_zones: Vec<Option<&str>> = Vec::new();
+    // With a ratio: per fitting node, the index of its zone in the ratio's
+    // weights (None: a zone not listed, or none). Integers, so that the
+    // narrowing below costs no string work per node.
+    let mut fit_zones: Vec<Option<usize>> = Vec::new();
     for (i, name) in nodes.iter().enumerate() {
         let entry = ix.nodes.get(*name);
         match evaluate(
@@ -191,25 +194,18 @@ pub fn filter(
                         headroom,
                     },
                 ));
-                if let Some(key) = zone_key {
-                    fit_zones.push(entry.and_then(|e| entry_label(e, key)));
+                if let Some(r) = ratio {
+                    let zone = entry.and_then(|e| entry_label(e, &r.key));
+                    fit_zones.push(zone.and_then(|z| r.weights.iter().position(|(w, _)| w == z)));
                 }
             }
             Verdict::Unfit(reason) => out.unresolvable.push((i, reason)),
         }
     }
 
-    let pick = plan.as_ref().and_then(|plan| {
-        apply_ratio(
-            plan,
-            ix,
-            settings.mode,
-            nodes,
-            &mut fits,
-            &fit_zones,
-            &mut out,
-        )
-    });
+    let pick = plan
+        .as_ref()
+        .and_then(|plan| apply_ratio(plan, ix, nodes, &mut fits, &fit_zones, &mut out));
 
     let cands: Vec<Candidate<'_>> = fits.iter().map(|(_, c)| c.clone()).collect();
     let Some(best) = choose(&cands, settings.strategy) else {
@@ -251,21 +247,35 @@ pub fn filter(
     out
 }
 
-/// Narrows `fits` (with `fit_zones`, their zones under the ratio's key) to
-/// the zone the StatefulSet's ratio picks, or fails every node when the pod
-/// must wait; notes what it did in `out`. Returns the StatefulSet UID,
-/// ordinal and zone to remember for the pod's slot.
+/// Narrows `fits` (with `fit_zones`, the index of their zones in the
+/// ratio's weights) to the zone the StatefulSet's ratio picks, or fails every
+/// node when the pod must wait; notes what it did in `out`. Returns the
+/// StatefulSet UID, ordinal and zone to remember for the pod's slot.
+///
+/// Fitting nodes of other zones are not listed as failed, like nodes that
+/// lose to the decisive choice: some node passes, so kube-scheduler never
+/// shows their reasons, and listing thousands would cost more than the
+/// decision. When the pod must wait, every node gets a reason.
 fn apply_ratio(
     plan: &Plan<'_>,
     ix: &Index,
-    mode: Mode,
     nodes: &[&str],
     fits: &mut Vec<(usize, Candidate<'_>)>,
-    fit_zones: &[Option<&str>],
+    fit_zones: &[Option<usize>],
     out: &mut FilterOutcome,
 ) -> Option<(String, u32, String)> {
     let key = plan.ratio.key.as_str();
-    let feasible: BTreeSet<&str> = fit_zones.iter().flatten().copied().collect();
+    let weights = &plan.ratio.weights;
+    let mut has_fit = vec![false; weights.len()];
+    for z in fit_zones.iter().flatten() {
+        has_fit[*z] = true;
+    }
+    let feasible: BTreeSet<&str> = weights
+        .iter()
+        .zip(&has_fit)
+        .filter(|(_, fit)| **fit)
+        .map(|((z, _), _)| z.as_str())
+        .collect();
     let up: BTreeSet<&str> = match plan.ratio.policy {
         Policy::Required => ix
             .nodes
@@ -281,24 +291,12 @@ fn apply_ratio(
     match &decision {
         Decision::Zone(z) => {
             *counts.entry(z.clone()).or_default() += 1;
-            let mut kept = Vec::with_capacity(fits.len());
-            for (fit, fz) in std::mem::take(fits).into_iter().zip(fit_zones) {
-                if *fz == Some(z.as_str()) {
-                    kept.push(fit);
-                } else if mode == Mode::Advisory {
-                    out.unresolvable.push((
-                        fit.0,
-                        format!(
-                            "zone ratio of StatefulSet {statefulset}: this replica goes to zone {z} ({key}); this node is in {}",
-                            zone_name(ix, nodes[fit.0], key)
-                        ),
-                    ));
-                } else {
-                    // It fits but loses to the decisive choice.
-                    out.not_chosen += 1;
-                }
-            }
-            *fits = kept;
+            let chosen = weights.iter().position(|(w, _)| w == z);
+            let before = fits.len();
+            let mut zones = fit_zones.iter();
+            fits.retain(|_| zones.next().is_some_and(|fz| *fz == chosen));
+            // They fit, but lose to the ratio.
+            out.not_chosen += before - fits.len();
         }
         Decision::Anywhere => {}
         Decision::Wait(why) => {
