@@ -366,3 +366,21 @@ fn statefulset_facts_default_replicas_and_name_templates() {
     let negative = stateful_set("mq", -1, &[], &[]);
     assert_eq!((negative.replicas, negative.ratio), (0, None));
 }
+
+#[test]
+fn scale_up_after_a_drifting_scale_down_fills_the_zones_furthest_below() {
+    let now = Instant::now();
+    let mut s = cluster(&[]);
+    // 5 replicas had landed a, c, c, a, b (zone-b was full for a while);
+    // scaling to 3 removed mq-3 (a) and mq-4 (b) with their claims.
+    s.index.upsert_sts(stateful_set("mq", 3, &[WEIGHTS], &[]));
+    for (i, node) in ["a1", "c1", "c2"].into_iter().enumerate() {
+        bind(&mut s, "mq", i as u32, node);
+    }
+    // Back to 5: zone-b (0 of 2) first, then zone-a (1 of 2).
+    s.index.upsert_sts(stateful_set("mq", 5, &[WEIGHTS], &[]));
+    assert_eq!(place(&mut s, "mq", 3..5, now), "ba");
+    // And to 6: zone-b again (2/3 against zone-a's 2/5 and zone-c's 1/5).
+    s.index.upsert_sts(stateful_set("mq", 6, &[WEIGHTS], &[]));
+    assert_eq!(place(&mut s, "mq", 5..6, now), "b");
+}
