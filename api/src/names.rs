@@ -37,6 +37,21 @@ pub const PV_FINALIZER: &str = "lvmpin.io/lv-protection";
 /// Standard zone label used for spreading replicas.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
+/// StatefulSet annotation: weights per zone for placing its pods, as
+/// `zone-a=2,zone-b=2,zone-c=1` (integers ≥ 0; 0 marks a standby zone;
+/// unlisted zones are not used). See docs/zone-ratio.md.
+pub const ANN_ZONE_WEIGHTS: &str = "lvmpin.io/zone-weights";
+/// StatefulSet annotation: the node label whose values are the zones of
+/// `lvmpin.io/zone-weights` (default `topology.kubernetes.io/zone`).
+pub const ANN_ZONE_KEY: &str = "lvmpin.io/zone-key";
+/// StatefulSet annotation: `Preferred` (default) falls back to another zone
+/// when the next zone has no room; `Required` leaves the pod pending.
+pub const ANN_ZONE_POLICY: &str = "lvmpin.io/zone-policy";
+/// StatefulSet annotation naming one of its labels: StatefulSets of a
+/// namespace whose annotation names the same label key, with the same label
+/// value, share one count of pods per zone.
+pub const ANN_ZONE_GROUP: &str = "lvmpin.io/zone-group";
+
 /// LV name for a claim: the same as the PV name the external provisioner would
 /// choose, so that an operator can match `lvs` output to `kubectl get pv` by eye.
 pub fn volume_name_for_claim(claim_uid: &str) -> String {

@@ -1,7 +1,8 @@
 //! Extender benchmark: prints latency percentiles, throughput and peak RSS.
 //!
 //! Runs the real router in-process (axum + JSON parsing + core) on one thread.
-//! Run with `cargo bench -p lvmpin-scheduler-extender`.
+//! Run with `cargo bench -p lvmpin-scheduler-extender`; `-- zone` runs only
+//! the zone-ratio comparison.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use lvmpin_scheduler_extender::facts::{NodeFacts, claim_facts};
 use lvmpin_scheduler_extender::http::router;
 use lvmpin_scheduler_extender::leader::Leadership;
 use lvmpin_scheduler_extender::placement::Mode;
-use lvmpin_scheduler_extender::testutil::{claim_named, class, lvm_node};
+use lvmpin_scheduler_extender::testutil::{claim_named, class, lvm_node, stateful_set};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -57,6 +58,8 @@ fn cluster(nodes: usize, claims: usize) -> State {
         s.index.upsert_node(NodeFacts {
             name,
             zone: Some(format!("zone-{}", i % 3)),
+            up: true,
+            ..Default::default()
         });
     }
     for i in 0..claims {
@@ -100,6 +103,7 @@ fn node_json(name: &str) -> Value {
     })
 }
 
+#[derive(Clone, Copy)]
 struct Stats {
     p50: Duration,
     p99: Duration,
@@ -181,8 +185,64 @@ fn app_for(state: State, mode: Mode) -> axum::Router {
     router(app, "", 256 << 20)
 }
 
+/// Filter at 5,000 nodes for pods of a StatefulSet annotated 2:2:1 against
+/// the same pods of the same StatefulSet without the annotation, alternated
+/// in one run so both see the same machine. Every pod is a slot of a
+/// 200-replica StatefulSet, so each request counts 199 other slots.
+async fn zone_ratio_cost() {
+    let n = 5000;
+    let names: Vec<String> = (0..n).map(|i| format!("node-{i:05}")).collect();
+    let bodies: Vec<Vec<u8>> = (0..IN_FLIGHT)
+        .map(|i| {
+            serde_json::to_vec(&json!({"Pod": pod_json(i), "Nodes": null, "NodeNames": names}))
+                .expect("json")
+        })
+        .collect();
+    let with_set = |annotations: &[(&str, &str)]| {
+        let mut s = cluster(n, 2000);
+        let mut sts = stateful_set("db", IN_FLIGHT as i32, annotations, &[]);
+        sts.uid = "sts".into();
+        s.index.upsert_sts(sts);
+        s
+    };
+    let weights = [(
+        lvmpin_api::names::ANN_ZONE_WEIGHTS,
+        "zone-0=2,zone-1=2,zone-2=1",
+    )];
+    for mode in [Mode::Decisive, Mode::Advisory] {
+        let plain = app_for(with_set(&[]), mode);
+        let ratio = app_for(with_set(&weights), mode);
+        run(&plain, "/filter", &bodies, IN_FLIGHT).await;
+        run(&ratio, "/filter", &bodies, IN_FLIGHT).await;
+        let (mut p, mut r) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            p.push(run(&plain, "/filter", &bodies, 400).await);
+            r.push(run(&ratio, "/filter", &bodies, 400).await);
+        }
+        let best = |v: &[Stats]| v.iter().min_by_key(|s| s.cpu_p50).copied().expect("runs");
+        let (p, r) = (best(&p), best(&r));
+        print(
+            &format!("filter     {mode:?} no zone ratio      {n:>5} nodes"),
+            &p,
+        );
+        print(
+            &format!("filter     {mode:?} zone ratio 2:2:1   {n:>5} nodes"),
+            &r,
+        );
+        println!(
+            "zone ratio cost, {mode:?}: {:.2}x cpu p50, {:.2}x wall p50 (goal <= 1.2x)",
+            r.cpu_p50.as_secs_f64() / p.cpu_p50.as_secs_f64(),
+            r.p50.as_secs_f64() / p.p50.as_secs_f64()
+        );
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    if std::env::args().any(|a| a == "zone") {
+        zone_ratio_cost().await;
+        return;
+    }
     // Memory first, so the peak is not the big request bodies below.
     let base = vm_hwm_kib();
     let state = cluster(5000, 50_000);
@@ -247,4 +307,6 @@ async fn main() {
     let plain = serde_json::to_vec(&json!({"Pod": {"metadata": {"name": "web", "namespace": "a", "uid": "w"}, "spec": {}}, "Nodes": {"items": nodes}})).expect("json");
     let s = run(&app, "/filter", std::slice::from_ref(&plain), 30).await;
     print("filter     no-claims pod, full Nodes    5000 nodes", &s);
+
+    zone_ratio_cost().await;
 }

@@ -1,14 +1,16 @@
 //! Filter and prioritize over the index and the reservations: the decisions
 //! the HTTP verbs return, with time passed in.
 
+use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::claims::{Demand, pod_demand};
 use crate::facts::{ClaimFacts, PodFacts};
-use crate::index::{FastMap, Index};
+use crate::index::{FastMap, Index, ZonePick, entry_label};
 use crate::placement::{Candidate, Mode, Strategy, Verdict, choose, evaluate, score};
 use crate::reservations::{Hold, Reservations, reserved_totals};
+use crate::zone_ratio::{self, Decision, Lookup, Plan, Policy};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -66,7 +68,8 @@ pub struct FilterOutcome {
     pub pass: Vec<usize>,
     /// Nodes left out for reasons preemption cannot fix.
     pub unresolvable: Vec<(usize, String)>,
-    /// How many nodes fit but lost to the decisive choice. They are not
+    /// How many nodes fit but lost to the decisive choice or to a
+    /// StatefulSet's zone ratio. They are not
     /// reported as failed: they do fit, and kube-scheduler simply drops nodes
     /// missing from the answer. Listing thousands of them would cost more than
     /// the decision itself.
@@ -75,6 +78,27 @@ pub struct FilterOutcome {
     pub error: Option<String>,
     /// The pod has no claims of ours: everything passed untouched.
     pub untouched: bool,
+    /// What the pod's zone ratio did, for logs and metrics.
+    pub zone: Option<ZoneNote>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ZoneNote {
+    /// The StatefulSet's zone annotations do not parse; the pod was placed
+    /// as without them.
+    Malformed {
+        statefulset: String,
+        reason: &'static str,
+        message: String,
+    },
+    /// The ratio applied: pods per zone including this one when a zone was
+    /// chosen, and the split its replicas should reach.
+    Counted {
+        statefulset: String,
+        zone: Option<String>,
+        counts: Vec<(String, u32)>,
+        targets: Vec<(String, u32)>,
+    },
 }
 
 /// Decides which of `nodes` can take `pod`, and records its reservation.
@@ -123,9 +147,32 @@ pub fn filter(
     let own = demand.claim_keys();
     let reserved = reserved_totals(ix, res, now, &own);
     let loads = OwnerLoads::new(ix, res, pod, now);
-
     let mut out = FilterOutcome::default();
+    // Claims already bound pin the pod to their node whatever the ratio.
+    let lookup = if pins.is_empty() {
+        zone_ratio::lookup(ix, pod, now)
+    } else {
+        Lookup::Unconstrained
+    };
+    let plan = match lookup {
+        Lookup::Unconstrained => None,
+        Lookup::Malformed(sts, e) => {
+            out.zone = Some(ZoneNote::Malformed {
+                statefulset: sts.key(),
+                reason: e.metric_label(),
+                message: e.to_string(),
+            });
+            None
+        }
+        Lookup::Ratio(plan) => Some(plan),
+    };
+    let ratio = plan.as_ref().map(|p| p.ratio);
+
     let mut fits: Vec<(usize, Candidate<'_>)> = Vec::new();
+    // With a ratio: per fitting node, the index of its zone in the ratio's
+    // weights (None: a zone not listed, or none). Integers, so that the
+    // narrowing below costs no string work per node.
+    let mut fit_zones: Vec<Option<usize>> = Vec::new();
     for (i, name) in nodes.iter().enumerate() {
         let entry = ix.nodes.get(*name);
         match evaluate(
@@ -147,10 +194,19 @@ pub fn filter(
                         headroom,
                     },
                 ));
+                if let Some(r) = ratio {
+                    let zone = entry.and_then(|e| entry_label(e, &r.key));
+                    fit_zones.push(zone.and_then(|z| r.weights.iter().position(|(w, _)| w == z)));
+                }
             }
             Verdict::Unfit(reason) => out.unresolvable.push((i, reason)),
         }
     }
+
+    let pick = plan
+        .as_ref()
+        .and_then(|plan| apply_ratio(plan, ix, nodes, &mut fits, &fit_zones, &mut out));
+
     let cands: Vec<Candidate<'_>> = fits.iter().map(|(_, c)| c.clone()).collect();
     let Some(best) = choose(&cands, settings.strategy) else {
         res.release_pod(&pod.uid);
@@ -160,11 +216,22 @@ pub fn filter(
     match settings.mode {
         Mode::Decisive => {
             out.pass = vec![chosen];
-            out.not_chosen = fits.len() - 1;
+            out.not_chosen += fits.len() - 1;
         }
         // kube-scheduler picks among all; holding the likeliest node is the
         // best we can do until PreBind writes selected-node, which then wins.
         Mode::Advisory => out.pass = fits.iter().map(|(i, _)| *i).collect(),
+    }
+    // Every node left is in the chosen zone, whichever kube-scheduler binds.
+    if let Some((sts, ordinal, zone)) = pick {
+        ix.record_zone_pick(
+            &sts,
+            ordinal,
+            ZonePick {
+                zone,
+                expires: now + settings.reservation_ttl,
+            },
+        );
     }
     if wants.is_empty() {
         res.release_pod(&pod.uid);
@@ -178,6 +245,96 @@ pub fn filter(
         });
     }
     out
+}
+
+/// Narrows `fits` (with `fit_zones`, the index of their zones in the
+/// ratio's weights) to the zone the StatefulSet's ratio picks, or fails every
+/// node when the pod must wait; notes what it did in `out`. Returns the
+/// StatefulSet UID, ordinal and zone to remember for the pod's slot.
+///
+/// Fitting nodes of other zones are not listed as failed, like nodes that
+/// lose to the decisive choice: some node passes, so kube-scheduler never
+/// shows their reasons, and listing thousands would cost more than the
+/// decision. When the pod must wait, every node gets a reason.
+fn apply_ratio(
+    plan: &Plan<'_>,
+    ix: &Index,
+    nodes: &[&str],
+    fits: &mut Vec<(usize, Candidate<'_>)>,
+    fit_zones: &[Option<usize>],
+    out: &mut FilterOutcome,
+) -> Option<(String, u32, String)> {
+    let key = plan.ratio.key.as_str();
+    let weights = &plan.ratio.weights;
+    let mut has_fit = vec![false; weights.len()];
+    for z in fit_zones.iter().flatten() {
+        has_fit[*z] = true;
+    }
+    let feasible: BTreeSet<&str> = weights
+        .iter()
+        .zip(&has_fit)
+        .filter(|(_, fit)| **fit)
+        .map(|((z, _), _)| z.as_str())
+        .collect();
+    let up: BTreeSet<&str> = match plan.ratio.policy {
+        Policy::Required => ix
+            .nodes
+            .values()
+            .filter(|e| e.known && e.up)
+            .filter_map(|e| entry_label(e, key))
+            .collect(),
+        Policy::Preferred => BTreeSet::new(),
+    };
+    let decision = zone_ratio::decide(plan.ratio, &plan.counts, &feasible, &up);
+    let statefulset = plan.sts.key();
+    let mut counts = plan.counts.clone();
+    match &decision {
+        Decision::Zone(z) => {
+            *counts.entry(z.clone()).or_default() += 1;
+            let chosen = weights.iter().position(|(w, _)| w == z);
+            let before = fits.len();
+            let mut zones = fit_zones.iter();
+            fits.retain(|_| zones.next().is_some_and(|fz| *fz == chosen));
+            // They fit, but lose to the ratio.
+            out.not_chosen += before - fits.len();
+        }
+        Decision::Anywhere => {}
+        Decision::Wait(why) => {
+            let why = format!("zone ratio of StatefulSet {statefulset} (Required): {why}");
+            for (_, reason) in &mut out.unresolvable {
+                *reason = format!("{why}; this node: {reason}");
+            }
+            for (i, _) in fits.iter() {
+                out.unresolvable.push((
+                    *i,
+                    format!("{why}; this node is in {}", zone_name(ix, nodes[*i], key)),
+                ));
+            }
+            fits.clear();
+        }
+    }
+    out.unresolvable.sort_by_key(|(i, _)| *i);
+    let zone = match decision {
+        Decision::Zone(z) => Some(z),
+        _ => None,
+    };
+    out.zone = Some(ZoneNote::Counted {
+        statefulset,
+        zone: zone.clone(),
+        counts: counts.into_iter().collect(),
+        targets: zone_ratio::targets(&plan.ratio.weights, plan.replicas)
+            .into_iter()
+            .collect(),
+    });
+    zone.map(|z| (plan.sts.uid.clone(), plan.ordinal, z))
+}
+
+/// A node's zone for messages.
+fn zone_name(ix: &Index, node: &str, key: &str) -> String {
+    match ix.node_label(node, key) {
+        Some(z) => format!("zone {z}"),
+        None => format!("no zone (no label {key})"),
+    }
 }
 
 /// Scores 0..=10 for `nodes`, in order.
@@ -509,6 +666,7 @@ mod tests {
             s.index.upsert_node(NodeFacts {
                 name: n.into(),
                 zone: Some(z.into()),
+                ..Default::default()
             });
         }
         let settings = Settings::default();

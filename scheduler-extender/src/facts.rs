@@ -4,8 +4,9 @@
 //! `PersistentVolumeClaim`s would not fit the memory budget, and the pure core
 //! should not depend on the shape of API objects.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use lvmpin_api::names::{
@@ -13,6 +14,8 @@ use lvmpin_api::names::{
     ZONE_LABEL,
 };
 use lvmpin_api::{LvmNode, claim_size_bytes, names::volume_name_for_claim};
+
+use crate::zone_ratio::{RatioError, ZoneRatio};
 
 /// Namespace and name of a claim.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,6 +85,9 @@ pub struct PodFacts {
     pub node: Option<String>,
     /// UID of the controlling owner (StatefulSet, ReplicaSet, …), for spreading.
     pub owner: Option<String>,
+    /// The `<n>` of `<statefulset>-<n>`: set only when the controlling owner
+    /// is a StatefulSet and the name has that shape.
+    pub ordinal: Option<u32>,
     /// Names of the claims the pod mounts, in the pod's namespace.
     pub claims: Vec<String>,
 }
@@ -121,11 +127,36 @@ impl NodeLvm {
     }
 }
 
-/// The Node object's part: only the zone matters to placement.
-#[derive(Clone, Debug, PartialEq)]
+/// The Node object's part: its zone, and for zone ratios its labels (the
+/// zone key is chosen per StatefulSet) and whether it takes new pods.
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct NodeFacts {
     pub name: String,
     pub zone: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Ready and not cordoned.
+    pub up: bool,
+}
+
+/// The StatefulSet's part: what counting its replicas per zone needs.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct StsFacts {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// `spec.replicas` (default 1): ordinals at or above it are leaving.
+    pub replicas: u32,
+    /// `volumeClaimTemplates` names: slot `i` owns claims `<template>-<name>-<i>`
+    /// even while its pod is gone.
+    pub claim_templates: Vec<String>,
+    /// None without `lvmpin.io/zone-weights`.
+    pub ratio: Option<Result<ZoneRatio, RatioError>>,
+}
+
+impl StsFacts {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
 }
 
 /// The LvmNode's part.
@@ -197,24 +228,63 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
             }
         }
     }
+    let controller = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
     PodFacts {
         uid: pod.metadata.uid.clone().unwrap_or_default(),
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-        name,
         node: pod
             .spec
             .as_ref()
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty()),
-        owner: pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .map(|o| o.uid.clone()),
+        owner: controller.map(|o| o.uid.clone()),
+        ordinal: controller
+            .filter(|o| o.kind == "StatefulSet")
+            .and_then(|o| ordinal(&name, &o.name)),
+        name,
         claims,
     }
+}
+
+/// `<set>-<n>` → n, as the StatefulSet controller names its pods.
+fn ordinal(pod: &str, set: &str) -> Option<u32> {
+    let n = pod.strip_prefix(set)?.strip_prefix('-')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+pub fn sts_facts(sts: &StatefulSet) -> Option<StsFacts> {
+    let md = &sts.metadata;
+    let namespace = md.namespace.clone()?;
+    let empty = BTreeMap::new();
+    let spec = sts.spec.as_ref();
+    let ratio = crate::zone_ratio::parse(
+        &namespace,
+        md.annotations.as_ref().unwrap_or(&empty),
+        md.labels.as_ref().unwrap_or(&empty),
+    );
+    Some(StsFacts {
+        uid: md.uid.clone().unwrap_or_default(),
+        name: md.name.clone()?,
+        namespace,
+        replicas: spec
+            .and_then(|s| s.replicas)
+            .map_or(1, |r| u32::try_from(r).unwrap_or(0)),
+        claim_templates: spec
+            .and_then(|s| s.volume_claim_templates.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.metadata.name.clone())
+            .collect(),
+        ratio,
+    })
 }
 
 /// Pods that finished hold no node any more (their volumes stay, but they do
@@ -227,13 +297,24 @@ pub fn pod_is_terminal(pod: &Pod) -> bool {
 }
 
 pub fn node_facts(node: &Node) -> Option<NodeFacts> {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let cordoned = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
     Some(NodeFacts {
         name: node.metadata.name.clone()?,
-        zone: node
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(ZONE_LABEL).cloned()),
+        zone: labels.get(ZONE_LABEL).cloned(),
+        labels,
+        up: ready && !cordoned,
     })
 }
 

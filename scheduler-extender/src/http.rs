@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::context::App;
-use crate::engine;
+use crate::engine::{self, ZoneNote};
 use crate::error::Error;
 use crate::facts::pod_facts;
 use crate::wire::{
@@ -93,6 +93,25 @@ async fn filter(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
         let reason = format!("lvmpin: {e}; retrying");
         let failed = names.iter().map(|n| (*n, reason.clone())).collect();
         return json(&answer(&asked, &names, &[], failed, Default::default()));
+    }
+    match &outcome.zone {
+        Some(
+            note @ ZoneNote::Malformed {
+                statefulset,
+                message,
+                ..
+            },
+        ) => {
+            app.metrics.zone(note);
+            tracing::warn!(
+                pod = %format!("{}/{}", pod.namespace, pod.name),
+                statefulset = %statefulset,
+                error = %message,
+                "zone ratio annotations do not parse; placing the pod without them"
+            );
+        }
+        Some(note) => app.metrics.zone(note),
+        None => {}
     }
     if outcome.untouched {
         app.metrics.verdicts("untouched", 1);

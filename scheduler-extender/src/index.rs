@@ -4,7 +4,8 @@
 //! not yet bound, pods per owner per node, claim users), so that a filter
 //! request is one pass over the nodes it was asked about.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 /// Maps looked up once per asked node per request use a fast hasher; node
 /// names come from our own caches and the scheduler, not from attackers
@@ -12,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use crate::facts::{
-    ClaimFacts, ClaimKey, ClassFacts, LvmFacts, NodeFacts, NodeLvm, PodFacts, PvFacts,
+    ClaimFacts, ClaimKey, ClassFacts, LvmFacts, NodeFacts, NodeLvm, PodFacts, PvFacts, StsFacts,
 };
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,6 +21,10 @@ pub struct NodeEntry {
     /// A Node object exists for this name.
     pub known: bool,
     pub zone: Option<String>,
+    /// The Node's labels (zone ratios name their own zone key).
+    pub labels: BTreeMap<String, String>,
+    /// Ready and not cordoned.
+    pub up: bool,
     pub lvm: Option<NodeLvm>,
     /// The agent's last report, when that is older than the silence limit
     /// (see `mark_silent`): the node then takes no new claims.
@@ -45,6 +50,21 @@ pub struct Index {
     pub claim_users: HashMap<ClaimKey, HashSet<String>>,
     /// Bound pods per owner UID per node, for spreading replicas.
     pub owners: HashMap<String, FastMap<String, u32>>,
+    /// StatefulSets by UID.
+    pub stateful_sets: HashMap<String, StsFacts>,
+    /// Pod UID per StatefulSet UID per ordinal.
+    pub slots: HashMap<String, BTreeMap<u32, String>>,
+    /// The zone the extender chose for a StatefulSet slot (per StatefulSet
+    /// UID per ordinal), until the pod's node or claims show where it went.
+    /// Binding is asynchronous: without this, two replicas filtered back to
+    /// back would both see the same counts.
+    pub zone_picks: HashMap<String, BTreeMap<u32, ZonePick>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZonePick {
+    pub zone: String,
+    pub expires: Instant,
 }
 
 impl Index {
@@ -110,6 +130,12 @@ impl Index {
                 .or_default()
                 .insert(p.uid.clone());
         }
+        if let (Some(owner), Some(ordinal)) = (&p.owner, p.ordinal) {
+            self.slots
+                .entry(owner.clone())
+                .or_default()
+                .insert(ordinal, p.uid.clone());
+        }
         if let (Some(owner), Some(node)) = (&p.owner, &p.node) {
             *self
                 .owners
@@ -133,6 +159,16 @@ impl Index {
                 }
             }
         }
+        if let (Some(owner), Some(ordinal)) = (&old.owner, old.ordinal)
+            && let Some(per_slot) = self.slots.get_mut(owner)
+        {
+            if per_slot.get(&ordinal).map(String::as_str) == Some(uid) {
+                per_slot.remove(&ordinal);
+            }
+            if per_slot.is_empty() {
+                self.slots.remove(owner);
+            }
+        }
         if let (Some(owner), Some(node)) = (&old.owner, &old.node)
             && let Some(per_node) = self.owners.get_mut(owner)
         {
@@ -152,6 +188,7 @@ impl Index {
         self.pods.clear();
         self.claim_users.clear();
         self.owners.clear();
+        self.slots.clear();
         for p in all {
             self.upsert_pod(p);
         }
@@ -161,12 +198,16 @@ impl Index {
         let e = self.nodes.entry(n.name).or_default();
         e.known = true;
         e.zone = n.zone;
+        e.labels = n.labels;
+        e.up = n.up;
     }
 
     pub fn remove_node(&mut self, name: &str) {
         if let Some(e) = self.nodes.get_mut(name) {
             e.known = false;
             e.zone = None;
+            e.labels.clear();
+            e.up = false;
             if e.lvm.is_none() {
                 self.nodes.remove(name);
             }
@@ -269,6 +310,52 @@ impl Index {
             .collect()
     }
 
+    pub fn upsert_sts(&mut self, s: StsFacts) {
+        self.stateful_sets.insert(s.uid.clone(), s);
+    }
+
+    pub fn remove_sts(&mut self, uid: &str) {
+        self.stateful_sets.remove(uid);
+        self.zone_picks.remove(uid);
+    }
+
+    pub fn replace_sts(&mut self, all: Vec<StsFacts>) {
+        self.stateful_sets = all.into_iter().map(|s| (s.uid.clone(), s)).collect();
+        let sets = &self.stateful_sets;
+        self.zone_picks.retain(|uid, _| sets.contains_key(uid));
+    }
+
+    /// The value of label `key` on `node`.
+    pub fn node_label(&self, node: &str, key: &str) -> Option<&str> {
+        self.nodes.get(node).and_then(|e| entry_label(e, key))
+    }
+
+    /// Remembers the zone chosen for slot `ordinal` of StatefulSet `sts`.
+    pub fn record_zone_pick(&mut self, sts: &str, ordinal: u32, pick: ZonePick) {
+        self.zone_picks
+            .entry(sts.to_string())
+            .or_default()
+            .insert(ordinal, pick);
+    }
+
+    /// The zone recorded for a slot, while it lasts.
+    pub fn zone_pick(&self, sts: &str, ordinal: u32, now: Instant) -> Option<&str> {
+        let pick = self.zone_picks.get(sts)?.get(&ordinal)?;
+        (now < pick.expires).then_some(pick.zone.as_str())
+    }
+
+    /// Drops expired zone picks; returns how many went.
+    pub fn prune_zone_picks(&mut self, now: Instant) -> usize {
+        let mut gone = 0;
+        self.zone_picks.retain(|_, per_slot| {
+            let before = per_slot.len();
+            per_slot.retain(|_, p| now < p.expires);
+            gone += before - per_slot.len();
+            !per_slot.is_empty()
+        });
+        gone
+    }
+
     /// The node a pod using this claim is bound to, if any.
     pub fn bound_user_node(&self, key: &ClaimKey) -> Option<&str> {
         self.claim_users
@@ -276,6 +363,15 @@ impl Index {
             .iter()
             .filter_map(|uid| self.pods.get(uid)?.node.as_deref())
             .min()
+    }
+}
+
+/// A label of a node entry; the standard zone label is kept apart already.
+pub fn entry_label<'a>(e: &'a NodeEntry, key: &str) -> Option<&'a str> {
+    if key == lvmpin_api::names::ZONE_LABEL {
+        e.zone.as_deref()
+    } else {
+        e.labels.get(key).map(String::as_str)
     }
 }
 
@@ -323,6 +419,7 @@ mod tests {
             name: uid.into(),
             node: node.map(Into::into),
             owner: Some(owner.into()),
+            ordinal: None,
             claims: vec![format!("data-{uid}")],
         }
     }
@@ -349,6 +446,42 @@ mod tests {
     }
 
     #[test]
+    fn slots_follow_pods_and_a_late_delete_of_the_old_pod_keeps_the_new_one() {
+        let mut ix = Index::default();
+        let slot = |uid: &str| PodFacts {
+            ordinal: Some(0),
+            ..pod(uid, "sts", None)
+        };
+        ix.upsert_pod(slot("old"));
+        ix.upsert_pod(slot("new"));
+        ix.remove_pod("old");
+        assert_eq!(ix.slots["sts"][&0], "new");
+        ix.remove_pod("new");
+        assert!(ix.slots.is_empty());
+
+        let now = Instant::now();
+        let pick = |secs| ZonePick {
+            zone: "z".into(),
+            expires: now + std::time::Duration::from_secs(secs),
+        };
+        ix.record_zone_pick("sts", 0, pick(1));
+        ix.record_zone_pick("sts", 1, pick(10));
+        assert_eq!(ix.zone_pick("sts", 0, now), Some("z"));
+        let later = now + std::time::Duration::from_secs(5);
+        assert_eq!(
+            ix.zone_pick("sts", 0, later),
+            None,
+            "expired, even unpruned"
+        );
+        assert_eq!(ix.prune_zone_picks(later), 1);
+        ix.replace_sts(vec![]);
+        assert!(
+            ix.zone_picks.is_empty(),
+            "a gone StatefulSet takes its picks along"
+        );
+    }
+
+    #[test]
     fn node_and_lvm_halves_live_independently() {
         let mut ix = Index::default();
         ix.upsert_lvm(LvmFacts {
@@ -358,6 +491,7 @@ mod tests {
         ix.upsert_node(NodeFacts {
             name: "n1".into(),
             zone: Some("z".into()),
+            ..Default::default()
         });
         ix.remove_node("n1");
         assert!(ix.nodes["n1"].lvm.is_some());

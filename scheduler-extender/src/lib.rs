@@ -23,6 +23,7 @@ pub mod reservations;
 pub mod runtime;
 pub mod watch;
 pub mod wire;
+pub mod zone_ratio;
 
 #[doc(hidden)]
 #[cfg(any(test, feature = "testutil"))]

@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::engine::ZoneNote;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabel {
     pub verb: &'static str,
@@ -25,12 +27,27 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ZoneLabel {
+    /// `namespace/name`
+    pub statefulset: String,
+    pub zone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub request_seconds: Family<VerbLabel, Histogram>,
     pub filter_verdicts: Family<VerdictLabel, Counter>,
     pub reservations: Gauge,
     pub bind_results: Family<ResultLabel, Counter>,
+    pub zone_pods: Family<ZoneLabel, Gauge>,
+    pub zone_target: Family<ZoneLabel, Gauge>,
+    pub zone_ratio_errors: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -44,6 +61,9 @@ impl Metrics {
             filter_verdicts: Family::default(),
             reservations: Gauge::default(),
             bind_results: Family::default(),
+            zone_pods: Family::default(),
+            zone_target: Family::default(),
+            zone_ratio_errors: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("lvmpin_extender");
         r.register(
@@ -66,7 +86,50 @@ impl Metrics {
             "Results of the bind verb",
             m.bind_results.clone(),
         );
+        r.register(
+            "zone_pods",
+            "Pods of a zone-ratio StatefulSet (or its group) per zone, as counted at its last filter",
+            m.zone_pods.clone(),
+        );
+        r.register(
+            "zone_target",
+            "Pods per zone that a zone-ratio StatefulSet's (or group's) replicas should reach",
+            m.zone_target.clone(),
+        );
+        r.register(
+            "zone_ratio_errors",
+            "Pods placed without their StatefulSet's zone ratio because its annotations do not parse, per reason (weights, policy, key, group)",
+            m.zone_ratio_errors.clone(),
+        );
         m
+    }
+
+    /// Records what a pod's zone ratio did.
+    pub fn zone(&self, note: &ZoneNote) {
+        match note {
+            ZoneNote::Malformed { reason, .. } => {
+                self.zone_ratio_errors
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc();
+            }
+            ZoneNote::Counted {
+                statefulset,
+                counts,
+                targets,
+                ..
+            } => {
+                for (family, values) in [(&self.zone_pods, counts), (&self.zone_target, targets)] {
+                    for (zone, n) in values {
+                        family
+                            .get_or_create(&ZoneLabel {
+                                statefulset: statefulset.clone(),
+                                zone: zone.clone(),
+                            })
+                            .set(i64::from(*n));
+                    }
+                }
+            }
+        }
     }
 
     /// Observes the elapsed time into the verb's histogram when dropped.

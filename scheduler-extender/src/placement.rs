@@ -209,6 +209,7 @@ mod tests {
                 ..Default::default()
             }),
             silent_since: None,
+            ..Default::default()
         }
     }
 

@@ -338,6 +338,7 @@ mod tests {
                         name: "p1".into(),
                         node: Some("n2".into()),
                         owner: None,
+                        ordinal: None,
                         claims: vec!["b".into()],
                     });
                 },
@@ -356,6 +357,7 @@ mod tests {
                         name: "p9".into(),
                         node: Some("n2".into()),
                         owner: None,
+                        ordinal: None,
                         claims: vec!["a".into()],
                     });
                 },

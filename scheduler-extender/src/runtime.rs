@@ -1,5 +1,5 @@
 //! Runs the extender: the watch caches, leader election, the upkeep loop
-//! (reservation pruning and silent-agent marking) and the HTTP server, all
+//! (reservation and zone-pick pruning, silent-agent marking) and the HTTP server, all
 //! stopped by one cancellation token. `run` returns after every task ended.
 
 use std::net::SocketAddr;
@@ -127,6 +127,7 @@ pub async fn upkeep(
             reservations,
         } = &mut *state;
         reservations.prune(index, Instant::now());
+        index.prune_zone_picks(Instant::now());
         index.mark_silent(SystemTime::now(), agent_silence);
         app.metrics.reservations.set(reservations.len() as i64);
     }
@@ -219,7 +220,7 @@ mod tests {
             Duration::from_secs(300),
             &shutdown,
         );
-        // Six watches, the election loop and upkeep.
+        // One watch per kind, the election loop and upkeep.
         assert_eq!(tasks.len(), watch::KINDS.len() + 2);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(

@@ -43,6 +43,7 @@ pub fn pod_with(claims: &[&str]) -> PodFacts {
         name: "p".into(),
         node: None,
         owner: None,
+        ordinal: None,
         claims: claims.iter().map(|c| c.to_string()).collect(),
     }
 }
@@ -62,5 +63,61 @@ pub fn lvm_node(node: &str, vg: &str, size: u64, free: u64, extent: u64) -> LvmF
             }],
             ..Default::default()
         }),
+    }
+}
+
+/// A Ready, uncordoned node labelled with `zone` under the standard key.
+pub fn zoned_node(name: &str, zone: &str) -> crate::facts::NodeFacts {
+    crate::facts::NodeFacts {
+        name: name.into(),
+        zone: Some(zone.into()),
+        labels: [(lvmpin_api::names::ZONE_LABEL.to_string(), zone.to_string())].into(),
+        up: true,
+    }
+}
+
+/// StatefulSet `name` (uid `uid-<name>`) in namespace `ns` with claim
+/// template `data`, read through the same code as a watched object.
+pub fn stateful_set(
+    name: &str,
+    replicas: i32,
+    annotations: &[(&str, &str)],
+    labels: &[(&str, &str)],
+) -> crate::facts::StsFacts {
+    let to_map = |pairs: &[(&str, &str)]| -> serde_json::Map<String, serde_json::Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect()
+    };
+    let obj = serde_json::json!({
+        "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+            "annotations": to_map(annotations), "labels": to_map(labels)},
+        "spec": {"replicas": replicas, "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}
+    });
+    match serde_json::from_value(obj)
+        .ok()
+        .as_ref()
+        .and_then(crate::facts::sts_facts)
+    {
+        Some(s) => s,
+        None => unreachable!("the object above is a valid StatefulSet"),
+    }
+}
+
+/// Pod `<set>-<ordinal>` of StatefulSet `set` (uid `pod-<set>-<ordinal>`),
+/// unbound, mounting claim `data-<set>-<ordinal>`.
+pub fn sts_pod(set: &str, ordinal: u32) -> PodFacts {
+    PodFacts {
+        uid: format!("pod-{set}-{ordinal}"),
+        namespace: "ns".into(),
+        name: format!("{set}-{ordinal}"),
+        node: None,
+        owner: Some(format!("uid-{set}")),
+        ordinal: Some(ordinal),
+        claims: vec![format!("data-{set}-{ordinal}")],
     }
 }

@@ -10,6 +10,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
@@ -23,13 +24,14 @@ use crate::context::App;
 use crate::engine::State;
 use crate::facts;
 
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "LvmNode",
     "PersistentVolumeClaim",
     "PersistentVolume",
     "StorageClass",
     "Node",
     "Pod",
+    "StatefulSet",
 ];
 
 /// How one kind's objects update the state.
@@ -160,6 +162,18 @@ pub fn spawn_all(
                 apply: |s, f| s.index.upsert_node(f),
                 delete: |s, f| s.index.remove_node(&f.name),
                 replace: |s, all| s.index.replace_nodes(all),
+            },
+            shutdown.clone(),
+        )),
+        tokio::spawn(run_feed(
+            Api::<StatefulSet>::all(client.clone()),
+            app.clone(),
+            Feed {
+                kind: "StatefulSet",
+                facts: facts::sts_facts,
+                apply: |s, f| s.index.upsert_sts(f),
+                delete: |s, f| s.index.remove_sts(&f.uid),
+                replace: |s, all| s.index.replace_sts(all),
             },
             shutdown.clone(),
         )),

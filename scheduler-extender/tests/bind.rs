@@ -27,6 +27,7 @@ fn state() -> State {
         name: "db-0".into(),
         node: None,
         owner: None,
+        ordinal: None,
         claims: vec!["a".into(), "b".into(), "c".into()],
     });
     s

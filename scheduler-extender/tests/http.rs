@@ -323,3 +323,42 @@ async fn a_claim_missing_from_the_cache_fails_every_node_without_an_error() {
         );
     }
 }
+
+/// A zone-ratio pod updates the per-zone gauges; a malformed StatefulSet
+/// counts an error by reason and is placed anyway.
+#[tokio::test]
+async fn zone_ratio_gauges_and_errors() {
+    use lvmpin_api::names::ANN_ZONE_WEIGHTS;
+    use lvmpin_scheduler_extender::testutil::{stateful_set, zoned_node};
+    let mut state = cluster(2, 10, 2, "1Gi");
+    state.index.upsert_node(zoned_node("n0", "zone-a"));
+    state.index.upsert_node(zoned_node("n1", "zone-b"));
+    let mut sts = stateful_set("db", 3, &[(ANN_ZONE_WEIGHTS, "zone-a=2,zone-b=1")], &[]);
+    sts.uid = "sts-uid".into();
+    state.index.upsert_sts(sts);
+    let app = app(state, Settings::default(), None);
+    let addr = serve(app.clone(), "").await;
+    let body = json!({"Pod": pod_json("db-0", "p0", &["c0"]), "NodeNames": ["n0", "n1"]});
+    let (_, v) = post(addr, "/filter", &body).await;
+    assert_eq!(v["NodeNames"], json!(["n0"]));
+    let (_, text) = request(addr, "GET", "/metrics", vec![]).await;
+    let text = String::from_utf8_lossy(&text);
+    for m in [
+        "lvmpin_extender_zone_pods{statefulset=\"ns/db\",zone=\"zone-a\"} 1",
+        "lvmpin_extender_zone_target{statefulset=\"ns/db\",zone=\"zone-a\"} 2",
+        "lvmpin_extender_zone_target{statefulset=\"ns/db\",zone=\"zone-b\"} 1",
+    ] {
+        assert!(text.contains(m), "missing {m} in\n{text}");
+    }
+
+    let mut bad = stateful_set("db", 3, &[(ANN_ZONE_WEIGHTS, "zone-a")], &[]);
+    bad.uid = "sts-uid".into();
+    app.lock().index.upsert_sts(bad);
+    let body = json!({"Pod": pod_json("db-1", "p1", &["c1"]), "NodeNames": ["n0", "n1"]});
+    let (_, v) = post(addr, "/filter", &body).await;
+    assert_eq!(v["NodeNames"].as_array().map(Vec::len), Some(1));
+    let (_, text) = request(addr, "GET", "/metrics", vec![]).await;
+    let text = String::from_utf8_lossy(&text);
+    let m = "lvmpin_extender_zone_ratio_errors_total{reason=\"weights\"} 1";
+    assert!(text.contains(m), "missing {m} in\n{text}");
+}

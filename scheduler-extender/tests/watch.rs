@@ -72,6 +72,14 @@ async fn lists_then_watch_events_drive_the_index_and_readiness() {
                 ],
             ),
             (
+                "/apis/apps/v1/statefulsets",
+                vec![json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "mq", "namespace": "ns", "uid": "uid-mq", "resourceVersion": "4",
+                    "annotations": {"lvmpin.io/zone-weights": "z1=2,z2=1"}},
+                "spec": {"replicas": 3, "serviceName": "mq", "selector": {"matchLabels": {"app": "mq"}},
+                    "template": {"metadata": {"labels": {"app": "mq"}}, "spec": {"containers": []}}}})],
+            ),
+            (
                 "/api/v1/nodes",
                 vec![json!({"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": "n1", "resourceVersion": "2", "labels": {"topology.kubernetes.io/zone": "z1"}}})],
@@ -143,6 +151,10 @@ async fn lists_then_watch_events_drive_the_index_and_readiness() {
                 && s.reservations.is_empty()
                 && s.index.pods.is_empty()
                 && s.index.classes.contains_key("fast")
+                && s.index
+                    .stateful_sets
+                    .get("uid-mq")
+                    .is_some_and(|m| m.replicas == 3 && matches!(m.ratio, Some(Ok(_))))
         };
         if done {
             break;

@@ -113,6 +113,8 @@ pub const EXTENDER: Component = Component {
         call("watch", "", "nodes"),
         call("list", "", "pods"),
         call("watch", "", "pods"),
+        call("list", "apps", "statefulsets"),
+        call("watch", "apps", "statefulsets"),
         // bind.rs: a pod not yet in the cache, selected-node, the binding.
         call("get", "", "pods"),
         call("patch", "", "persistentvolumeclaims"),
