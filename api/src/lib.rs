@@ -8,6 +8,7 @@
 pub mod claim;
 pub mod lvm_node;
 pub mod names;
+pub mod node;
 pub mod patch;
 pub mod quantity;
 pub mod volume;

@@ -46,16 +46,8 @@ pub async fn provision<B: VolumeBackend>(
                     claim: spec.claim_uid.clone(),
                     reason,
                 };
-                ctx.metrics.operation("provision", e.metric_label());
-                events::warn(
-                    &ctx.recorder,
-                    &pvc.object_ref(&()),
-                    "ProvisioningFailed",
-                    "Provisioning",
-                    e.to_string(),
-                )
-                .await;
-                return Err(e);
+                // Permanent: counted and told to the claim's owner.
+                return Err(failed(ctx, pvc, e).await);
             }
         }
     }

@@ -298,23 +298,11 @@ pub fn pod_is_terminal(pod: &Pod) -> bool {
 
 pub fn node_facts(node: &Node) -> Option<NodeFacts> {
     let labels = node.metadata.labels.clone().unwrap_or_default();
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    let cordoned = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
     Some(NodeFacts {
         name: node.metadata.name.clone()?,
         zone: labels.get(ZONE_LABEL).cloned(),
         labels,
-        up: ready && !cordoned,
+        up: lvmpin_api::node::is_schedulable(node),
     })
 }
 

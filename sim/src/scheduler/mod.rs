@@ -290,7 +290,7 @@ async fn find_node(shared: &Shared, pod: &Pod) -> Result<(Arc<Node>, PodVolumes)
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut feasible: Vec<Arc<Node>> = Vec::new();
     for n in all_nodes {
-        let verdict = if !nodes::is_schedulable(&n) {
+        let verdict = if !lvmpin_api::node::is_schedulable(&n) {
             Err("node(s) were unschedulable or not ready")
         } else if !nodes::matches_node_selector(pod, &n) {
             Err("node(s) didn't match Pod's node affinity/selector")

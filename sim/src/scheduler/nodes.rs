@@ -1,26 +1,10 @@
 //! Node predicates of kube-scheduler's in-tree plugins that matter for volume
-//! placement: NodeUnschedulable/readiness, NodeAffinity's `nodeSelector`, and the
+//! placement (readiness and NodeUnschedulable are `lvmpin_api::node`):
+//! NodeAffinity's `nodeSelector`, and the
 //! node-selector terms used by PV `nodeAffinity` (VolumeBinding's bound-claim check).
 
 use k8s_openapi::api::core::v1::{Node, NodeSelector, NodeSelectorRequirement, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-
-/// Ready condition True and not cordoned.
-pub fn is_schedulable(node: &Node) -> bool {
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    let cordoned = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
-    ready && !cordoned
-}
 
 /// `spec.nodeSelector` must be a subset of the node's labels.
 pub fn matches_node_selector(pod: &Pod, node: &Node) -> bool {
@@ -153,15 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn readiness_and_node_selector() {
-        let mut n = node("n1");
-        assert!(is_schedulable(&n));
-        n.spec.as_mut().unwrap().unschedulable = Some(true);
-        assert!(!is_schedulable(&n));
-        let mut n = node("n1");
-        n.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
-        assert!(!is_schedulable(&n));
-
+    fn node_selector() {
         let mut p = crate::workload::pod("ns", "p", &[]);
         assert!(matches_node_selector(&p, &node("n1")));
         p.spec.as_mut().unwrap().node_selector = Some(BTreeMap::from([(
