@@ -194,14 +194,15 @@ pub async fn relay(
                 continue;
             }
         }
-        let p = pending.as_ref().expect("set above");
-        if p.block.len() > MAX_BLOCK {
+        if pending.as_ref().is_some_and(|p| p.block.len() > MAX_BLOCK) {
             return Err(bad("header block too large"));
         }
         if flags & FLAG_END_HEADERS == 0 {
             continue;
         }
-        let p = pending.take().expect("set above");
+        let Some(p) = pending.take() else {
+            continue;
+        };
         let mut headers: Vec<Header> = decoder
             .decode(&p.block)
             .map_err(|e| bad(&format!("HPACK: {e:?}")))?;
