@@ -11,6 +11,7 @@ pub mod names;
 pub mod node;
 pub mod patch;
 pub mod quantity;
+pub mod text;
 pub mod volume;
 pub mod volume_id;
 

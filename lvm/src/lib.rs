@@ -26,7 +26,8 @@ pub use error::{Error, Result};
 pub use names::{validate_lv_name, validate_vg_name};
 pub use ops::Lvm;
 pub use report::{
-    LV_COLUMNS, LogicalVolume, Report, ThinPool, VG_COLUMNS, VolumeGroup, parse_lvs, parse_report,
+    LV_COLUMNS, LogicalVolume, Report, ThinPool, VG_COLUMNS, VolumeGroup, device_path, parse_lvs,
+    parse_report,
 };
 pub use request::CreateLv;
 pub use tags::{Owner, TAG_PREFIX, owner_from_tags, owner_tags};

@@ -96,7 +96,8 @@ impl LogicalVolume {
     }
 }
 
-pub(crate) fn device_path(vg: &str, lv: &str) -> PathBuf {
+/// Where lvm puts an active LV's device node.
+pub fn device_path(vg: &str, lv: &str) -> PathBuf {
     PathBuf::from("/dev").join(vg).join(lv)
 }
 

@@ -185,19 +185,28 @@ fn app_for(state: State, mode: Mode) -> axum::Router {
     router(app, "", 256 << 20)
 }
 
+fn node_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("node-{i:05}")).collect()
+}
+
+/// One filter request body per in-flight pod, naming `n` nodes.
+fn filter_bodies(n: usize) -> Vec<Vec<u8>> {
+    let names = node_names(n);
+    (0..IN_FLIGHT)
+        .map(|i| {
+            serde_json::to_vec(&json!({"Pod": pod_json(i), "Nodes": null, "NodeNames": names}))
+                .expect("json")
+        })
+        .collect()
+}
+
 /// Filter at 5,000 nodes for pods of a StatefulSet annotated 2:2:1 against
 /// the same pods of the same StatefulSet without the annotation, alternated
 /// in one run so both see the same machine. Every pod is a slot of a
 /// 200-replica StatefulSet, so each request counts 199 other slots.
 async fn zone_ratio_cost() {
     let n = 5000;
-    let names: Vec<String> = (0..n).map(|i| format!("node-{i:05}")).collect();
-    let bodies: Vec<Vec<u8>> = (0..IN_FLIGHT)
-        .map(|i| {
-            serde_json::to_vec(&json!({"Pod": pod_json(i), "Nodes": null, "NodeNames": names}))
-                .expect("json")
-        })
-        .collect();
+    let bodies = filter_bodies(n);
     let with_set = |annotations: &[(&str, &str)]| {
         let mut s = cluster(n, 2000);
         let mut sts = stateful_set("db", IN_FLIGHT as i32, annotations, &[]);
@@ -256,13 +265,7 @@ async fn main() {
     drop(state);
 
     for n in [100usize, 1000, 5000] {
-        let names: Vec<String> = (0..n).map(|i| format!("node-{i:05}")).collect();
-        let bodies: Vec<Vec<u8>> = (0..IN_FLIGHT)
-            .map(|i| {
-                serde_json::to_vec(&json!({"Pod": pod_json(i), "Nodes": null, "NodeNames": names}))
-                    .expect("json")
-            })
-            .collect();
+        let bodies = filter_bodies(n);
         let iterations = if n == 5000 { 2000 } else { 5000 };
         for mode in [Mode::Decisive, Mode::Advisory] {
             let app = app_for(cluster(n, 2000), mode);
@@ -281,7 +284,7 @@ async fn main() {
         }
         // A pod without claims of ours: the pass-through path.
         let app = app_for(cluster(n, 0), Mode::Decisive);
-        let plain = vec![serde_json::to_vec(&json!({"Pod": {"metadata": {"name": "web", "namespace": "a", "uid": "w"}, "spec": {"containers": []}}, "NodeNames": names})).expect("json")];
+        let plain = vec![serde_json::to_vec(&json!({"Pod": {"metadata": {"name": "web", "namespace": "a", "uid": "w"}, "spec": {"containers": []}}, "NodeNames": node_names(n)})).expect("json")];
         let s = run(&app, "/filter", &plain, iterations).await;
         print(
             &format!("filter     no-claims pod            {n:>5} nodes"),

@@ -81,15 +81,7 @@ impl RatioError {
 
 /// Quoted, and at most 256 bytes of it: annotations are user input.
 fn bounded(s: &str) -> String {
-    const MAX: usize = 256;
-    if s.len() <= MAX {
-        return format!("{s:?}");
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}… ({} bytes)", &s[..end], s.len())
+    format!("{:?}", lvmpin_api::text::cut(s, 256))
 }
 
 /// The StatefulSet's zone ratio: None without the weights annotation.

@@ -9,15 +9,10 @@ pub const ECHO_LIMIT: usize = 256;
 /// `value` itself when short, else its first `ECHO_LIMIT` bytes (cut on a
 /// character boundary), an ellipsis and the full length.
 pub fn bounded(value: &str) -> String {
-    if value.len() <= ECHO_LIMIT {
-        return value.to_string();
-    }
-    let mut end = ECHO_LIMIT;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…({} bytes)", &value[..end], value.len())
+    cut(value, ECHO_LIMIT)
 }
+
+pub use lvmpin_api::text::cut;
 
 /// The same for a path given as a string by the caller.
 pub fn bounded_path(path: &std::path::Path) -> String {

@@ -8,7 +8,6 @@
 //! CSIStorageCapacity objects carry.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,17 +86,18 @@ impl<B: VolumeBackend> ControllerService<B> {
         Ok(self.backend.scan().await?)
     }
 
-    /// The volume behind an id, if it is one of ours; anything else is absent.
-    async fn find_ours(&self, raw: &str) -> Result<Option<(VolumeId, Volume)>> {
+    /// The volume behind an id, if it is one of ours, with the scan it was
+    /// found in; anything else is absent.
+    async fn find_ours(&self, raw: &str) -> Result<Option<(Volume, Scan)>> {
         let Some(id) = self.scope.our_id(raw) else {
             return Ok(None);
         };
         let scan = self.scan().await?;
-        Ok(scan
+        let volume = scan
             .volume(&id.vg, &id.lv)
             .filter(|v| owned(v.owner.as_ref(), &v.name))
-            .cloned()
-            .map(|v| (id, v)))
+            .cloned();
+        Ok(volume.map(|v| (v, scan)))
     }
 
     fn volume(&self, v: &Volume, fs: Option<&str>) -> csi::Volume {
@@ -195,7 +195,7 @@ impl<B: VolumeBackend> ControllerService<B> {
             )));
         }
         let mounter = self.mounter.clone();
-        let device = PathBuf::from(format!("/dev/{}/{}", id.vg, id.lv));
+        let device = lvmpin_lvm::device_path(&id.vg, &id.lv);
         let in_use = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
             let Some(dev) = block_dev_num(&device)? else {
                 return Ok(None);
@@ -217,11 +217,12 @@ impl<B: VolumeBackend> ControllerService<B> {
     }
 
     async fn expand(&self, req: &request::Expand) -> Result<Volume> {
-        let Some((id, volume)) = self.find_ours(&req.volume_id).await? else {
+        let Some((volume, scan)) = self.find_ours(&req.volume_id).await? else {
             return Err(Error::VolumeNotFound(req.volume_id.clone()));
         };
-        let scan = self.scan().await?;
-        let extent = scan.volume_group(&id.vg).map_or(0, |g| g.extent_size_bytes);
+        let extent = scan
+            .volume_group(&volume.vg)
+            .map_or(0, |g| g.extent_size_bytes);
         let target = extent_round_up(req.required, extent);
         if volume.size_bytes >= target {
             return Ok(volume);
@@ -232,8 +233,11 @@ impl<B: VolumeBackend> ControllerService<B> {
                 req.limit
             )));
         }
-        let grown = self.backend.extend(&id.vg, &id.lv, target).await?;
-        info!(%id, from = volume.size_bytes, to = grown.size_bytes, "expanded volume");
+        let grown = self
+            .backend
+            .extend(&volume.vg, &volume.name, target)
+            .await?;
+        info!(vg = %volume.vg, lv = %volume.name, from = volume.size_bytes, to = grown.size_bytes, "expanded volume");
         Ok(grown)
     }
 

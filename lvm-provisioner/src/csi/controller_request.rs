@@ -16,7 +16,7 @@ use super::blkid::FsType;
 use super::bounded::bounded;
 use super::error::{Error, Result};
 use super::naming::{claim_uid_in, lv_name};
-use super::request::{check_mode, fs_type, mode};
+use super::request::{check_mode, fs_type, mode, required};
 use crate::backend::Owner;
 
 /// Size of a volume whose request gives no capacity at all.
@@ -104,14 +104,6 @@ impl Create {
     /// True when an existing volume of this size meets the request.
     pub fn size_fits(&self, size: u64) -> bool {
         size >= self.required && (self.limit == 0 || size <= self.limit)
-    }
-}
-
-fn required<'a>(value: &'a str, field: &str) -> Result<&'a str> {
-    if value.is_empty() {
-        Err(Error::InvalidArgument(format!("{field} is required")))
-    } else {
-        Ok(value)
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use super::bounded::{bounded, bounded_path};
+use super::bounded::{bounded, bounded_path, cut};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -168,15 +168,7 @@ const MESSAGE_LIMIT: usize = 1024;
 impl Error {
     /// The message, cut to `MESSAGE_LIMIT` bytes: what callers and logs see.
     pub fn bounded_message(&self) -> String {
-        let full = self.to_string();
-        if full.len() <= MESSAGE_LIMIT {
-            return full;
-        }
-        let mut end = MESSAGE_LIMIT;
-        while !full.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…({} bytes)", &full[..end], full.len())
+        cut(&self.to_string(), MESSAGE_LIMIT)
     }
 }
 

@@ -62,7 +62,7 @@ impl VolumeSource for LvmVolumes {
     }
 
     fn device_path(&self, id: &VolumeId) -> PathBuf {
-        PathBuf::from(format!("/dev/{}/{}", id.vg, id.lv))
+        lvmpin_lvm::device_path(&id.vg, &id.lv)
     }
 
     fn probe(&self) -> Result<()> {

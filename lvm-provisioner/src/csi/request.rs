@@ -66,7 +66,7 @@ pub struct Expand {
     pub block: Option<bool>,
 }
 
-fn required<'a>(value: &'a str, field: &str) -> Result<&'a str> {
+pub(super) fn required<'a>(value: &'a str, field: &str) -> Result<&'a str> {
     if value.is_empty() {
         Err(Error::InvalidArgument(format!("{field} is required")))
     } else {
