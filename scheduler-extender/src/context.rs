@@ -8,6 +8,7 @@ use prometheus_client::registry::Registry;
 
 use crate::bind::Binder;
 use crate::engine::{self, Settings, State};
+use crate::events::EventSink;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
@@ -48,7 +49,7 @@ impl Readiness {
 }
 
 /// The extender's one context: the state the watches feed and the verbs read,
-/// configuration, metrics, readiness, leadership and the binder. HTTP handlers,
+/// configuration, metrics, readiness, leadership, the binder and the Event queue. HTTP handlers,
 /// watch feeds and the runtime's loops share it; none of them owns it.
 pub struct App {
     pub state: Mutex<State>,
@@ -59,6 +60,8 @@ pub struct App {
     pub leadership: Arc<Leadership>,
     /// None only in tests that never bind.
     pub binder: Option<Binder>,
+    /// Zone-ratio Events on their way to the API server.
+    pub events: EventSink,
 }
 
 impl App {
@@ -80,6 +83,7 @@ impl App {
             readiness,
             leadership,
             binder,
+            events: EventSink::default(),
         }
     }
 

@@ -95,7 +95,16 @@ pub enum ZoneNote {
     /// chosen, and the split its replicas should reach.
     Counted {
         statefulset: String,
+        ordinal: u32,
+        /// The zone whose nodes pass; None: every fitting node passes
+        /// (`Preferred` with no listed zone able to take the pod) or, with
+        /// `wait`, none does.
         zone: Option<String>,
+        /// The zone the rule names when every zone could take the pod; it
+        /// differs from `zone` when `Preferred` fell back.
+        ideal: Option<String>,
+        /// Why the pod waits (`Required`).
+        wait: Option<String>,
         counts: Vec<(String, u32)>,
         targets: Vec<(String, u32)>,
     },
@@ -286,6 +295,7 @@ fn apply_ratio(
         Policy::Preferred => BTreeSet::new(),
     };
     let decision = zone_ratio::decide(plan.ratio, &plan.counts, &feasible, &up);
+    let ideal = zone_ratio::next_zone(weights, &plan.counts, |_, w| w > 0).map(str::to_string);
     let statefulset = plan.sts.key();
     let mut counts = plan.counts.clone();
     match &decision {
@@ -314,13 +324,17 @@ fn apply_ratio(
         }
     }
     out.unresolvable.sort_by_key(|(i, _)| *i);
-    let zone = match decision {
-        Decision::Zone(z) => Some(z),
-        _ => None,
+    let (zone, wait) = match decision {
+        Decision::Zone(z) => (Some(z), None),
+        Decision::Anywhere => (None, None),
+        Decision::Wait(why) => (None, Some(why)),
     };
     out.zone = Some(ZoneNote::Counted {
         statefulset,
+        ordinal: plan.ordinal,
         zone: zone.clone(),
+        ideal,
+        wait,
         counts: counts.into_iter().collect(),
         targets: zone_ratio::targets(&plan.ratio.weights, plan.replicas)
             .into_iter()

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use crate::context::App;
 use crate::engine::{self, ZoneNote};
 use crate::error::Error;
+use crate::events::{self, Offered};
 use crate::facts::pod_facts;
 use crate::wire::{
     AskedNodes, ExtenderArgs, ExtenderBindingArgs, ExtenderBindingResult, ExtenderFilterResult,
@@ -112,6 +113,14 @@ async fn filter(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
         }
         Some(note) => app.metrics.zone(note),
         None => {}
+    }
+    if let Some(e) = outcome
+        .zone
+        .as_ref()
+        .and_then(|n| events::zone_event(&pod, n))
+        && app.events.offer(e) == Offered::Dropped
+    {
+        app.metrics.events_dropped.inc();
     }
     if outcome.untouched {
         app.metrics.verdicts("untouched", 1);

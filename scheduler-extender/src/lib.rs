@@ -4,7 +4,7 @@
 //! Pure core: `facts` (what objects tell us), `index` (the cluster view),
 //! `claims` (pod → demand), `capacity`, `reservations`, `placement`, `engine`.
 //! Shell: `context` (the shared `App`), `wire` + `http` (the verbs), `bind`,
-//! `watch`, `leader`, `metrics`, and `runtime` (every task under one shutdown).
+//! `events`, `watch`, `leader`, `metrics`, and `runtime` (every task under one shutdown).
 #![forbid(unsafe_code)]
 
 pub mod bind;
@@ -13,6 +13,7 @@ pub mod claims;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod facts;
 pub mod http;
 pub mod index;

@@ -1,5 +1,7 @@
 //! Prometheus metrics of the extender (prefix `lvmpin_extender_`).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -48,6 +50,11 @@ pub struct Metrics {
     pub zone_pods: Family<ZoneLabel, Gauge>,
     pub zone_target: Family<ZoneLabel, Gauge>,
     pub zone_ratio_errors: Family<ReasonLabel, Counter>,
+    /// Events the filter could not queue (the publishing task fell behind).
+    pub events_dropped: Counter,
+    /// The zones each StatefulSet has gauges for, so they can be removed
+    /// with the StatefulSet or its ratio.
+    zone_series: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
 }
 
 impl Metrics {
@@ -64,6 +71,8 @@ impl Metrics {
             zone_pods: Family::default(),
             zone_target: Family::default(),
             zone_ratio_errors: Family::default(),
+            events_dropped: Counter::default(),
+            zone_series: Arc::default(),
         };
         let r = registry.sub_registry_with_prefix("lvmpin_extender");
         r.register(
@@ -101,7 +110,32 @@ impl Metrics {
             "Pods placed without their StatefulSet's zone ratio because its annotations do not parse, per reason (weights, policy, key, group)",
             m.zone_ratio_errors.clone(),
         );
+        r.register(
+            "events_dropped",
+            "Zone-ratio Events not published because the queue to the API server was full",
+            m.events_dropped.clone(),
+        );
         m
+    }
+
+    /// Removes the zone gauges of StatefulSets not in `live` (deleted, or
+    /// without a zone ratio now).
+    pub fn retain_zone_series(&self, live: &BTreeSet<String>) {
+        let mut series = self.zone_series.lock().unwrap_or_else(|p| p.into_inner());
+        series.retain(|statefulset, zones| {
+            if live.contains(statefulset) {
+                return true;
+            }
+            for zone in zones.iter() {
+                let label = ZoneLabel {
+                    statefulset: statefulset.clone(),
+                    zone: zone.clone(),
+                };
+                self.zone_pods.remove(&label);
+                self.zone_target.remove(&label);
+            }
+            false
+        });
     }
 
     /// Records what a pod's zone ratio did.
@@ -118,8 +152,11 @@ impl Metrics {
                 targets,
                 ..
             } => {
+                let mut series = self.zone_series.lock().unwrap_or_else(|p| p.into_inner());
+                let zones = series.entry(statefulset.clone()).or_default();
                 for (family, values) in [(&self.zone_pods, counts), (&self.zone_target, targets)] {
                     for (zone, n) in values {
+                        zones.insert(zone.clone());
                         family
                             .get_or_create(&ZoneLabel {
                                 statefulset: statefulset.clone(),

@@ -1,7 +1,9 @@
 //! Runs the extender: the watch caches, leader election, the upkeep loop
-//! (reservation and zone-pick pruning, silent-agent marking) and the HTTP server, all
-//! stopped by one cancellation token. `run` returns after every task ended.
+//! (reservation and zone-pick pruning, silent-agent marking, stale zone
+//! gauges), the Event publisher and the HTTP server, all stopped by one
+//! cancellation token. `run` returns after every task ended.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use crate::bind::Binder;
 use crate::context::{App, Readiness};
 use crate::engine::{Settings, State};
 use crate::error::{Error, Result};
+use crate::events;
 use crate::http::router;
 use crate::leader::{self, Leadership, LeaseConfig};
 use crate::watch;
@@ -81,7 +84,8 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
 }
 
 /// Starts the background tasks: one watch per kind, leader election when
-/// configured, and the upkeep loop. Each ends when `shutdown` is cancelled.
+/// configured, the Event publisher and the upkeep loop. Each ends when
+/// `shutdown` is cancelled.
 pub fn spawn_tasks(
     client: Client,
     app: Arc<App>,
@@ -90,6 +94,14 @@ pub fn spawn_tasks(
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = watch::spawn_all(client.clone(), app.clone(), shutdown);
+    if let Some(queue) = app.events.take_queue() {
+        tasks.push(tokio::spawn(events::publish(
+            client.clone(),
+            election.as_ref().map(|l| l.identity.clone()),
+            queue,
+            shutdown.clone(),
+        )));
+    }
     if let Some(lease) = election {
         tasks.push(tokio::spawn(leader::run(
             client,
@@ -130,6 +142,14 @@ pub async fn upkeep(
         index.prune_zone_picks(Instant::now());
         index.mark_silent(SystemTime::now(), agent_silence);
         app.metrics.reservations.set(reservations.len() as i64);
+        let live: BTreeSet<String> = index
+            .stateful_sets
+            .values()
+            .filter(|s| s.ratio.is_some())
+            .map(|s| s.key())
+            .collect();
+        drop(state);
+        app.metrics.retain_zone_series(&live);
     }
 }
 
@@ -182,9 +202,10 @@ async fn serve(app: Arc<App>, server: ServerConfig, shutdown: &CancellationToken
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ZoneNote;
     use crate::facts::ClaimKey;
     use crate::reservations::Hold;
-    use crate::testutil::lvm_node;
+    use crate::testutil::{lvm_node, stateful_set};
 
     fn app(leadership: Leadership) -> Arc<App> {
         Arc::new(App::new(
@@ -220,8 +241,8 @@ mod tests {
             Duration::from_secs(300),
             &shutdown,
         );
-        // One watch per kind, the election loop and upkeep.
-        assert_eq!(tasks.len(), watch::KINDS.len() + 2);
+        // One watch per kind, the Event publisher, the election loop and upkeep.
+        assert_eq!(tasks.len(), watch::KINDS.len() + 3);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             tasks.iter().all(|t| !t.is_finished()),
@@ -236,8 +257,40 @@ mod tests {
         }
     }
 
-    /// Upkeep drops an expired hold and marks a node that never reported,
-    /// without any request or event, and stops on the token.
+    fn zone_gauges(app: &App, statefulset: &str) {
+        app.metrics.zone(&ZoneNote::Counted {
+            statefulset: statefulset.into(),
+            ordinal: 0,
+            zone: Some("a".into()),
+            ideal: Some("a".into()),
+            wait: None,
+            counts: vec![("a".into(), 1)],
+            targets: vec![("a".into(), 1), ("b".into(), 1)],
+        });
+    }
+
+    fn gauge_sets(app: &App) -> Vec<String> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &app.registry).unwrap();
+        let mut sets: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("lvmpin_extender_zone_"))
+            .filter_map(|l| {
+                l.split("statefulset=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()
+                    .map(String::from)
+            })
+            .collect();
+        sets.sort();
+        sets.dedup();
+        sets
+    }
+
+    /// Upkeep drops an expired hold, marks a node that never reported and
+    /// removes the zone gauges of a StatefulSet that is gone, without any
+    /// request or event, and stops on the token.
     #[tokio::test]
     async fn upkeep_prunes_and_marks_until_shutdown() {
         let app = app(Leadership::single());
@@ -253,6 +306,15 @@ mod tests {
             });
         }
         app.metrics.reservations.set(1);
+        app.lock().index.upsert_sts(stateful_set(
+            "live",
+            2,
+            &[(lvmpin_api::names::ANN_ZONE_WEIGHTS, "a=1,b=1")],
+            &[],
+        ));
+        zone_gauges(&app, "ns/live");
+        zone_gauges(&app, "ns/gone");
+        assert_eq!(gauge_sets(&app), ["ns/gone", "ns/live"]);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(upkeep(
             app.clone(),
@@ -267,7 +329,7 @@ mod tests {
                 s.reservations.is_empty()
                     && s.index.nodes["n1"].silent_since.is_some()
                     && app.metrics.reservations.get() == 0
-            };
+            } && gauge_sets(&app) == ["ns/live"];
             if done {
                 break;
             }

@@ -18,8 +18,18 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use lvmpin_api::names::{
-    ANN_LOCAL_DISK_SIZE, DRIVER_NAME, PARAM_FSTYPE, PARAM_VOLUME_GROUP, TOPOLOGY_KEY,
+    ANN_LOCAL_DISK_SIZE, DRIVER_NAME, PARAM_FSTYPE, PARAM_VOLUME_GROUP, TOPOLOGY_KEY, ZONE_LABEL,
 };
+
+/// [`node`] in `zone` (the well-known zone label).
+pub fn zoned_node(name: &str, zone: &str) -> Node {
+    let mut n = node(name);
+    n.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(ZONE_LABEL.to_string(), zone.to_string());
+    n
+}
 
 /// A Ready node labelled the way kubelet and our CSI registration would label it.
 pub fn node(name: &str) -> Node {
@@ -167,9 +177,17 @@ impl StatefulSetLike {
 
     /// Claims first, then pods, in ordinal order, as the controller creates them.
     pub fn objects(&self) -> (Vec<PersistentVolumeClaim>, Vec<Pod>) {
+        self.objects_for(0..self.replicas)
+    }
+
+    /// [`Self::objects`] of the given ordinals only.
+    pub fn objects_for(
+        &self,
+        ordinals: std::ops::Range<usize>,
+    ) -> (Vec<PersistentVolumeClaim>, Vec<Pod>) {
         let mut claims = Vec::new();
         let mut pods = Vec::new();
-        for i in 0..self.replicas {
+        for i in ordinals {
             for (t, size) in &self.templates {
                 let name = format!("{t}-{}", self.pod_name(i));
                 claims.push(claim(&self.namespace, &name, &self.class, size));

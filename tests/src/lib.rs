@@ -131,6 +131,19 @@ pub async fn wait_capacity_current(
 }
 
 /// Wait until every claim is Bound (phase written by the PV controller).
+/// Waits until every pod of `s` is bound; pod → node.
+pub async fn wait_set_bound(
+    tb: &Testbed,
+    s: &StatefulSetLike,
+    timeout: Duration,
+) -> BTreeMap<String, String> {
+    let pods: Vec<String> = (0..s.replicas).map(|i| s.pod_name(i)).collect();
+    match tb.wait_bound(&s.namespace, &pods, timeout).await {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 pub async fn wait_claims_bound(tb: &Testbed, timeout: Duration) {
     let api = Api::<PersistentVolumeClaim>::all(tb.client());
     let r = lvmpin_sim::wait::until(

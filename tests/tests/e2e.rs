@@ -5,7 +5,6 @@
 //! (metadata-only LVM when the kernel has no device-mapper). Run as root after
 //! `bash hack/kube-local/build.sh`: `cargo nextest run -p lvmpin-e2e --test e2e`
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{
@@ -18,6 +17,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use lvmpin_api::LvmNode;
 use lvmpin_e2e::{
     Expected, Mode, assert_invariants, claims, reschedules, set, start, volumes, wait_claims_bound,
+    wait_set_bound,
 };
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 use lvmpin_sim::wait;
@@ -56,21 +56,6 @@ async fn wait_bound_count(tb: &Testbed, n: usize, timeout: Duration) {
     .await;
     if let Err(e) = r {
         panic!("{}", tb.with_logs(e));
-    }
-}
-
-fn all_pods(s: &workload::StatefulSetLike) -> Vec<String> {
-    (0..s.replicas).map(|i| s.pod_name(i)).collect()
-}
-
-async fn wait_set_bound(
-    tb: &Testbed,
-    s: &workload::StatefulSetLike,
-    timeout: Duration,
-) -> BTreeMap<String, String> {
-    match tb.wait_bound(&s.namespace, &all_pods(s), timeout).await {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod install;
 pub mod kube_local;
 pub mod node_disk;
 pub mod process;
+mod statefulsets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,11 +19,10 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
-use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use lvmpin_api::LvmNode;
 
@@ -30,7 +30,7 @@ use crate::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::error::{Error, Result};
 use crate::scheduler::{ExtenderConfig, SchedulerConfig, StatsSnapshot};
 use crate::wait;
-use crate::workload::{self, StatefulSetLike};
+use crate::workload;
 use install::ClusterAccess;
 use kube_local::KubeLocal;
 pub use node_disk::NodeDisk;
@@ -150,6 +150,9 @@ pub struct TestbedOptions {
     /// Run that file with every extender's `ignorable` set to this.
     pub extender_ignorable: Option<bool>,
     pub class: String,
+    /// Label the nodes with this many zones (`zone-0`, `zone-1`, …), in
+    /// contiguous runs of nodes; 0: no zone label.
+    pub zones: usize,
     /// Log filter for the agents and the extender when `RUST_LOG` is unset.
     pub log_filter: String,
     /// The API server's address (port 0: any free port).
@@ -177,6 +180,7 @@ impl Default for TestbedOptions {
             scheduler_file: None,
             extender_ignorable: None,
             class: "lvmpin".into(),
+            zones: 0,
             log_filter: "info".into(),
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
@@ -218,6 +222,11 @@ fn with_ignorable(from: &Path, to: &Path, ignorable: bool) -> Result<()> {
     }
     let out = serde_yaml::to_string(&doc).map_err(|e| bad(e.to_string()))?;
     std::fs::write(to, out).map_err(|e| Error::io(to, e))
+}
+
+/// The zone of node `i` of `nodes` split over `zones` in contiguous runs.
+pub fn zone_of(i: usize, nodes: usize, zones: usize) -> Option<String> {
+    (zones > 0 && nodes > 0).then(|| format!("zone-{}", i * zones / nodes))
 }
 
 impl Testbed {
@@ -303,10 +312,12 @@ impl Testbed {
 
         let node_names: Vec<String> = (0..opts.nodes).map(|i| format!("node-{i}")).collect();
         let nodes_api = Api::<Node>::all(client.clone());
-        for n in &node_names {
-            nodes_api
-                .create(&PostParams::default(), &workload::node(n))
-                .await?;
+        for (i, n) in node_names.iter().enumerate() {
+            let node = match zone_of(i, opts.nodes, opts.zones) {
+                Some(zone) => workload::zoned_node(n, &zone),
+                None => workload::node(n),
+            };
+            nodes_api.create(&PostParams::default(), &node).await?;
         }
         Api::<StorageClass>::all(client.clone())
             .create(
@@ -626,56 +637,6 @@ impl Testbed {
             ));
         }
         Error::ApiServer(text)
-    }
-
-    /// On the simulator, create the claims and pods a StatefulSet controller
-    /// would; on the upstream control plane, the StatefulSet itself.
-    pub async fn create_statefulset(&self, set: &StatefulSetLike) -> Result<()> {
-        if self.backend() == Backend::Kube {
-            Api::<StatefulSet>::namespaced(self.client(), &set.namespace)
-                .create(&PostParams::default(), &set.statefulset())
-                .await?;
-            return Ok(());
-        }
-        let (claims, pods) = set.objects();
-        let c = Api::<PersistentVolumeClaim>::namespaced(self.client(), &set.namespace);
-        for claim in &claims {
-            c.create(&PostParams::default(), claim).await?;
-        }
-        let p = Api::<Pod>::namespaced(self.client(), &set.namespace);
-        for pod in &pods {
-            p.create(&PostParams::default(), pod).await?;
-        }
-        Ok(())
-    }
-
-    /// Remove a set's pods, keeping its claims. Without a kubelet to confirm
-    /// it, a graceful delete of a pod on a node never ends on the upstream
-    /// API server, so pods go with grace period 0, after the StatefulSet
-    /// (orphaning them, or its controller would make them again).
-    pub async fn delete_set_pods(&self, set: &StatefulSetLike) -> Result<()> {
-        if self.backend() == Backend::Kube {
-            let orphan = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Orphan),
-                ..DeleteParams::default()
-            };
-            Api::<StatefulSet>::namespaced(self.client(), &set.namespace)
-                .delete(&set.name, &orphan)
-                .await?;
-        }
-        let pods = Api::<Pod>::namespaced(self.client(), &set.namespace);
-        let now = DeleteParams {
-            grace_period_seconds: Some(0),
-            ..DeleteParams::default()
-        };
-        for i in 0..set.replicas {
-            match pods.delete(&set.pod_name(i), &now).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
     }
 
     /// Wait until every named pod has a node; returns pod → node.

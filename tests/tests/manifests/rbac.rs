@@ -119,6 +119,9 @@ pub const EXTENDER: Component = Component {
         call("get", "", "pods"),
         call("patch", "", "persistentvolumeclaims"),
         call("create", "", "pods/binding"),
+        // events.rs: zone-ratio Events through kube-runtime's Recorder.
+        call("create", "events.k8s.io", "events"),
+        call("patch", "events.k8s.io", "events"),
         // leader.rs, with --leader-elect --lease-namespace=lvmpin-system.
         ApiCall {
             namespace: Some("lvmpin-system"),
