@@ -78,6 +78,11 @@ impl ControlPlane {
             .map_err(|e| Error::io(path, e))
     }
 
+    /// Every open watch ends with 410 Gone, so its client lists again.
+    pub fn expire_watches(&self) {
+        self.api.expire_watches();
+    }
+
     pub async fn shutdown(self) {
         drop(self.tasks);
         self.api.shutdown().await;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod informer;
 pub mod metrics;
 pub mod pv_controller;
+pub mod scale_bench;
 pub mod scheduler;
 pub mod testbed;
 pub mod wait;

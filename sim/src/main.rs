@@ -11,6 +11,7 @@ use kube::api::PostParams;
 use lvmpin_sim::bench::{self, BenchOptions};
 use lvmpin_sim::control_plane::{ControlPlane, ControlPlaneOptions};
 use lvmpin_sim::demo::{self, DemoOptions};
+use lvmpin_sim::scale_bench::{self, ScaleOptions};
 use lvmpin_sim::scheduler::{ExtenderConfig, SchedulerConfig};
 use lvmpin_sim::testbed::{Backend, Binaries, Cluster, Mode, Testbed, TestbedOptions};
 use lvmpin_sim::workload;
@@ -155,6 +156,35 @@ enum Cmd {
         #[arg(long)]
         kill_extender_at: Option<usize>,
     },
+    /// The extender against a large simulated cluster (no agents): time to
+    /// ready, RSS, filter latency naming every node, and filters during a
+    /// full relist after every watch expired.
+    BenchScale {
+        /// `NODESxCLAIMS` per run, comma-separated.
+        #[arg(long, default_value = "1000x10000,10000x100000", value_delimiter = ',')]
+        sizes: Vec<String>,
+        /// Filter requests measured per size.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// Also write the results here as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+/// `1000x10000` → (1000, 10000).
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let (n, c) = s
+        .split_once('x')
+        .with_context(|| format!("size {s:?}: expected NODESxCLAIMS"))?;
+    Ok((
+        n.trim()
+            .parse()
+            .with_context(|| format!("size {s:?}: nodes"))?,
+        c.trim()
+            .parse()
+            .with_context(|| format!("size {s:?}: claims"))?,
+    ))
 }
 
 fn modes(m: ModeArg) -> Vec<Mode> {
@@ -384,6 +414,30 @@ async fn main() -> Result<()> {
                     _ = shutdown_signal() => { eprintln!("interrupted: cleaned up"); return Ok(()); }
                 };
                 println!("{r}");
+            }
+            Ok(())
+        }
+        Cmd::BenchScale {
+            sizes,
+            requests,
+            json,
+        } => {
+            init_logs(cli.log_format, "warn");
+            let opts = ScaleOptions {
+                sizes: sizes.iter().map(|s| parse_size(s)).collect::<Result<_>>()?,
+                requests,
+            };
+            let release = !cfg!(debug_assertions);
+            let bins =
+                tokio::task::spawn_blocking(move || Binaries::locate_or_build(release)).await??;
+            let results = tokio::select! {
+                r = scale_bench::run(&opts, &bins) => r?,
+                _ = shutdown_signal() => { eprintln!("interrupted: cleaned up"); return Ok(()); }
+            };
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&results)?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(())
         }

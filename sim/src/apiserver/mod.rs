@@ -74,6 +74,7 @@ impl Default for ApiServerOptions {
 
 pub struct RunningApiServer {
     addr: SocketAddr,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -108,6 +109,11 @@ impl RunningApiServer {
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".to_string();
         kube::Client::try_from(config)
+    }
+
+    /// Ends every open watch with 410 Gone (see `Store::expire_history`).
+    pub fn expire_watches(&self) {
+        self.shared.write(Store::expire_history);
     }
 
     /// Ends open watches and stops serving.
@@ -166,7 +172,7 @@ pub async fn start(opts: ApiServerOptions) -> Result<RunningApiServer, Error> {
     let shutdown = CancellationToken::new();
     let store = seeded_store(opts.watch_history)?;
     let shared = Arc::new(Shared::new(store, format!("{addr}"), shutdown.clone()));
-    let app = server::router(shared);
+    let app = server::router(shared.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -179,6 +185,7 @@ pub async fn start(opts: ApiServerOptions) -> Result<RunningApiServer, Error> {
     tracing::info!(url = %format!("http://{addr}"), "in-memory API server listening");
     Ok(RunningApiServer {
         addr,
+        shared,
         shutdown,
         task: Some(task),
     })

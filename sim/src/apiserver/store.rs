@@ -431,6 +431,18 @@ impl Store {
         self.dirty.insert(key.to_string());
     }
 
+    /// Drops every type's watch history, as an etcd compaction does: every
+    /// open watch and continue token ends with 410 Gone and its client must
+    /// list again. The version moves on, so a fresh list can watch from it.
+    pub fn expire_history(&mut self) {
+        self.rv += 1;
+        for (key, h) in &mut self.history {
+            h.events.clear();
+            h.compacted = self.rv;
+            self.dirty.insert(key.clone());
+        }
+    }
+
     /// The storage keys written since the last call.
     pub fn take_dirty(&mut self) -> BTreeSet<String> {
         std::mem::take(&mut self.dirty)
@@ -493,6 +505,26 @@ mod tests {
             s.take_dirty().into_iter().collect::<Vec<_>>(),
             ["/configmaps", "/pods"]
         );
+    }
+
+    #[test]
+    fn expiring_the_history_ends_every_watch_but_not_a_fresh_one() {
+        let mut s = Store::new(100);
+        let pods = t(&s, "pods");
+        for i in 0..3 {
+            s.create(&pods, Some("ns"), pod(&format!("p{i}"))).unwrap();
+        }
+        s.take_dirty();
+        s.expire_history();
+        assert_eq!(s.resource_version(), 4);
+        // Even a watch that had seen every event must list again.
+        assert!(s.events_after(&pods.key(), 3, 10).is_err());
+        assert_eq!(s.take_dirty().into_iter().collect::<Vec<_>>(), ["/pods"]);
+        // A list now returns version 4; watching from it works.
+        assert!(s.events_after(&pods.key(), 4, 10).unwrap().is_empty());
+        s.create(&pods, Some("ns"), pod("p3")).unwrap();
+        let evs = s.events_after(&pods.key(), 4, 10).unwrap();
+        assert_eq!(evs.iter().map(|e| e.rv).collect::<Vec<_>>(), vec![5]);
     }
 
     #[test]
