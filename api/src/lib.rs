@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod claim;
+pub mod debug_view;
 pub mod lvm_node;
 pub mod names;
 pub mod node;

@@ -32,7 +32,7 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct State {
     pub index: Index,
     pub reservations: Reservations,

@@ -23,6 +23,7 @@ use crate::wire::{
 
 pub fn router(app: Arc<App>, url_prefix: &str, body_limit: usize) -> Router {
     let prefix = url_prefix.trim_end_matches('/');
+    let debug = crate::debug::routes(app.clone());
     Router::new()
         .route(&format!("{prefix}/filter"), post(filter))
         .route(&format!("{prefix}/prioritize"), post(prioritize))
@@ -32,6 +33,7 @@ pub fn router(app: Arc<App>, url_prefix: &str, body_limit: usize) -> Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
+        .merge(debug)
 }
 
 fn bad_request(e: Error) -> Response {

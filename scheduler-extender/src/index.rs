@@ -31,7 +31,7 @@ pub struct NodeEntry {
     pub silent_since: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Index {
     pub nodes: FastMap<String, NodeEntry>,
     pub claims: HashMap<ClaimKey, ClaimFacts>,

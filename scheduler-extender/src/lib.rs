@@ -3,14 +3,17 @@
 //!
 //! Pure core: `facts` (what objects tell us), `index` (the cluster view),
 //! `claims` (pod → demand), `capacity`, `reservations`, `placement`, `engine`.
-//! Shell: `context` (the shared `App`), `wire` + `http` (the verbs), `bind`,
+//! Shell: `context` (the shared `App`), `wire` + `http` (the verbs), `debug`
+//! and `access` (read-only views for `kubectl lvmpin`, behind token reviews), `bind`,
 //! `events`, `watch`, `leader`, `metrics`, and `runtime` (every task under one shutdown).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod bind;
 pub mod capacity;
 pub mod claims;
 pub mod context;
+pub mod debug;
 pub mod engine;
 pub mod error;
 pub mod events;

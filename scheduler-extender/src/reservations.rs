@@ -31,7 +31,7 @@ pub struct Hold {
     pub expires: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Reservations {
     by_pod: HashMap<String, Hold>,
     by_claim: HashMap<ClaimKey, String>,

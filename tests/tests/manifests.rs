@@ -221,6 +221,20 @@ fn no_rule_grants_more_than_the_calls_need() {
 }
 
 #[test]
+fn the_viewer_role_grants_exactly_what_kubectl_lvmpin_calls() {
+    let m = load_manifests();
+    fail_on(for_each_install(&m, |objs| {
+        let rules = rbac::cluster_role_rules(objs, rbac::VIEWER_ROLE);
+        if rules.is_empty() {
+            return vec![format!("no ClusterRole {}", rbac::VIEWER_ROLE)];
+        }
+        let mut errs = rbac::missing_in(&rules, &rbac::PLUGIN);
+        errs.extend(rbac::excess_in(rules, &rbac::PLUGIN));
+        errs
+    }));
+}
+
+#[test]
 fn scheduler_configs_decode_strictly_and_reach_the_extender() {
     let m = load_manifests();
     fail_on(m.problems.clone());

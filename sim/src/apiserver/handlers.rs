@@ -290,6 +290,9 @@ pub fn resource(
         }
         (Method::POST, None) => {
             let v = to_store(decode_body(headers, &body, "request body")?);
+            if let Some(answer) = super::review::answer(&t, &v) {
+                return Ok(json_response(201, &answer?));
+            }
             let o = shared.write(|s| s.create(&st, ns, v))?;
             Ok(object_response(201, &o, &t))
         }

@@ -8,7 +8,8 @@
 //! Real binaries reach it through the kubeconfig it writes; kubectl works too
 //! (server-side tables, field validation declared in a minimal OpenAPI v3).
 //!
-//! Not modelled, on purpose: authn/authz and admission (no pvc-protection
+//! Not modelled, on purpose: authn/authz (TokenReview and SubjectAccessReview
+//! creates are answered: any token is `sim-admin`, allowed; see `review`) and admission (no pvc-protection
 //! finalizers are added), server-side apply and strategic merge patch (415),
 //! `dryRun`, schema validation of custom resources, graceful pod deletion
 //! (pods go at once), foreground deletion (treated as background), collection
@@ -32,6 +33,7 @@ mod partial;
 pub mod patch;
 mod query;
 pub mod resources;
+mod review;
 mod route;
 pub mod selector;
 mod server;

@@ -179,6 +179,25 @@ const BUILTINS: &[Builtin] = &[
         true,
         &[],
     ),
+    // Answered, never stored (review.rs).
+    b(
+        "authentication.k8s.io",
+        "v1",
+        "tokenreviews",
+        "TokenReview",
+        false,
+        false,
+        &[],
+    ),
+    b(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        false,
+        false,
+        &[],
+    ),
     b(
         "coordination.k8s.io",
         "v1",

@@ -39,6 +39,7 @@ const BASE_FILES: &[&str] = &[
     "extender/rbac.yaml",
     "controller/serviceaccount.yaml",
     "controller/rbac.yaml",
+    "viewer.yaml",
 ];
 
 /// Every YAML document of one file, as dynamic objects.

@@ -122,6 +122,9 @@ pub const EXTENDER: Component = Component {
         // events.rs: zone-ratio Events through kube-runtime's Recorder.
         call("create", "events.k8s.io", "events"),
         call("patch", "events.k8s.io", "events"),
+        // access.rs: who calls the debug endpoints, and may they.
+        call("create", "authentication.k8s.io", "tokenreviews"),
+        call("create", "authorization.k8s.io", "subjectaccessreviews"),
         // leader.rs, with --leader-elect --lease-namespace=lvmpin-system.
         ApiCall {
             namespace: Some("lvmpin-system"),
@@ -172,6 +175,43 @@ pub const CONTROLLER: Component = Component {
         call("patch", "events.k8s.io", "events"),
     ],
 };
+
+/// The ClusterRole operators bind to run `kubectl lvmpin`.
+pub const VIEWER_ROLE: &str = "lvmpin-viewer";
+
+/// kubectl-lvmpin (kubectl-plugin/src/fetch.rs), as the user who runs it.
+pub const PLUGIN: Component = Component {
+    name: "kubectl-lvmpin",
+    namespace: "",
+    service_account: "",
+    calls: &[
+        // nodes and volumes.
+        call("list", "lvmpin.io", "lvmnodes"),
+        // The extender's access check of the debug endpoints (access.rs).
+        call("get", "lvmpin.io", "lvmnodes"),
+        // volumes.
+        call("list", "", "persistentvolumeclaims"),
+        call("list", "", "persistentvolumes"),
+        call("list", "storage.k8s.io", "storageclasses"),
+        // why.
+        call("get", "", "pods"),
+        call("list", "", "events"),
+    ],
+};
+
+/// The rules of the ClusterRole `name`, as cluster-wide grants.
+pub fn cluster_role_rules(objs: &[Located], name: &str) -> Vec<(Option<String>, PolicyRule)> {
+    objs.iter()
+        .filter_map(|l| match &l.object {
+            Object::ClusterRole(r) if r.metadata.name.as_deref() == Some(name) => {
+                Some(r.rules.clone().unwrap_or_default())
+            }
+            _ => None,
+        })
+        .flatten()
+        .map(|r| (None, r))
+        .collect()
+}
 
 /// Rules granted to a service account, with the namespace they are confined
 /// to (None: cluster-wide).
@@ -257,6 +297,11 @@ fn allows(scope: &Option<String>, rule: &PolicyRule, c: &ApiCall) -> bool {
 /// Calls of `component` that its RBAC does not allow.
 pub fn missing_permissions(objs: &[Located], component: &Component) -> Vec<String> {
     let rules = granted_rules(objs, component.namespace, component.service_account);
+    missing_in(&rules, component)
+}
+
+/// Calls of `component` that `rules` do not allow.
+pub fn missing_in(rules: &[(Option<String>, PolicyRule)], component: &Component) -> Vec<String> {
     component
         .calls
         .iter()
@@ -276,8 +321,16 @@ pub fn missing_permissions(objs: &[Located], component: &Component) -> Vec<Strin
 
 /// Grants of `component` that no call in its table needs, and wildcards.
 pub fn excess_permissions(objs: &[Located], component: &Component) -> Vec<String> {
+    excess_in(
+        granted_rules(objs, component.namespace, component.service_account),
+        component,
+    )
+}
+
+/// Grants in `rules` that no call of `component` needs, and wildcards.
+pub fn excess_in(rules: Vec<(Option<String>, PolicyRule)>, component: &Component) -> Vec<String> {
     let mut errs = Vec::new();
-    for (scope, rule) in granted_rules(objs, component.namespace, component.service_account) {
+    for (scope, rule) in rules {
         for group in rule.api_groups.iter().flatten() {
             for resource in rule.resources.iter().flatten() {
                 for verb in &rule.verbs {
