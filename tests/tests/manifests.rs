@@ -382,7 +382,7 @@ fn kustomize_documents(dir: &str) -> Vec<serde_json::Value> {
     helm::raw_documents(&files, &objs).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn helm_render(helm_bin: &PathBuf, sets: &[&str]) -> Vec<serde_json::Value> {
+fn helm_render(helm_bin: &Path, sets: &[&str]) -> Vec<serde_json::Value> {
     let text = helm::template(helm_bin, sets).unwrap_or_else(|e| panic!("{e}"));
     helm::documents(&text).unwrap_or_else(|e| panic!("helm template {sets:?}: {e}"))
 }
