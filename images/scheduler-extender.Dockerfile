@@ -6,6 +6,10 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
+# Symbols stripped too (the release profile strips debuginfo only); the
+# image's binary then carries no symbol table. --locked: Cargo.lock's exact
+# crate versions. See docs/install.md, "Images", for reproducible builds.
+ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p lvmpin-scheduler-extender --bin lvmpin-scheduler-extender \

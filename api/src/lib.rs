@@ -18,7 +18,8 @@ pub mod volume_id;
 
 pub use claim::{ClaimSizeError, Unsupported, claim_size_bytes, unsupported};
 pub use lvm_node::{
-    LvmNode, LvmNodeSpec, LvmNodeStatus, NodeCondition, ThinPoolStatus, VolumeGroupStatus,
+    LvmNode, LvmNodeSpec, LvmNodeStatus, LvmNodeSummary, NodeCondition, ThinPoolStatus,
+    VolumeGroupStatus,
 };
 pub use quantity::{QuantityError, parse_quantity_bytes};
 pub use volume_id::{VolumeId, VolumeIdError};

@@ -37,6 +37,11 @@ pub struct Args {
         required = true
     )]
     pub volume_groups: Vec<String>,
+    /// A Node annotation (e.g. lvmpin.io/volume-groups) whose comma-separated
+    /// VG names, when the agent's node carries it, replace --volume-group for
+    /// this node. Read at start; empty turns the override off.
+    #[arg(long, default_value = "")]
+    pub volume_groups_annotation: String,
     /// Bytes to keep free in every VG (a Kubernetes quantity, e.g. 1Gi); creates
     /// that would eat into them are refused and the claim is rescheduled.
     #[arg(long, default_value = "0", value_parser = parse_bytes)]

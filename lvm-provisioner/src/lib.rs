@@ -28,6 +28,7 @@ pub mod lvm_mode;
 pub mod lvm_node_status;
 pub mod lvm_node_writer;
 pub mod metrics;
+pub mod node_volume_groups;
 pub mod orphans;
 pub mod provision;
 pub mod pv_body;

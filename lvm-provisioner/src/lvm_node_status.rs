@@ -2,7 +2,7 @@
 //! Pure: the scan, the configured VGs, the previous status and the time in.
 
 use lvmpin_api::lvm_node::condition::{SCAN_SUCCEEDED, VOLUME_GROUPS_HEALTHY};
-use lvmpin_api::{LvmNodeStatus, NodeCondition, ThinPoolStatus, VolumeGroupStatus};
+use lvmpin_api::{LvmNodeStatus, LvmNodeSummary, NodeCondition, ThinPoolStatus, VolumeGroupStatus};
 
 use crate::backend::Scan;
 
@@ -126,6 +126,7 @@ pub fn build_status(
         now,
     );
     LvmNodeStatus {
+        summary: Some(LvmNodeSummary::of(&volume_groups)),
         volume_groups,
         conditions: vec![healthy, scanned],
         last_scan_time: Some(now.to_string()),
@@ -150,6 +151,7 @@ pub fn scan_failed_status(
     );
     status.conditions.retain(|c| c.type_ != SCAN_SUCCEEDED);
     status.conditions.push(failed);
+    status.summary = Some(LvmNodeSummary::of(&status.volume_groups));
     status
 }
 
@@ -264,6 +266,28 @@ mod tests {
         assert!(vg.healthy);
         assert_eq!(s.conditions[0].status, "True");
         assert_eq!(s.last_scan_time.as_deref(), Some("t1"));
+        let sum = s.summary.as_ref().unwrap();
+        assert_eq!(
+            (
+                sum.volume_groups.as_str(),
+                sum.size.as_str(),
+                sum.free.as_str()
+            ),
+            ("vg0", "10.0GiB", "8.0GiB")
+        );
+        assert_eq!((sum.volumes, sum.healthy), (2, true));
+    }
+
+    #[test]
+    fn summary_counts_every_configured_vg_and_survives_a_failed_scan() {
+        let s = build_status(&report(), &["vg0".into(), "gone".into()], None, None, "t1");
+        let sum = s.summary.clone().unwrap();
+        assert_eq!(sum.volume_groups, "vg0,gone");
+        assert_eq!((sum.size_bytes, sum.healthy), (10 << 30, false));
+        let failed = scan_failed_status(Some(&s), "lvm timed out", "t2");
+        assert_eq!(failed.summary, Some(sum));
+        let never_scanned = scan_failed_status(None, "lvm timed out", "t2");
+        assert!(!never_scanned.summary.unwrap().healthy);
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub async fn publish_status_from<B: VolumeBackend>(ctx: &Context<B>, fresh: bool
         return Ok(false);
     }
     write_status(ctx, &status).await?;
+    ctx.metrics.report_written(status.last_scan_time.as_deref());
     *ctx.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     *ctx.last_written.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
     Ok(true)

@@ -9,6 +9,7 @@ use lvmpin_provisioner::context::{AgentConfig, system_clock};
 use lvmpin_provisioner::csi::LvmVolumes;
 use lvmpin_provisioner::lvm_backend::LvmBackend;
 use lvmpin_provisioner::lvm_mode::{LvmMode, lvm_mode};
+use lvmpin_provisioner::node_volume_groups;
 use lvmpin_provisioner::runtime::{Agent, CsiSetup, run_csi_only};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let Args {
         node_name,
         volume_groups,
+        volume_groups_annotation,
         spare_bytes,
         scan_interval,
         report_heartbeat,
@@ -109,6 +111,31 @@ async fn main() -> anyhow::Result<()> {
         ),
         LvmMode::Unusable(why) => tracing::error!("{why}"),
     }
+    anyhow::ensure!(
+        !csi_only || volume_groups_annotation.is_empty(),
+        "--volume-groups-annotation needs the Kubernetes API, which --csi-only does not use"
+    );
+    // The client is made before the VGs are known: a node annotation may
+    // name them.
+    let client = if csi_only {
+        None
+    } else {
+        Some(kube_client(kubeconfig.as_deref()).await?)
+    };
+    let volume_groups = match &client {
+        Some(c) if !volume_groups_annotation.is_empty() => {
+            let vgs = node_volume_groups::resolve(
+                c.clone(),
+                &node_name,
+                &volume_groups,
+                &volume_groups_annotation,
+            )
+            .await?;
+            tracing::info!(volume_groups = ?vgs, annotation = %volume_groups_annotation, "volume groups of this node");
+            vgs
+        }
+        _ => volume_groups,
+    };
     let token = CancellationToken::new();
     tokio::spawn(shutdown_signal(token.clone()));
 
@@ -140,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let agent = Agent {
-        client: kube_client(kubeconfig.as_deref()).await?,
+        client: client.context("the agent needs a Kubernetes client unless --csi-only")?,
         backend,
         config,
         metrics_listen: Some(metrics_listen),

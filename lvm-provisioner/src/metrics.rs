@@ -26,6 +26,7 @@ pub struct Metrics {
     pub vg_size_bytes: Family<VgLabels, Gauge>,
     pub vg_free_bytes: Family<VgLabels, Gauge>,
     pub orphan_volumes: Gauge,
+    pub report_timestamp_seconds: Gauge,
 }
 
 impl Default for Metrics {
@@ -37,6 +38,7 @@ impl Default for Metrics {
             vg_size_bytes: Family::default(),
             vg_free_bytes: Family::default(),
             orphan_volumes: Gauge::default(),
+            report_timestamp_seconds: Gauge::default(),
         }
     }
 }
@@ -70,7 +72,20 @@ impl Metrics {
             "LVs tagged as lvmpin's that no PV or claim wants (found at startup, or left by a PV create that met another PV of the same name; never deleted)",
             m.orphan_volumes.clone(),
         );
+        r.register(
+            "report_timestamp_seconds",
+            "Unix time of the successful scan (lastScanTime) in the last LvmNode report this agent wrote; the extender and controller judge an agent silent by it",
+            m.report_timestamp_seconds.clone(),
+        );
         m
+    }
+
+    /// Records the scan time of a written report; an unparsable time leaves
+    /// the gauge as it was.
+    pub fn report_written(&self, last_scan_time: Option<&str>) {
+        if let Some(t) = last_scan_time.and_then(report_timestamp) {
+            self.report_timestamp_seconds.set(t);
+        }
     }
 
     pub fn operation(&self, kind: &'static str, result: &'static str) {
@@ -95,9 +110,31 @@ impl Metrics {
     }
 }
 
+/// Unix seconds of an RFC 3339 time.
+pub fn report_timestamp(rfc3339: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_time_becomes_unix_seconds() {
+        let m = Metrics::default();
+        m.report_written(Some("2026-01-01T00:00:00Z"));
+        assert_eq!(m.report_timestamp_seconds.get(), 1_767_225_600);
+        // A status that never scanned, or garbage, keeps the last value.
+        m.report_written(None);
+        m.report_written(Some("yesterday"));
+        assert_eq!(m.report_timestamp_seconds.get(), 1_767_225_600);
+        assert_eq!(
+            report_timestamp("2026-01-01T01:00:00+01:00"),
+            Some(1_767_225_600)
+        );
+    }
 
     #[test]
     fn encodes_with_prefix_and_help() {

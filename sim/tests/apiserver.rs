@@ -1111,7 +1111,7 @@ async fn kubectl_get_create_delete() {
         ("get pods -l app=web -o name", true, "pod/web"),
         ("get pvc", true, "Pending"),
         ("get pvc -A", true, "STORAGECLASS"),
-        ("get lvmnodes", true, "NODE"),
+        ("get lvmnodes", true, "HEALTHY"),
         ("get lvmn node-a", true, "node-a"),
         ("get pv", true, "No resources found"),
         ("get pods -w --request-timeout=1s", true, "web"),

@@ -9,6 +9,7 @@ use kube::Api;
 use kube::api::ListParams;
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 
+pub mod helm;
 pub mod invariants;
 
 pub use invariants::{Expected, assert_invariants};

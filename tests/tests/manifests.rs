@@ -12,12 +12,18 @@ mod components;
 mod crossref;
 #[path = "manifests/docs_links.rs"]
 mod docs_links;
+#[path = "manifests/helm.rs"]
+mod helm;
+#[path = "manifests/images.rs"]
+mod images;
 #[path = "manifests/kind_config.rs"]
 mod kind_config;
 #[path = "manifests/kustomize.rs"]
 mod kustomize;
 #[path = "manifests/load.rs"]
 mod load;
+#[path = "manifests/monitoring.rs"]
+mod monitoring;
 #[path = "manifests/rbac.rs"]
 mod rbac;
 #[path = "manifests/scheduler_config.rs"]
@@ -25,6 +31,7 @@ mod scheduler_config;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -34,8 +41,7 @@ use load::{FileContent, Object};
 use scheduler_config::Mode;
 
 const CRD_FILE: &str = "base/crds.yaml";
-const REGENERATE: &str =
-    "cargo run -q -p lvmpin-api --bin lvmpin-crdgen > manifests/base/crds.yaml";
+const REGENERATE: &str = "cargo run -q -p lvmpin-api --bin lvmpin-crdgen > manifests/base/crds.yaml && cp manifests/base/crds.yaml charts/lvmpin/templates/crds.yaml";
 
 fn repo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -379,3 +385,495 @@ fn kind_config_gives_kube_scheduler_our_configuration() {
 /// Each check above, fed a broken input, must complain.
 #[path = "manifests/broken.rs"]
 mod broken;
+
+/// The objects of `kubectl apply -k manifests/<dir>` as raw documents.
+fn kustomize_documents(dir: &str) -> Vec<serde_json::Value> {
+    let files = load::read_tree(&repo_dir().join("manifests")).unwrap_or_else(|e| panic!("{e}"));
+    let (tree, problems) = parse_tree(&files);
+    fail_on(problems);
+    let objs = kustomize::resolve(&tree, dir, &mut BTreeSet::new())
+        .unwrap_or_else(|e| panic!("manifests/{dir}: {e:?}"));
+    helm::raw_documents(&files, &objs).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn helm_render(helm_bin: &Path, sets: &[&str]) -> Vec<serde_json::Value> {
+    let text = helm::template(helm_bin, sets).unwrap_or_else(|e| panic!("{e}"));
+    helm::documents(&text).unwrap_or_else(|e| panic!("helm template {sets:?}: {e}"))
+}
+
+#[test]
+fn helm_lint_passes_with_defaults_and_every_option() {
+    let Some(h) = helm::helm() else { return };
+    let chart = helm::chart_dir();
+    let chart = chart.to_string_lossy();
+    for sets in [
+        vec![],
+        vec![
+            "namespace.create=true,scheduler.configMap=true,scheduler.managedResource=true",
+            "monitoring.podMonitor.enabled=true,monitoring.prometheusRule.enabled=true,monitoring.dashboard.enabled=true",
+            "agent.volumeGroupsAnnotation=lvmpin.io/volume-groups,agent.spareBytes=1Gi,extender.spareBytes=1Gi",
+        ],
+        vec!["extender.workload=DaemonSet,extender.mode=advisory"],
+        vec!["scheduler.setup=no-extender"],
+    ] {
+        let mut args = vec!["lint", "--strict", chart.as_ref()];
+        for s in &sets {
+            args.extend(["--set", s]);
+        }
+        let out = helm::run(&h, &args).unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.contains("0 chart(s) failed"), "{sets:?}: {out}");
+    }
+}
+
+/// With its default values the chart renders what `kubectl apply -k
+/// manifests/` applies, object by object and field by field, except the
+/// Namespace: `helm install` keeps its release record in the namespace, so
+/// it must exist before the chart is installed, and the chart renders it
+/// only with namespace.create=true (then the sets are equal). Helm's
+/// `app.kubernetes.io/managed-by` and `helm.sh/chart` labels are not added,
+/// so nothing needs normalising.
+#[test]
+fn helm_default_render_is_the_kustomize_install() {
+    let Some(h) = helm::helm() else { return };
+    let kustomized = kustomize_documents("");
+    let without_ns: Vec<_> = kustomized
+        .iter()
+        .filter(|d| d.get("kind").and_then(|k| k.as_str()) != Some("Namespace"))
+        .cloned()
+        .collect();
+    assert_eq!(without_ns.len() + 1, kustomized.len());
+    let cases: [(&[&str], &[serde_json::Value], &str); 3] = [
+        (&[], &without_ns, "manifests/ without the Namespace"),
+        (&["namespace.create=true"], &kustomized, "manifests/"),
+        (
+            &["namespace.create=true", "extender.workload=DaemonSet"],
+            &kustomize_documents("control-plane"),
+            "manifests/control-plane",
+        ),
+    ];
+    for (sets, want, what) in cases {
+        let got = helm_render(&h, sets);
+        fail_on(helm::compare(
+            (what, want),
+            (&format!("helm {sets:?}"), &got),
+        ));
+    }
+}
+
+/// Renders of other values pass the checks `manifests/` passes, and each value
+/// lands where it should.
+#[test]
+fn helm_values_reach_the_objects_and_pass_the_install_checks() {
+    use serde_json::json;
+    let Some(h) = helm::helm() else { return };
+    let container = |docs: &[serde_json::Value], kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .map(|d| d["spec"]["template"]["spec"]["containers"][0].clone())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let env = |c: &serde_json::Value, name: &str| {
+        c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let has_arg = |c: &serde_json::Value, a: &str| {
+        c["args"].as_array().is_some_and(|v| v.contains(&json!(a)))
+    };
+    type Check = Box<dyn Fn(&[serde_json::Value]) -> Result<(), String>>;
+    // (values, whether the extender is installed, what the render must show)
+    let cases: Vec<(&[&str], bool, Check)> = vec![
+        (
+            &[
+                "image.tag=v9.9.9",
+                "agent.image.repository=registry.example.com/lvmpin-agent",
+                "controller.image.tag=v1.2.3",
+            ],
+            true,
+            Box::new(move |d| {
+                let images = (
+                    container(d, "DaemonSet", "lvmpin-agent")["image"].clone(),
+                    container(d, "Deployment", "lvmpin-controller")["image"].clone(),
+                    container(d, "Deployment", "lvmpin-scheduler-extender")["image"].clone(),
+                );
+                let want = (
+                    json!("registry.example.com/lvmpin-agent:v9.9.9"),
+                    json!("ghcr.io/lvmpin/lvmpin-controller:v1.2.3"),
+                    json!("ghcr.io/lvmpin/lvmpin-scheduler-extender:v9.9.9"),
+                );
+                (images == want).then_some(()).ok_or(format!("{images:?}"))
+            }),
+        ),
+        (
+            &[
+                "agent.volumeGroups={fast,slow}",
+                "agent.volumeGroupsAnnotation=lvmpin.io/volume-groups",
+                "agent.spareBytes=1Gi",
+                "agent.kubeletDir=/var/lib/k0s/kubelet",
+            ],
+            true,
+            Box::new(move |d| {
+                let c = container(d, "DaemonSet", "lvmpin-agent");
+                let ok = env(&c, "LVMPIN_VOLUME_GROUPS") == json!("fast,slow")
+                    && has_arg(&c, "--volume-groups-annotation=lvmpin.io/volume-groups")
+                    && has_arg(&c, "--spare-bytes=1Gi")
+                    && has_arg(&c, "--kubelet-dir=/var/lib/k0s/kubelet");
+                ok.then_some(()).ok_or(format!("{c}"))
+            }),
+        ),
+        (
+            &[
+                "extender.mode=advisory",
+                "extender.strategy=binpack",
+                "extender.priorityClassName=high",
+                "agent.priorityClassName=",
+                "agent.tolerations=null",
+                "controller.resources.limits.memory=1Gi",
+            ],
+            true,
+            Box::new(move |d| {
+                let e = container(d, "Deployment", "lvmpin-scheduler-extender");
+                let pod = |kind: &str, name: &str| {
+                    d.iter()
+                        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                        .map(|o| o["spec"]["template"]["spec"].clone())
+                        .unwrap_or_default()
+                };
+                let agent = pod("DaemonSet", "lvmpin-agent");
+                let ok = has_arg(&e, "--mode=advisory")
+                    && has_arg(&e, "--strategy=binpack")
+                    && pod("Deployment", "lvmpin-scheduler-extender")["priorityClassName"]
+                        == "high"
+                    && agent.get("priorityClassName").is_none()
+                    && agent.get("tolerations").is_none()
+                    && container(d, "Deployment", "lvmpin-controller")["resources"]["limits"]["memory"]
+                        == "1Gi";
+                ok.then_some(()).ok_or(format!("{e} {agent}"))
+            }),
+        ),
+        (
+            &["scheduler.setup=no-extender"],
+            false,
+            Box::new(|d| {
+                let extender: Vec<_> = d
+                    .iter()
+                    .map(helm::key)
+                    .filter(|k| k.contains("lvmpin-scheduler-extender"))
+                    .collect();
+                extender
+                    .is_empty()
+                    .then_some(())
+                    .ok_or(format!("{extender:?}"))
+            }),
+        ),
+        (
+            &[
+                "extender.workload=DaemonSet",
+                "scheduler.managedResource=true",
+                "monitoring.podMonitor.enabled=true",
+                "monitoring.prometheusRule.enabled=true",
+                "monitoring.dashboard.enabled=true",
+                "commonLabels.team=storage",
+            ],
+            true,
+            Box::new(|d| {
+                let kinds: BTreeSet<&str> = d.iter().filter_map(|o| o["kind"].as_str()).collect();
+                let unlabelled: Vec<_> = d
+                    .iter()
+                    .filter(|o| {
+                        o["metadata"]["labels"]["team"] != "storage"
+                            && o["kind"] != "CustomResourceDefinition"
+                    })
+                    .map(helm::key)
+                    .collect();
+                let ok = [
+                    "MutatingAdmissionPolicy",
+                    "PodMonitor",
+                    "PrometheusRule",
+                    "ConfigMap",
+                ]
+                .iter()
+                .all(|k| kinds.contains(k))
+                    && unlabelled.is_empty();
+                ok.then_some(())
+                    .ok_or(format!("{kinds:?}, unlabelled {unlabelled:?}"))
+            }),
+        ),
+    ];
+    let mut errs = Vec::new();
+    for (sets, with_extender, check) in cases {
+        // The Namespace too, so that the references to it resolve.
+        let mut all = sets.to_vec();
+        all.push("namespace.create=true");
+        let docs = helm_render(&h, &all);
+        if let Err(e) = check(&docs) {
+            errs.push(format!("{sets:?}: {e}"));
+        }
+        let objs = match helm::located(&docs) {
+            Ok(o) => o,
+            Err(e) => {
+                errs.extend(e);
+                continue;
+            }
+        };
+        let mut found = crossref::check_references(&objs);
+        let components: Vec<&rbac::Component> = if with_extender {
+            vec![&rbac::AGENT, &rbac::EXTENDER, &rbac::CONTROLLER]
+        } else {
+            vec![&rbac::AGENT, &rbac::CONTROLLER]
+        };
+        for c in components {
+            found.extend(rbac::missing_permissions(&objs, c));
+            found.extend(rbac::excess_permissions(&objs, c));
+        }
+        found.extend(components::check_agent(&objs));
+        found.extend(components::check_flags(&objs));
+        found.extend(components::check_privileges(&objs));
+        found.extend(components::check_csi_driver(&objs));
+        errs.extend(found.into_iter().map(|e| format!("helm {sets:?}: {e}")));
+    }
+    fail_on(errs);
+}
+
+#[test]
+fn helm_refuses_bad_values_with_a_clear_error() {
+    let Some(h) = helm::helm() else { return };
+    // (values, part of the error)
+    let cases: [(&[&str], &str); 6] = [
+        (&["extender.mode=bogus"], "extender/mode"),
+        (&["extender.workload=StatefulSet"], "extender/workload"),
+        (&["scheduler.setup=maybe"], "scheduler/setup"),
+        (&["agent.volumeGroups=null"], "agent.volumeGroups"),
+        (&["agent.volumeGroups={-rf}"], "agent/volumeGroups"),
+        (
+            &["scheduler.managedResource=true", "extender.mode=advisory"],
+            "needs extender.mode=decisive",
+        ),
+    ];
+    for (sets, want) in cases {
+        match helm::template(&h, sets) {
+            Ok(_) => panic!("helm template {sets:?} succeeded"),
+            Err(e) => assert!(e.contains(want), "{sets:?}: {e}"),
+        }
+    }
+}
+
+/// The KubeSchedulerConfiguration the chart prints (NOTES) and keeps with
+/// scheduler.configMap decodes strictly and reaches the rendered extender.
+#[test]
+fn helm_scheduler_configuration_matches_the_set_up() {
+    let Some(h) = helm::helm() else { return };
+    let cases: [(&[&str], Mode); 4] = [
+        (&["extender.workload=DaemonSet"], Mode::Decisive),
+        (
+            &["extender.workload=DaemonSet", "extender.mode=advisory"],
+            Mode::Advisory,
+        ),
+        (&["extender.clusterIP=10.96.0.50"], Mode::Decisive),
+        (&["scheduler.setup=no-extender"], Mode::NoExtender),
+    ];
+    let mut errs = Vec::new();
+    for (sets, mode) in cases {
+        let mut all = sets.to_vec();
+        all.push("scheduler.configMap=true");
+        let docs = helm_render(&h, &all);
+        let Some(text) = docs
+            .iter()
+            .find(|d| d["metadata"]["name"] == "lvmpin-scheduler-configuration")
+            .and_then(|d| d["data"]["scheduler.yaml"].as_str())
+        else {
+            errs.push(format!(
+                "{sets:?}: no ConfigMap lvmpin-scheduler-configuration"
+            ));
+            continue;
+        };
+        let name = format!("helm {sets:?}");
+        match load::parse_file(&name, text) {
+            Ok(FileContent::SchedulerConfig(cfg)) => {
+                let objs = helm::located(&docs).unwrap_or_else(|e| panic!("{e:?}"));
+                let mut served = components::served_extenders(&objs);
+                // The Service forwards its ClusterIP's port 8080 to the pod's.
+                if sets.contains(&"extender.clusterIP=10.96.0.50") {
+                    served
+                        .iter_mut()
+                        .for_each(|s| s.listen = "10.96.0.50:8080".into());
+                }
+                errs.extend(scheduler_config::check_scheduler_config(
+                    &name, &cfg, mode, &served,
+                ));
+            }
+            Ok(_) => errs.push(format!("{name}: not a KubeSchedulerConfiguration")),
+            Err(e) => errs.push(e),
+        }
+    }
+    fail_on(errs);
+}
+
+/// The chart's monitoring objects are the plain files of manifests/monitoring/.
+#[test]
+fn helm_monitoring_objects_are_the_plain_files() {
+    let Some(h) = helm::helm() else { return };
+    let docs = helm_render(
+        &h,
+        &[
+            "monitoring.podMonitor.enabled=true,monitoring.prometheusRule.enabled=true,monitoring.dashboard.enabled=true",
+        ],
+    );
+    let plain = kustomize_documents("monitoring");
+    let mut errs = Vec::new();
+    for kind in ["PrometheusRule", "PodMonitor"] {
+        let find = |d: &[serde_json::Value]| {
+            d.iter()
+                .find(|o| o["kind"] == kind)
+                .map(|o| o["spec"].clone())
+        };
+        match (find(&plain), find(&docs)) {
+            (Some(a), Some(b)) if a == b => {}
+            (a, b) => errs.push(format!(
+                "{kind}: manifests/monitoring and the chart differ (copy the spec into charts/lvmpin/files/): {}",
+                load::first_difference(&a.unwrap_or_default(), &b.unwrap_or_default(), String::new())
+                    .unwrap_or_else(|| "one is missing".into())
+            )),
+        }
+    }
+    let file =
+        std::fs::read_to_string(repo_dir().join("manifests/monitoring/grafana-dashboard.json"))
+            .unwrap_or_else(|e| panic!("grafana-dashboard.json: {e}"));
+    let rendered = docs
+        .iter()
+        .find(|o| o["metadata"]["name"] == "lvmpin-grafana-dashboard")
+        .and_then(|o| o["data"]["lvmpin.json"].as_str())
+        .unwrap_or("");
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
+    if parse(&file).is_none() || parse(&file) != parse(rendered) {
+        errs.push("the chart's dashboard differs from manifests/monitoring/grafana-dashboard.json (copy it to charts/lvmpin/files/)".into());
+    }
+    fail_on(errs);
+}
+
+/// The chart keeps a copy of the CRD; it must be the generated one.
+#[test]
+fn helm_chart_crd_is_the_generated_one() {
+    let ours =
+        std::fs::read_to_string(repo_dir().join("manifests").join(CRD_FILE)).unwrap_or_default();
+    let chart =
+        std::fs::read_to_string(helm::chart_dir().join("templates/crds.yaml")).unwrap_or_default();
+    assert!(
+        !ours.is_empty() && ours == chart,
+        "charts/lvmpin/templates/crds.yaml differs from manifests/{CRD_FILE}; regenerate both: {REGENERATE}"
+    );
+}
+
+/// Every metric the alerts and the dashboard use is one the code registers.
+#[test]
+fn monitoring_uses_only_exported_metrics() {
+    let exported = monitoring::all_exported(&repo_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let rule = kustomize_documents("monitoring")
+        .into_iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .expect("manifests/monitoring has a PrometheusRule");
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_dir().join("manifests/monitoring/grafana-dashboard.json"))
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("manifests/monitoring/grafana-dashboard.json: {e}"));
+    let mut exprs = monitoring::rule_exprs(&rule);
+    let panels = monitoring::dashboard_exprs(&dash);
+    assert!(
+        exprs.len() >= 7 && panels.len() >= 5,
+        "{exprs:?} {panels:?}"
+    );
+    exprs.extend(panels);
+    fail_on(monitoring::unknown_metrics(&exprs, &exported));
+}
+
+/// `promtool check rules` on the PrometheusRule's groups. Skipped without
+/// promtool unless LVMPIN_REQUIRE_PROMTOOL is set (.ci/run installs Debian's
+/// prometheus package, which has it, and sets the variable).
+#[test]
+fn promtool_accepts_the_rules() {
+    let promtool = std::env::var_os("LVMPIN_PROMTOOL").unwrap_or_else(|| "promtool".into());
+    if Command::new(&promtool).arg("--version").output().is_err() {
+        let msg = format!(
+            "no {} on PATH (Debian package prometheus)",
+            promtool.to_string_lossy()
+        );
+        if std::env::var_os("LVMPIN_REQUIRE_PROMTOOL").is_some() {
+            panic!("LVMPIN_REQUIRE_PROMTOOL is set but there is {msg}");
+        }
+        eprintln!("SKIPPED: {msg}; LVMPIN_REQUIRE_PROMTOOL=1 makes this a failure");
+        return;
+    }
+    let rule = kustomize_documents("monitoring")
+        .into_iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .expect("manifests/monitoring has a PrometheusRule");
+    let dir = std::env::temp_dir().join(format!("lvmpin-promtool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("rules.yaml");
+    let spec = serde_yaml::to_string(&rule["spec"]).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, spec).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("promtool: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
+}
+
+/// The agent image installs a package for every program the agent runs, and
+/// nothing else; the other two images have no shell or package manager.
+#[test]
+fn images_hold_what_the_binaries_run() {
+    let repo = repo_dir();
+    let read =
+        |p: &str| std::fs::read_to_string(repo.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let mut programs = BTreeSet::new();
+    for f in [
+        "lvm-provisioner/src/cli.rs",
+        "lvm-provisioner/src/csi/mounter.rs",
+    ] {
+        programs.extend(images::programs_in_source(&read(f)));
+    }
+    assert!(
+        programs.contains("lvm") && programs.contains("blkid"),
+        "found only {programs:?}: teach images::programs_in_source the new layout"
+    );
+    let mut errs = Vec::new();
+    let (_, installed, _) = images::final_stage(&read("images/agent.Dockerfile"));
+    errs.extend(images::check_agent_image(&programs, &installed));
+    for f in [
+        "images/scheduler-extender.Dockerfile",
+        "images/controller.Dockerfile",
+    ] {
+        let (from, packages, runs) = images::final_stage(&read(f));
+        if !from.contains("distroless") || runs || !packages.is_empty() {
+            errs.push(format!(
+                "{f}: the final stage must be distroless with no RUN ({from})"
+            ));
+        }
+    }
+    for f in [
+        "images/agent.Dockerfile",
+        "images/scheduler-extender.Dockerfile",
+        "images/controller.Dockerfile",
+    ] {
+        if !read(f).contains("CARGO_PROFILE_RELEASE_STRIP=symbols") {
+            errs.push(format!(
+                "{f}: build with CARGO_PROFILE_RELEASE_STRIP=symbols (stripped binary)"
+            ));
+        }
+    }
+    fail_on(errs);
+}

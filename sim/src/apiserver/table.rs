@@ -298,6 +298,19 @@ mod tests {
         let crd = serde_json::to_value(lvmpin_api::LvmNode::crd()).unwrap();
         let cols = crd_columns(&crd, "v1alpha1").unwrap();
         let names: Vec<_> = cols.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["Name", "Node", "Last Scan", "Age"]);
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "VGs",
+                "Size",
+                "Free",
+                "Volumes",
+                "Healthy",
+                "Age",
+                "Node",
+                "Last Scan"
+            ]
+        );
     }
 }

@@ -14,6 +14,7 @@ use super::scheduler_config::ServedExtender;
 pub const AGENT_FLAGS: &[&str] = &[
     "--node-name",
     "--volume-group",
+    "--volume-groups-annotation",
     "--spare-bytes",
     "--scan-interval",
     "--report-heartbeat",

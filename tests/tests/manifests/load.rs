@@ -13,7 +13,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Namespace, PersistentVolumeClaim, Pod, PodTemplateSpec, Service, ServiceAccount,
+    ConfigMap, Namespace, PersistentVolumeClaim, Pod, PodTemplateSpec, Service, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -52,6 +52,11 @@ pub enum Object {
     MutatingAdmissionPolicyBinding(ObjectMeta),
     PersistentVolumeClaim(PersistentVolumeClaim),
     Pod(Pod),
+    ConfigMap(ConfigMap),
+    /// Metadata only: prometheus-operator's kinds have no k8s-openapi type;
+    /// their specs are checked in tests/tests/manifests/monitoring.rs.
+    PrometheusRule(ObjectMeta),
+    PodMonitor(ObjectMeta),
 }
 
 impl Object {
@@ -77,6 +82,9 @@ impl Object {
             Object::MutatingAdmissionPolicyBinding(_) => "MutatingAdmissionPolicyBinding",
             Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
             Object::Pod(_) => "Pod",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::PrometheusRule(_) => "PrometheusRule",
+            Object::PodMonitor(_) => "PodMonitor",
         }
     }
 
@@ -98,9 +106,13 @@ impl Object {
             Object::Crd(o) => &o.metadata,
             Object::ValidatingAdmissionPolicy(o) => &o.metadata,
             Object::ValidatingAdmissionPolicyBinding(o) => &o.metadata,
-            Object::MutatingAdmissionPolicy(m) | Object::MutatingAdmissionPolicyBinding(m) => m,
+            Object::MutatingAdmissionPolicy(m)
+            | Object::MutatingAdmissionPolicyBinding(m)
+            | Object::PrometheusRule(m)
+            | Object::PodMonitor(m) => m,
             Object::PersistentVolumeClaim(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
         }
     }
 
@@ -229,6 +241,11 @@ pub fn parse_object(doc: &Value) -> Result<Object, String> {
         ("v1", "Service") => typed(doc, Object::Service),
         ("v1", "PersistentVolumeClaim") => typed(doc, Object::PersistentVolumeClaim),
         ("v1", "Pod") => typed(doc, Object::Pod),
+        ("v1", "ConfigMap") => typed(doc, Object::ConfigMap),
+        ("monitoring.coreos.com/v1", "PrometheusRule") => {
+            metadata_only(doc).map(Object::PrometheusRule)
+        }
+        ("monitoring.coreos.com/v1", "PodMonitor") => metadata_only(doc).map(Object::PodMonitor),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => typed(doc, Object::ClusterRole),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
             typed(doc, Object::ClusterRoleBinding)
