@@ -7,9 +7,10 @@
 //! no label of ours and no field selector names an annotation, so every
 //! claim reaches every agent either way; its metadata is all the decision
 //! needs (the selected node is an annotation, the uid ties it to our PVs),
-//! and it is the smaller form on the wire. `lvmpin-sim bench agent-scale`
-//! (docs/operations.md) prints both sizes of one list of all claims; at
-//! 50,000 claims the numbers are in docs/architecture.md.
+//! and it is the smaller form on the wire: `lvmpin-sim bench agent-scale`
+//! (docs/operations.md) measured one list of 50,000 claims at 31,642 KiB
+//! whole and 21,746 KiB as metadata. Filtering whole claims before storing
+//! would keep memory as low but read a third more.
 
 use std::time::Duration;
 
