@@ -31,6 +31,11 @@ pub const PARAM_FSTYPE: &str = "csi.storage.k8s.io/fstype";
 /// `recreate` (see docs/operations.md).
 pub const NODE_LOSS_POLICY: &str = "lvmpin.io/node-loss-policy";
 
+/// Label on PVs the agent creates: the node that holds the volume (the
+/// value is `lvm-provisioner/src/node_scope.rs` `node_label_value`), so each
+/// agent watches only its own node's PVs by label selector.
+pub const LABEL_NODE: &str = "lvmpin.io/node";
+
 /// Finalizer on PVs we create: the PV stays while its LV exists.
 pub const PV_FINALIZER: &str = "lvmpin.io/lv-protection";
 

@@ -34,6 +34,19 @@ pub struct AgentConfig {
     pub host_problem: Option<String>,
 }
 
+/// What the PV and claim caches hold, and so what a name missing from them
+/// means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Every PV and claim of the cluster: a name not cached does not exist.
+    Cluster,
+    /// This node's PVs (by label) and the claims that concern this node
+    /// (`node_scope`), as the running agent keeps them: a name not cached may
+    /// still exist, and the few questions about other objects (is a PV name
+    /// taken, which claim owns an LV found at startup) are asked with a GET.
+    Node,
+}
+
 /// Read-only caches filled by the watches.
 #[derive(Clone)]
 pub struct Caches {
@@ -63,6 +76,8 @@ pub struct Context<B> {
     pub backend: B,
     pub config: AgentConfig,
     pub caches: Caches,
+    /// `Cluster` unless `with_cache_scope` says otherwise.
+    pub cache_scope: CacheScope,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
@@ -129,6 +144,7 @@ impl<B> Context<B> {
             backend,
             config,
             caches,
+            cache_scope: CacheScope::Cluster,
             recorder,
             metrics,
             backoff: Backoff::default(),
@@ -143,6 +159,12 @@ impl<B> Context<B> {
             orphans: Mutex::new(BTreeSet::new()),
             provisioning: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// The same context over caches that hold `scope`.
+    pub fn with_cache_scope(mut self, scope: CacheScope) -> Self {
+        self.cache_scope = scope;
+        self
     }
 
     /// Claims one claim's provisioning; `None` when another call already

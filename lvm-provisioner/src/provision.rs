@@ -2,6 +2,7 @@
 //! tags in the same lvcreate), then the node-pinned PV; or, when this node
 //! cannot hold the volume, handing the claim back to the scheduler.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -15,7 +16,7 @@ use crate::api_util::{is_conflict, json_patch};
 use crate::backend::{CreateVolume, Owner, VolumeBackend};
 use crate::claim_plan::ProvisionSpec;
 use crate::claim_plan::claim_key as key;
-use crate::context::Context;
+use crate::context::{CacheScope, Context};
 use crate::error::{Error, Result};
 use crate::events;
 use crate::pv_body;
@@ -33,7 +34,7 @@ pub async fn provision<B: VolumeBackend>(
     spec: &ProvisionSpec,
 ) -> Result<Action> {
     let started = Instant::now();
-    if let Some(existing) = ctx.caches.volume(&spec.volume_name) {
+    if let Some(existing) = volume_named(ctx, &spec.volume_name).await? {
         let wanted = pv_body::build(spec, pvc, class, &ctx.config.node_name, spec.size_bytes);
         match pv_body::compare_existing(&wanted, &existing) {
             // Done already; the PV controller completes the binding.
@@ -121,6 +122,23 @@ pub async fn provision<B: VolumeBackend>(
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// The PV that holds a name, from the cache, or with a GET when the cache
+/// holds only this node's PVs (another node's or another driver's PV may
+/// hold it; finding that after lvcreate would leave an orphan LV).
+pub async fn volume_named<B>(
+    ctx: &Context<B>,
+    name: &str,
+) -> Result<Option<Arc<PersistentVolume>>> {
+    if let Some(pv) = ctx.caches.volume(name) {
+        return Ok(Some(pv));
+    }
+    if ctx.cache_scope == CacheScope::Cluster {
+        return Ok(None);
+    }
+    let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    Ok(api.get_opt(name).await?.map(Arc::new))
 }
 
 /// Counts a failed provisioning and, when retrying cannot help, tells the

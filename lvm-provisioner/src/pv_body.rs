@@ -14,9 +14,11 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use lvmpin_api::VolumeId;
-use lvmpin_api::names::{ANN_PROVISIONED_BY, DRIVER_NAME, PV_FINALIZER, TOPOLOGY_KEY};
+use lvmpin_api::names::{ANN_PROVISIONED_BY, DRIVER_NAME, LABEL_NODE, PV_FINALIZER, TOPOLOGY_KEY};
+use serde_json::{Value, json};
 
 use crate::claim_plan::ProvisionSpec;
+use crate::node_scope::{node_label_value, pv_labels};
 
 /// Volume attributes handed to the CSI node service in `volume_context`.
 pub const ATTR_VG: &str = "vg";
@@ -63,6 +65,7 @@ pub fn build(
     PersistentVolume {
         metadata: ObjectMeta {
             name: Some(spec.volume_name.clone()),
+            labels: Some(pv_labels(node)),
             annotations: Some(BTreeMap::from([(
                 ANN_PROVISIONED_BY.to_string(),
                 DRIVER_NAME.to_string(),
@@ -183,6 +186,21 @@ pub fn compare_existing(wanted: &PersistentVolume, existing: &PersistentVolume) 
     ExistingPv::Same
 }
 
+/// A merge patch that gives one of our PVs (CSI driver ours, pinned to this
+/// node: the test `deletion::plan` makes)) the node label, or `None` when the
+/// PV is not ours or already carries it.
+pub fn label_patch(pv: &PersistentVolume, node: &str) -> Option<Value> {
+    let ours = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.csi.as_ref())
+        .is_some_and(|c| c.driver == DRIVER_NAME)
+        && pinned_node(pv) == Some(node);
+    let value = node_label_value(node);
+    let labelled = pv.metadata.labels.as_ref().and_then(|l| l.get(LABEL_NODE)) == Some(&value);
+    (ours && !labelled).then(|| json!({"metadata": {"labels": {LABEL_NODE: value}}}))
+}
+
 /// The node a PV of ours is pinned to.
 pub fn pinned_node(pv: &PersistentVolume) -> Option<&str> {
     pv.spec
@@ -204,8 +222,7 @@ mod tests {
     use super::*;
     use crate::claim_plan::{ClaimDecision, decide};
     use lvmpin_api::names::PARAM_VOLUME_GROUP;
-    use lvmpin_testkit::{ClaimBuilder, class, expected_pv};
-    use serde_json::json;
+    use lvmpin_testkit::{ClaimBuilder, class, expected_pv, pv_from_json};
 
     #[test]
     fn quantities() {
@@ -325,5 +342,55 @@ mod tests {
         want["spec"]["persistentVolumeReclaimPolicy"] = json!("Retain");
         want["spec"]["volumeMode"] = json!("Block");
         assert_eq!(serde_json::to_value(&pv).unwrap(), want);
+    }
+
+    fn pinned_pv(driver: &str, node: &str, label: Option<&str>) -> PersistentVolume {
+        let mut v = json!({
+            "metadata": {"name": "pvc-u1"},
+            "spec": {
+                "csi": {"driver": driver, "volumeHandle": "vg0/pvc-u1"},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": lvmpin_api::names::TOPOLOGY_KEY, "operator": "In", "values": [node]}]}]}}
+            }
+        });
+        if let Some(l) = label {
+            v["metadata"]["labels"] = json!({LABEL_NODE: l});
+        }
+        pv_from_json(v)
+    }
+
+    #[test]
+    fn label_patch_table() {
+        let want = Some(json!({"metadata": {"labels": {LABEL_NODE: "n1"}}}));
+        let cases = [
+            (
+                "ours, unlabelled",
+                pinned_pv(DRIVER_NAME, "n1", None),
+                want.clone(),
+            ),
+            (
+                "ours, labelled",
+                pinned_pv(DRIVER_NAME, "n1", Some("n1")),
+                None,
+            ),
+            (
+                "ours, wrong label",
+                pinned_pv(DRIVER_NAME, "n1", Some("n2")),
+                want.clone(),
+            ),
+            ("other node", pinned_pv(DRIVER_NAME, "n2", None), None),
+            (
+                "other driver",
+                pinned_pv("ebs.csi.aws.com", "n1", None),
+                None,
+            ),
+        ];
+        for (name, pv, want) in cases {
+            assert_eq!(label_patch(&pv, "n1"), want, "{name}");
+        }
+        assert_eq!(
+            label_patch(&pv_from_json(json!({"metadata": {"name": "x"}})), "n1"),
+            None
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -18,11 +18,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::backend::VolumeBackend;
-use crate::context::{AgentConfig, Caches, Clock, Context};
+use crate::context::{AgentConfig, CacheScope, Caches, Clock, Context};
 use crate::error::{Error, Result};
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
-use crate::{lvm_node_writer, reconcile_claim, reconcile_pv, startup, storage_capacity};
+use crate::{
+    claim_watch, lvm_node_writer, node_scope, pv_labels, reconcile_claim, reconcile_pv, startup,
+    storage_capacity,
+};
 
 const RECOVERY_ATTEMPTS: u32 = 3;
 
@@ -167,6 +170,30 @@ fn class_cache(client: &Client, shutdown: &CancellationToken) -> Store<StorageCl
     reader
 }
 
+/// Labels this node's PVs made by earlier versions (`pv_labels`), retrying
+/// until it succeeds: the label-selected PV watch would miss them otherwise.
+async fn label_until_done(client: &Client, node: &str) {
+    let mut attempt = 0u32;
+    loop {
+        match pv_labels::label_own_pvs(client, node).await {
+            Ok(0) => return,
+            Ok(labelled) => {
+                info!(
+                    labelled,
+                    "labelled this node's PVs made before the node label"
+                );
+                return;
+            }
+            Err(e) => {
+                let delay = crate::backoff::delay(attempt, false);
+                attempt = attempt.saturating_add(1);
+                warn!(error = %e, retry_in = ?delay, "cannot label this node's older PVs");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
 /// Waits for a store's first full list. The store's readiness signal wakes only
 /// its most recent waiter (a oneshot underneath) and the controller waits on
 /// the same store, so poll again now and then instead of waiting once.
@@ -224,29 +251,48 @@ impl<B: VolumeBackend + Clone> Agent<B> {
         let ready = Arc::new(AtomicBool::new(false));
 
         let classes = class_cache(&client, &shutdown);
-        let claim_ctrl = Controller::new(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-        let pv_ctrl = Controller::new(
-            Api::<PersistentVolume>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
+        let node = config.node_name.clone();
+        // Only this node's PVs and claims are watched and kept (see
+        // `node_scope` and docs/architecture.md, "What each agent watches"):
+        // with every PV and claim of the cluster in the reflector stores, one
+        // agent grew with the cluster (measured on `lvmpin-sim bench
+        // agent-scale`; the numbers before and after are in
+        // docs/operations.md). PVs by label selector, once this node's old
+        // PVs carry the label; claims by their metadata (`claim_watch`).
+        let (volumes, volumes_writer) = reflector::store();
+        let pv_watch = {
+            let client = client.clone();
+            let node = node.clone();
+            futures::stream::once(async move {
+                label_until_done(&client, &node).await;
+                watcher(
+                    Api::<PersistentVolume>::all(client),
+                    watcher::Config::default().labels(&node_scope::pv_selector(&node)),
+                )
+            })
+            .flatten()
+            .reflect(volumes_writer)
+            .applied_objects()
+        };
+        let pv_ctrl = Controller::for_stream(pv_watch, volumes.clone())
+            .graceful_shutdown_on(shutdown.clone().cancelled_owned());
+        let listed = {
+            let volumes = volumes.clone();
+            async move { wait_ready(&volumes).await }
+        };
+        let (claims, claim_trigger) =
+            claim_watch::node_claims(client.clone(), node, volumes.clone(), listed);
+        let claim_ctrl = Controller::for_stream(claim_trigger, claims.clone())
+            .graceful_shutdown_on(shutdown.clone().cancelled_owned());
         let caches = Caches {
             classes,
-            volumes: pv_ctrl.store(),
-            claims: claim_ctrl.store(),
+            volumes,
+            claims,
         };
-        let ctx = Arc::new(Context::new(
-            client,
-            backend,
-            config,
-            caches.clone(),
-            metrics,
-            clock,
-        ));
+        let ctx = Arc::new(
+            Context::new(client, backend, config, caches.clone(), metrics, clock)
+                .with_cache_scope(CacheScope::Node),
+        );
 
         if let Some(addr) = metrics_listen {
             let state = HttpState {

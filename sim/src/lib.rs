@@ -2,6 +2,7 @@
 //! control-plane behaviour the flow needs, and the demo.
 #![forbid(unsafe_code)]
 
+pub mod agent_scale;
 pub mod apiserver;
 pub mod bench;
 pub mod control_plane;

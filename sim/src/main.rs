@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::PostParams;
+use lvmpin_sim::agent_scale::{self, AgentScaleOptions};
 use lvmpin_sim::bench::{self, BenchOptions};
 use lvmpin_sim::control_plane::{ControlPlane, ControlPlaneOptions};
 use lvmpin_sim::demo::{self, DemoOptions};
@@ -128,8 +129,11 @@ enum Cmd {
         #[arg(long, default_value = "sim", value_parser = ["sim", "kube"])]
         control_plane: String,
     },
-    /// Pods/s from creation to bound, and peak RSS of every process.
+    /// Pods/s from creation to bound, and peak RSS of every process
+    /// (`bench agent-scale`: one agent's memory and reads at cluster scale).
     Bench {
+        #[command(subcommand)]
+        kind: Option<BenchKind>,
         #[arg(long, default_value_t = 1000)]
         pods: usize,
         #[arg(long, default_value_t = 100)]
@@ -185,6 +189,35 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
             .parse()
             .with_context(|| format!("size {s:?}: claims"))?,
     ))
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// One agent's memory (VmRSS, VmHWM) and the bytes it reads from the API
+    /// server: in an empty cluster, while claims and PVs of other nodes are
+    /// created, and restarted against them. Simulator control plane, one
+    /// loop-backed VG (root and lvm2 needed).
+    AgentScale {
+        #[arg(long, default_value_t = 50_000)]
+        claims: usize,
+        #[arg(long, default_value_t = 50_000)]
+        volumes: usize,
+        /// The agent binary to measure (default: this workspace's, built if missing).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+        /// Create the PVs without the `lvmpin.io/node` label, as agents
+        /// before it did (the first restart after an upgrade).
+        #[arg(long)]
+        unlabelled_volumes: bool,
+        /// Settled: nothing read for this long.
+        #[arg(long, default_value = "3s")]
+        quiet: humantime::Duration,
+        #[arg(long, default_value = "600s")]
+        timeout: humantime::Duration,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn modes(m: ModeArg) -> Vec<Mode> {
@@ -379,6 +412,49 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Bench {
+            kind:
+                Some(BenchKind::AgentScale {
+                    claims,
+                    volumes,
+                    agent,
+                    unlabelled_volumes,
+                    quiet,
+                    timeout,
+                    json,
+                }),
+            ..
+        } => {
+            init_logs(cli.log_format, "warn");
+            let agent = match agent {
+                Some(path) => path,
+                None => {
+                    let release = !cfg!(debug_assertions);
+                    tokio::task::spawn_blocking(move || Binaries::locate_or_build(release))
+                        .await??
+                        .agent
+                }
+            };
+            let opts = AgentScaleOptions {
+                claims,
+                volumes,
+                agent,
+                unlabelled: unlabelled_volumes,
+                quiet: quiet.into(),
+                timeout: timeout.into(),
+            };
+            let r = tokio::select! {
+                r = agent_scale::run(&opts) => r?,
+                _ = shutdown_signal() => { eprintln!("interrupted: cleaned up"); return Ok(()); }
+            };
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("{r}");
+            }
+            Ok(())
+        }
+        Cmd::Bench {
+            kind: None,
             pods,
             nodes,
             mode,

@@ -11,8 +11,8 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use lvmpin_api::names::{
-    ANN_BETA_STORAGE_CLASS, ANN_LOCAL_DISK_SIZE, ANN_SELECTED_NODE, DRIVER_NAME, PV_FINALIZER,
-    TOPOLOGY_KEY,
+    ANN_BETA_STORAGE_CLASS, ANN_LOCAL_DISK_SIZE, ANN_SELECTED_NODE, DRIVER_NAME, LABEL_NODE,
+    PV_FINALIZER, TOPOLOGY_KEY,
 };
 use serde_json::{Value, json};
 
@@ -179,6 +179,7 @@ pub fn expected_pv() -> Value {
         "kind": "PersistentVolume",
         "metadata": {
             "name": "pvc-u1",
+            "labels": {LABEL_NODE: "n1"},
             "annotations": {"pv.kubernetes.io/provisioned-by": DRIVER_NAME},
             "finalizers": [PV_FINALIZER]
         },

@@ -24,7 +24,7 @@ mod discovery;
 mod gc;
 mod handlers;
 mod immutable;
-mod kubeconfig;
+pub mod kubeconfig;
 pub mod meta;
 mod metrics;
 mod openapi;

@@ -56,14 +56,17 @@ pub const AGENT: Component = Component {
         call("patch", "lvmpin.io", "lvmnodes/status"),
         // lvm_node_writer.rs: its Node, as the LvmNode's owner.
         call("get", "", "nodes"),
-        // runtime.rs (controller), provision.rs, reconcile_pv.rs.
+        // runtime.rs (controller, by label), pv_labels.rs (label patch),
+        // provision.rs, startup.rs, reconcile_pv.rs.
         call("list", "", "persistentvolumes"),
         call("watch", "", "persistentvolumes"),
         call("get", "", "persistentvolumes"),
         call("create", "", "persistentvolumes"),
         call("patch", "", "persistentvolumes"),
         call("delete", "", "persistentvolumes"),
-        // runtime.rs (controller), provision.rs (reschedule), resize.rs.
+        // claim_watch.rs (metadata watch, get of this node's claims),
+        // startup.rs (get), provision.rs (reschedule), resize.rs.
+        call("get", "", "persistentvolumeclaims"),
         call("list", "", "persistentvolumeclaims"),
         call("watch", "", "persistentvolumeclaims"),
         call("patch", "", "persistentvolumeclaims"),
