@@ -414,6 +414,7 @@ mod tests {
                 message: None,
             }],
             conditions: vec![],
+            summary: None,
             last_scan_time: Some(scanned.into()),
         });
         n
