@@ -2,13 +2,17 @@
 //!
 //! Runs the real router in-process (axum + JSON parsing + core) on one thread.
 //! Run with `cargo bench -p lvmpin-scheduler-extender`; `-- zone` runs only
-//! the zone-ratio comparison.
+//! the zone-ratio comparison, `-- floor` only the comparison with the floor
+//! (an extender that parses the request and passes every node).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::Request;
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use http_body_util::BodyExt;
 use lvmpin_scheduler_extender::context::{App, Readiness};
 use lvmpin_scheduler_extender::engine::{Settings, State};
@@ -17,11 +21,14 @@ use lvmpin_scheduler_extender::http::router;
 use lvmpin_scheduler_extender::leader::Leadership;
 use lvmpin_scheduler_extender::placement::Mode;
 use lvmpin_scheduler_extender::testutil::{claim_named, class, lvm_node, stateful_set};
+use lvmpin_scheduler_extender::wire::{ExtenderArgs, ExtenderFilterResult};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const GI: u64 = 1 << 30;
 const IN_FLIGHT: usize = 200;
+/// Node counts the latency tables use.
+const SIZES: [usize; 3] = [100, 1000, 5000];
 
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -124,39 +131,60 @@ fn pct(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
+/// Sends one request; returns its wall-clock and thread CPU time.
+async fn once(app: &axum::Router, path: &str, body: &[u8]) -> (Duration, Duration) {
+    let req = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_vec()))
+        .expect("request");
+    let t = Instant::now();
+    let c = thread_cpu();
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let out = resp.into_body().collect().await.expect("body").to_bytes();
+    let cpu = thread_cpu().saturating_sub(c);
+    let wall = t.elapsed();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&out)
+    );
+    (wall, cpu)
+}
+
+/// Wall-clock and CPU samples of one series of requests.
+#[derive(Default)]
+struct Samples {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl Samples {
+    fn push(&mut self, (wall, cpu): (Duration, Duration)) {
+        self.wall.push(wall);
+        self.cpu.push(cpu);
+    }
+
+    fn stats(mut self, total: Duration) -> Stats {
+        self.wall.sort();
+        self.cpu.sort();
+        Stats {
+            p50: pct(&self.wall, 50),
+            p99: pct(&self.wall, 99),
+            cpu_p50: pct(&self.cpu, 50),
+            cpu_p99: pct(&self.cpu, 99),
+            per_sec: self.wall.len() as f64 / total.as_secs_f64(),
+        }
+    }
+}
+
 async fn run(app: &axum::Router, path: &str, bodies: &[Vec<u8>], iterations: usize) -> Stats {
-    let mut samples = Vec::with_capacity(iterations);
-    let mut cpu = Vec::with_capacity(iterations);
+    let mut samples = Samples::default();
     let started = Instant::now();
     for i in 0..iterations {
-        let body = bodies[i % bodies.len()].clone();
-        let req = Request::post(path)
-            .header("content-type", "application/json")
-            .body(Body::from(body))
-            .expect("request");
-        let t = Instant::now();
-        let c = thread_cpu();
-        let resp = app.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let out = resp.into_body().collect().await.expect("body").to_bytes();
-        cpu.push(thread_cpu().saturating_sub(c));
-        samples.push(t.elapsed());
-        assert!(
-            status.is_success(),
-            "{status}: {}",
-            String::from_utf8_lossy(&out)
-        );
+        samples.push(once(app, path, &bodies[i % bodies.len()]).await);
     }
-    let total = started.elapsed();
-    samples.sort();
-    cpu.sort();
-    Stats {
-        p50: pct(&samples, 50),
-        p99: pct(&samples, 99),
-        cpu_p50: pct(&cpu, 50),
-        cpu_p99: pct(&cpu, 99),
-        per_sec: iterations as f64 / total.as_secs_f64(),
-    }
+    samples.stats(started.elapsed())
 }
 
 fn print(label: &str, s: &Stats) {
@@ -198,6 +226,76 @@ fn filter_bodies(n: usize) -> Vec<Vec<u8>> {
                 .expect("json")
         })
         .collect()
+}
+
+/// The floor: an extender that parses `ExtenderArgs` with the same wire
+/// types, decides nothing and passes every asked node. Bench-only, so it
+/// never becomes a route of the real binary.
+fn floor_router() -> axum::Router {
+    async fn echo(body: Bytes) -> Response {
+        let args = match ExtenderArgs::parse(&body) {
+            Ok(a) => a,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        };
+        let asked = match args.asked_nodes() {
+            Ok(a) => a,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        };
+        let answer = ExtenderFilterResult {
+            nodes: None,
+            node_names: asked.names.iter().map(|n| n.as_ref()).collect(),
+            failed_nodes: BTreeMap::new(),
+            failed_and_unresolvable_nodes: BTreeMap::new(),
+            error: String::new(),
+        };
+        match serde_json::to_vec(&answer) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        }
+    }
+    axum::Router::new().route("/filter", post(echo))
+}
+
+/// The real filter against the floor at 100, 1,000 and 5,000 nodes with
+/// node-name bodies (nodeCacheCapable). Requests alternate between the two,
+/// so both see the same machine at the same moments.
+async fn floor_cost(sizes: &[usize]) {
+    let floor = floor_router();
+    for &n in sizes {
+        let bodies = filter_bodies(n);
+        let iterations = if n == 5000 { 2000 } else { 5000 };
+        for mode in [Mode::Decisive, Mode::Advisory] {
+            let app = app_for(cluster(n, 2000), mode);
+            // warm up: every in-flight pod gets its reservation first
+            run(&app, "/filter", &bodies, IN_FLIGHT).await;
+            run(&floor, "/filter", &bodies, IN_FLIGHT).await;
+            let (mut real, mut echo) = (Samples::default(), Samples::default());
+            for i in 0..iterations {
+                let body = &bodies[i % bodies.len()];
+                real.push(once(&app, "/filter", body).await);
+                echo.push(once(&floor, "/filter", body).await);
+            }
+            let busy = |s: &Samples| s.wall.iter().sum::<Duration>();
+            let (rt, et) = (busy(&real), busy(&echo));
+            let (real, echo) = (real.stats(rt), echo.stats(et));
+            print(
+                &format!("filter     {mode:?} nodeCacheCapable {n:>5} nodes"),
+                &real,
+            );
+            print(
+                &format!("floor      parse + echo names       {n:>5} nodes"),
+                &echo,
+            );
+            let x = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+            println!(
+                "filter/floor, {mode:?}, {n} nodes: p50 {:.2}x, p99 {:.2}x (cpu p50 {:.2}x, p99 {:.2}x; goal <= 1.2x at 5000)",
+                x(real.p50, echo.p50),
+                x(real.p99, echo.p99),
+                x(real.cpu_p50, echo.cpu_p50),
+                x(real.cpu_p99, echo.cpu_p99),
+            );
+        }
+    }
 }
 
 /// Filter at 5,000 nodes for pods of a StatefulSet annotated 2:2:1 against
@@ -252,6 +350,12 @@ async fn main() {
         zone_ratio_cost().await;
         return;
     }
+    if std::env::args().any(|a| a == "floor") {
+        // `-- floor 5000` measures one size, e.g. under a profiler.
+        let sizes: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+        floor_cost(if sizes.is_empty() { &SIZES } else { &sizes }).await;
+        return;
+    }
     // Memory first, so the peak is not the big request bodies below.
     let base = vm_hwm_kib();
     let state = cluster(5000, 50_000);
@@ -264,7 +368,7 @@ async fn main() {
     );
     drop(state);
 
-    for n in [100usize, 1000, 5000] {
+    for n in SIZES {
         let bodies = filter_bodies(n);
         let iterations = if n == 5000 { 2000 } else { 5000 };
         for mode in [Mode::Decisive, Mode::Advisory] {
@@ -311,5 +415,6 @@ async fn main() {
     let s = run(&app, "/filter", std::slice::from_ref(&plain), 30).await;
     print("filter     no-claims pod, full Nodes    5000 nodes", &s);
 
+    floor_cost(&SIZES).await;
     zone_ratio_cost().await;
 }

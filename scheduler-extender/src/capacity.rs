@@ -12,14 +12,38 @@ pub fn round_to_extent(bytes: u64, extent: u64) -> u64 {
 
 /// Bytes a set of claims takes in this VG.
 pub fn need_in(vg: &VgState, sizes: &[u64]) -> u64 {
+    need_with_extent(vg.extent, sizes)
+}
+
+/// Bytes a set of claims takes in a VG of this extent size.
+pub fn need_with_extent(extent: u64, sizes: &[u64]) -> u64 {
     sizes.iter().fold(0u64, |acc, s| {
-        acc.saturating_add(round_to_extent(*s, vg.extent))
+        acc.saturating_add(round_to_extent(*s, extent))
     })
 }
 
 /// Reported free − reservations not yet visible in the report − spare.
 pub fn available(vg: &VgState, reserved: u64, spare: u64) -> u64 {
-    vg.free.saturating_sub(reserved).saturating_sub(spare)
+    available_of(vg.free, reserved, spare)
+}
+
+/// `available` from the reported free bytes alone.
+pub fn available_of(free: u64, reserved: u64, spare: u64) -> u64 {
+    free.saturating_sub(reserved).saturating_sub(spare)
+}
+
+/// The share of a VG of `size` bytes left free once `need` of `avail` is
+/// taken, in 0..=1; None when it does not fit.
+pub fn left_share(size: u64, avail: u64, need: u64) -> Option<f64> {
+    if need > avail {
+        return None;
+    }
+    let left = if size == 0 {
+        0.0
+    } else {
+        (avail - need) as f64 / size as f64
+    };
+    Some(left.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! Filter and prioritize over the index and the reservations: the decisions
 //! the HTTP verbs return, with time passed in.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::capacity::{available_of, left_share, need_with_extent};
 use crate::claims::{Demand, pod_demand};
 use crate::facts::{ClaimFacts, PodFacts};
 use crate::index::{FastMap, Index, ZonePick, entry_label};
-use crate::placement::{Candidate, Mode, Strategy, Verdict, choose, evaluate, score};
-use crate::reservations::{Hold, Reservations, reserved_totals};
+use crate::node_view::NodeView;
+use crate::placement::{Candidate, Mode, Strategy, Verdict, best_of, evaluate, pin_reason, score};
+use crate::reservations::{Hold, Reservations, Reserved, contribution, reserved_totals};
 use crate::zone_ratio::{self, Decision, Lookup, Plan, Policy};
 
 #[derive(Clone, Debug)]
@@ -153,10 +156,13 @@ pub fn filter(
         } => (wants, per_vg, pins),
     };
     res.prune(ix, now);
-    let own = demand.claim_keys();
-    let reserved = reserved_totals(ix, res, now, &own);
+    // Owner loads and the pod's own claims read the holds before the cached
+    // totals borrow them.
     let loads = OwnerLoads::new(ix, res, pod, now);
+    let own = own_contributions(ix, res, now, &demand);
     let mut out = FilterOutcome::default();
+    // Out of the index while the ratio's plan borrows it; back before return.
+    let mut view = ix.view.take().unwrap_or_default();
     // Claims already bound pin the pod to their node whatever the ratio.
     let lookup = if pins.is_empty() {
         zone_ratio::lookup(ix, pod, now)
@@ -176,36 +182,78 @@ pub fn filter(
         Lookup::Ratio(plan) => Some(plan),
     };
     let ratio = plan.as_ref().map(|p| p.ratio);
+    let reserved = res.totals(ix, now);
 
-    let mut fits: Vec<(usize, Candidate<'_>)> = Vec::new();
-    // With a ratio: per fitting node, the index of its zone in the ratio's
-    // weights (None: a zone not listed, or none). Integers, so that the
-    // narrowing below costs no string work per node.
+    let vgs: Vec<&str> = per_vg.iter().map(|(vg, _)| vg.as_str()).collect();
+    view.refresh(ix, nodes, &vgs, ratio.map(|r| r.key.as_str()));
+    let sparse = Sparse::new(&view, nodes, reserved, &own, &loads);
+    let zone_loads: Vec<u32> = view.zones.iter().map(|z| loads.zone(Some(z))).collect();
+    // With a ratio: per label value, the index of that zone in the ratio's
+    // weights (None: a zone not listed). Integers, so that the narrowing
+    // below costs no string work per node.
+    let label_weights: Vec<Option<usize>> = match ratio {
+        Some(r) => view
+            .labels
+            .iter()
+            .map(|l| r.weights.iter().position(|(w, _)| w == l))
+            .collect(),
+        None => Vec::new(),
+    };
+    let pin_reasons: Vec<String> = pins.iter().map(pin_reason).collect();
+
+    let mut fits: Vec<(usize, Candidate<'_>)> = Vec::with_capacity(nodes.len());
+    // With a ratio: per fitting node, the index of its zone in the weights.
     let mut fit_zones: Vec<Option<usize>> = Vec::new();
+    let k = per_vg.len();
+    let mut needs: Vec<(u64, u64)> = per_vg
+        .iter()
+        .map(|(_, sizes)| (0, need_with_extent(0, sizes)))
+        .collect();
     for (i, name) in nodes.iter().enumerate() {
-        let entry = ix.nodes.get(*name);
-        match evaluate(
-            name,
-            entry,
-            per_vg,
-            pins,
-            reserved.get(*name),
-            settings.spare,
-        ) {
+        if let Some(p) = pins.iter().position(|p| p.node != *name) {
+            out.unresolvable.push((i, pin_reasons[p].clone()));
+            continue;
+        }
+        let row = view.rows[i];
+        // Nodes capacity alone decides are judged from the view; the rest,
+        // and every node that does not fit, by `evaluate` for its reason.
+        let quick = if per_vg.is_empty() {
+            Some(1.0)
+        } else if row.ready {
+            headroom(
+                view.caps_of(i),
+                per_vg,
+                &sparse.held[i * k..i * k + k],
+                settings.spare,
+                &mut needs,
+            )
+        } else {
+            None
+        };
+        let verdict = match quick {
+            Some(headroom) => Verdict::Fits { headroom },
+            None => evaluate(
+                name,
+                ix.nodes.get(*name),
+                per_vg,
+                pins,
+                reserved_for(reserved, &own, name).as_deref(),
+                settings.spare,
+            ),
+        };
+        match verdict {
             Verdict::Fits { headroom } => {
-                let zone = entry.and_then(|e| e.zone.as_deref());
                 fits.push((
                     i,
                     Candidate {
                         name,
-                        zone_load: loads.zone(zone),
-                        node_load: loads.node(name),
+                        zone_load: zone_loads.get(row.zone as usize).copied().unwrap_or(0),
+                        node_load: sparse.node_load[i],
                         headroom,
                     },
                 ));
-                if let Some(r) = ratio {
-                    let zone = entry.and_then(|e| entry_label(e, &r.key));
-                    fit_zones.push(zone.and_then(|z| r.weights.iter().position(|(w, _)| w == z)));
+                if ratio.is_some() {
+                    fit_zones.push(label_weights.get(row.label as usize).copied().flatten());
                 }
             }
             Verdict::Unfit(reason) => out.unresolvable.push((i, reason)),
@@ -215,9 +263,10 @@ pub fn filter(
     let pick = plan
         .as_ref()
         .and_then(|plan| apply_ratio(plan, ix, nodes, &mut fits, &fit_zones, &mut out));
+    drop(plan);
+    ix.view = Some(view);
 
-    let cands: Vec<Candidate<'_>> = fits.iter().map(|(_, c)| c.clone()).collect();
-    let Some(best) = choose(&cands, settings.strategy) else {
+    let Some(best) = best_of(fits.iter().map(|(_, c)| c), settings.strategy) else {
         res.release_pod(&pod.uid);
         return out;
     };
@@ -254,6 +303,126 @@ pub fn filter(
         });
     }
     out
+}
+
+/// The claims of the pod being placed as the cached totals count them (node,
+/// VG, bytes), each once: they must not compete with themselves, so they are
+/// taken off again.
+fn own_contributions(
+    ix: &Index,
+    res: &Reservations,
+    now: Instant,
+    demand: &Demand,
+) -> Vec<(String, String, u64)> {
+    let mut keys = demand.claim_keys();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|key| contribution(ix, res, now, key))
+        .map(|(node, vg, bytes)| (node.to_string(), vg.to_string(), bytes))
+        .collect()
+}
+
+/// What `reserved_totals` would give for `node` leaving out the pod's own
+/// claims: the cached totals, less `own`.
+fn reserved_for<'r>(
+    reserved: &'r Reserved,
+    own: &[(String, String, u64)],
+    node: &str,
+) -> Option<Cow<'r, HashMap<String, u64>>> {
+    let base = reserved.get(node);
+    if !own.iter().any(|(n, _, _)| n == node) {
+        return base.map(Cow::Borrowed);
+    }
+    let mut per_vg = base.cloned().unwrap_or_default();
+    for (_, vg, bytes) in own.iter().filter(|(n, _, _)| n == node) {
+        if let Some(held) = per_vg.get_mut(vg) {
+            *held = held.saturating_sub(*bytes);
+        }
+    }
+    Some(Cow::Owned(per_vg))
+}
+
+/// `evaluate`'s headroom for a ready node from its row of the view; None
+/// when some VG lacks room (`evaluate` then says why). `needs` keeps the
+/// last (extent, bytes) per VG: nodes mostly share an extent size, and
+/// rounding to it divides.
+fn headroom(
+    caps: &[crate::node_view::Cap],
+    per_vg: &[(String, Vec<u64>)],
+    held: &[u64],
+    spare: u64,
+    needs: &mut [(u64, u64)],
+) -> Option<f64> {
+    let mut headroom = 1.0f64;
+    for (((cap, (_, sizes)), held), last) in caps.iter().zip(per_vg).zip(held).zip(needs) {
+        if last.0 != cap.extent {
+            *last = (cap.extent, need_with_extent(cap.extent, sizes));
+        }
+        let need = last.1;
+        let avail = available_of(cap.free, *held, spare);
+        headroom = headroom.min(left_share(cap.size, avail, need)?);
+    }
+    Some(headroom)
+}
+
+/// Per asked position, what only a few nodes have: bytes reserved per
+/// demanded VG (row-major like the view's capacities) and pods of the same
+/// owner. Filled from the few nodes that have any, not by a lookup per node.
+struct Sparse {
+    held: Vec<u64>,
+    node_load: Vec<u32>,
+}
+
+impl Sparse {
+    fn new(
+        view: &NodeView,
+        nodes: &[&str],
+        reserved: &Reserved,
+        own: &[(String, String, u64)],
+        loads: &OwnerLoads,
+    ) -> Self {
+        let k = view.width();
+        let mut held = vec![0u64; nodes.len() * k];
+        let mut node_load = vec![0u32; nodes.len()];
+        if view.unique {
+            for (node, per_vg) in reserved {
+                let Some(&pos) = view.positions.get(node.as_str()) else {
+                    continue;
+                };
+                for (vg, bytes) in per_vg {
+                    if let Some(j) = view.column(vg) {
+                        held[pos as usize * k + j] = *bytes;
+                    }
+                }
+            }
+            for (node, vg, bytes) in own {
+                if let (Some(&pos), Some(j)) = (view.positions.get(node.as_str()), view.column(vg))
+                {
+                    let h = &mut held[pos as usize * k + j];
+                    *h = h.saturating_sub(*bytes);
+                }
+            }
+            for (node, count) in &loads.nodes {
+                if let Some(&pos) = view.positions.get(node.as_str()) {
+                    node_load[pos as usize] = *count;
+                }
+            }
+        } else {
+            // A name asked twice: look each position up.
+            for (i, name) in nodes.iter().enumerate() {
+                if let Some(per_vg) = reserved_for(reserved, own, name) {
+                    for (vg, bytes) in per_vg.iter() {
+                        if let Some(j) = view.column(vg) {
+                            held[i * k + j] = *bytes;
+                        }
+                    }
+                }
+                node_load[i] = loads.node(name);
+            }
+        }
+        Self { held, node_load }
+    }
 }
 
 /// Narrows `fits` (with `fit_zones`, the index of their zones in the

@@ -15,6 +15,7 @@ pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use crate::facts::{
     ClaimFacts, ClaimKey, ClassFacts, LvmFacts, NodeFacts, NodeLvm, PodFacts, PvFacts, StsFacts,
 };
+use crate::node_view::NodeView;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeEntry {
@@ -59,7 +60,21 @@ pub struct Index {
     /// Binding is asynchronous: without this, two replicas filtered back to
     /// back would both see the same counts.
     pub zone_picks: HashMap<String, BTreeMap<u32, ZonePick>>,
+    /// Counts every change a reservation total can depend on (claims,
+    /// classes, PVs, pods, node reports), so totals can be kept between
+    /// requests while it stays the same. Change the index only through its
+    /// methods, or cached answers go stale.
+    generation: u64,
+    /// Names of node entries changed since `node_log_start` changes, so a
+    /// request can refresh what it cached per node without a pass over all.
+    node_log: Vec<String>,
+    node_log_start: u64,
+    /// What the last filter resolved per asked node (see `node_view`).
+    pub(crate) view: Option<Box<NodeView>>,
 }
+
+/// Node changes kept in the log; a cache older than that rebuilds in full.
+const NODE_LOG_LIMIT: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ZonePick {
@@ -68,7 +83,38 @@ pub struct ZonePick {
 }
 
 impl Index {
+    /// Changes so far of what reservation totals read; see the field.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Changes so far to node entries.
+    pub fn node_version(&self) -> u64 {
+        self.node_log_start + self.node_log.len() as u64
+    }
+
+    /// Names of node entries changed since `version` (with repeats), or None
+    /// when the log no longer reaches back that far.
+    pub fn nodes_changed_since(&self, version: u64) -> Option<&[String]> {
+        let skip = usize::try_from(version.checked_sub(self.node_log_start)?).ok()?;
+        self.node_log.get(skip..)
+    }
+
+    fn bump(&mut self) {
+        self.generation += 1;
+    }
+
+    fn touch_node(&mut self, name: &str) {
+        self.bump();
+        if self.node_log.len() >= NODE_LOG_LIMIT {
+            self.node_log_start += self.node_log.len() as u64;
+            self.node_log.clear();
+        }
+        self.node_log.push(name.to_string());
+    }
+
     pub fn upsert_claim(&mut self, c: ClaimFacts) {
+        self.bump();
         let settled = c.is_bound()
             && self
                 .claim_node(&c)
@@ -83,6 +129,7 @@ impl Index {
     }
 
     pub fn remove_claim(&mut self, key: &ClaimKey) {
+        self.bump();
         self.unsettled.remove(key);
         if let Some(old) = self.claims.remove(key) {
             self.by_lv.remove(&old.lv_name);
@@ -90,6 +137,7 @@ impl Index {
     }
 
     pub fn replace_claims(&mut self, all: Vec<ClaimFacts>) {
+        self.bump();
         self.claims.clear();
         self.unsettled.clear();
         self.by_lv.clear();
@@ -99,30 +147,37 @@ impl Index {
     }
 
     pub fn upsert_class(&mut self, c: ClassFacts) {
+        self.bump();
         self.classes.insert(c.name.clone(), c);
     }
 
     pub fn remove_class(&mut self, name: &str) {
+        self.bump();
         self.classes.remove(name);
     }
 
     pub fn replace_classes(&mut self, all: Vec<ClassFacts>) {
+        self.bump();
         self.classes = all.into_iter().map(|c| (c.name.clone(), c)).collect();
     }
 
     pub fn upsert_pv(&mut self, p: PvFacts) {
+        self.bump();
         self.pvs.insert(p.name.clone(), p);
     }
 
     pub fn remove_pv(&mut self, name: &str) {
+        self.bump();
         self.pvs.remove(name);
     }
 
     pub fn replace_pvs(&mut self, all: Vec<PvFacts>) {
+        self.bump();
         self.pvs = all.into_iter().map(|p| (p.name.clone(), p)).collect();
     }
 
     pub fn upsert_pod(&mut self, p: PodFacts) {
+        self.bump();
         self.remove_pod(&p.uid.clone());
         for key in p.claim_keys() {
             self.claim_users
@@ -151,6 +206,7 @@ impl Index {
         let Some(old) = self.pods.remove(uid) else {
             return;
         };
+        self.bump();
         for key in old.claim_keys() {
             if let Some(users) = self.claim_users.get_mut(&key) {
                 users.remove(uid);
@@ -185,6 +241,7 @@ impl Index {
     }
 
     pub fn replace_pods(&mut self, all: Vec<PodFacts>) {
+        self.bump();
         self.pods.clear();
         self.claim_users.clear();
         self.owners.clear();
@@ -195,6 +252,14 @@ impl Index {
     }
 
     pub fn upsert_node(&mut self, n: NodeFacts) {
+        let same = self
+            .nodes
+            .get(&n.name)
+            .is_some_and(|e| e.known && e.zone == n.zone && e.labels == n.labels && e.up == n.up);
+        if same {
+            return;
+        }
+        self.touch_node(&n.name);
         let e = self.nodes.entry(n.name).or_default();
         e.known = true;
         e.zone = n.zone;
@@ -203,6 +268,9 @@ impl Index {
     }
 
     pub fn remove_node(&mut self, name: &str) {
+        if self.nodes.contains_key(name) {
+            self.touch_node(name);
+        }
         if let Some(e) = self.nodes.get_mut(name) {
             e.known = false;
             e.zone = None;
@@ -224,6 +292,19 @@ impl Index {
     }
 
     pub fn upsert_lvm(&mut self, l: LvmFacts) {
+        // Agents rewrite their report every minute; one that only moved its
+        // scan time changes no verdict, so cached ones stay.
+        let same = self.nodes.get(&l.node).is_some_and(|e| {
+            e.silent_since.is_none()
+                && match (&e.lvm, &l.lvm) {
+                    (Some(old), Some(new)) => old.vgs == new.vgs,
+                    (None, None) => true,
+                    _ => false,
+                }
+        });
+        if !same {
+            self.touch_node(&l.node);
+        }
         if let Some(lvm) = &l.lvm {
             for lv in lvm.vgs.iter().flat_map(|vg| vg.volumes.iter()) {
                 let Some(key) = self.by_lv.get(lv) else {
@@ -233,8 +314,8 @@ impl Index {
                     .claims
                     .get(key)
                     .is_some_and(|c| c.is_bound() && self.claim_node(c) == Some(l.node.as_str()));
-                if settled {
-                    self.unsettled.remove(key);
+                if settled && self.unsettled.remove(key) {
+                    self.generation += 1;
                 }
             }
         }
@@ -251,14 +332,22 @@ impl Index {
     /// time, so offering the node again would only repeat that.
     pub fn mark_silent(&mut self, now: std::time::SystemTime, after: std::time::Duration) -> usize {
         let mut silent = 0;
-        for entry in self.nodes.values_mut() {
-            entry.silent_since = entry.lvm.as_ref().and_then(|l| {
+        let mut changed = Vec::new();
+        for (name, entry) in self.nodes.iter_mut() {
+            let since = entry.lvm.as_ref().and_then(|l| {
                 let old = l
                     .reported_at
                     .is_none_or(|t| now.duration_since(t).is_ok_and(|d| d > after));
                 old.then(|| l.last_report.clone().unwrap_or_else(|| "never".into()))
             });
+            if entry.silent_since != since {
+                entry.silent_since = since;
+                changed.push(name.clone());
+            }
             silent += usize::from(entry.silent_since.is_some());
+        }
+        for name in changed {
+            self.touch_node(&name);
         }
         silent
     }
@@ -283,6 +372,9 @@ impl Index {
     }
 
     pub fn remove_lvm(&mut self, node: &str) {
+        if self.nodes.contains_key(node) {
+            self.touch_node(node);
+        }
         if let Some(e) = self.nodes.get_mut(node) {
             e.lvm = None;
             if !e.known {

@@ -2,7 +2,8 @@
 //! reserves what it promises, so concurrent scheduling never overcommits a VG.
 //!
 //! Pure core: `facts` (what objects tell us), `index` (the cluster view),
-//! `claims` (pod → demand), `capacity`, `reservations`, `placement`, `engine`.
+//! `claims` (pod → demand), `capacity`, `reservations`, `placement`,
+//! `node_view` (asked nodes resolved once), `engine`.
 //! Shell: `context` (the shared `App`), `wire` + `http` (the verbs), `debug`
 //! and `access` (read-only views for `kubectl lvmpin`, behind token reviews), `bind`,
 //! `events`, `watch`, `leader`, `metrics`, and `runtime` (every task under one shutdown).
@@ -22,6 +23,7 @@ pub mod http;
 pub mod index;
 pub mod leader;
 pub mod metrics;
+pub mod node_view;
 pub mod placement;
 pub mod reservations;
 pub mod runtime;

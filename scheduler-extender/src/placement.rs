@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use crate::capacity::{available, need_in};
+use crate::capacity::{available, left_share, need_in};
 use crate::claims::Pin;
 use crate::index::NodeEntry;
 
@@ -76,10 +76,7 @@ pub fn evaluate(
     spare: u64,
 ) -> Verdict {
     if let Some(pin) = pins.iter().find(|p| p.node != node) {
-        return Verdict::Unfit(format!(
-            "claim {} is bound to a volume on node {}",
-            pin.claim, pin.node
-        ));
+        return Verdict::Unfit(pin_reason(pin));
     }
     if per_vg.is_empty() {
         return Verdict::Fits { headroom: 1.0 };
@@ -110,7 +107,7 @@ pub fn evaluate(
         let need = need_in(vg, sizes);
         let held = reserved.and_then(|r| r.get(vg_name)).copied().unwrap_or(0);
         let avail = available(vg, held, spare);
-        if need > avail {
+        let Some(left) = left_share(vg.size, avail, need) else {
             return Verdict::Unfit(format!(
                 "volume group {vg_name}: needs {}, only {} available (free {} - reserved {} - spare {})",
                 bytes(need),
@@ -119,15 +116,18 @@ pub fn evaluate(
                 bytes(held),
                 bytes(spare)
             ));
-        }
-        let left = if vg.size == 0 {
-            0.0
-        } else {
-            (avail - need) as f64 / vg.size as f64
         };
-        headroom = headroom.min(left.clamp(0.0, 1.0));
+        headroom = headroom.min(left);
     }
     Verdict::Fits { headroom }
+}
+
+/// Why a node other than the one holding `pin`'s volume cannot take the pod.
+pub fn pin_reason(pin: &Pin) -> String {
+    format!(
+        "claim {} is bound to a volume on node {}",
+        pin.claim, pin.node
+    )
 }
 
 /// kube-scheduler's extender scores run 0..=10.
@@ -163,7 +163,21 @@ fn rank(a: &Candidate<'_>, b: &Candidate<'_>, strategy: Strategy) -> Ordering {
 
 /// Index of the best candidate.
 pub fn choose(cands: &[Candidate<'_>], strategy: Strategy) -> Option<usize> {
-    (0..cands.len()).min_by(|&a, &b| rank(&cands[a], &cands[b], strategy))
+    best_of(cands.iter(), strategy)
+}
+
+/// Index of the best candidate in `cands`, in one pass; the first of equals.
+pub fn best_of<'a, 'n: 'a>(
+    cands: impl Iterator<Item = &'a Candidate<'n>>,
+    strategy: Strategy,
+) -> Option<usize> {
+    let mut best: Option<(usize, &Candidate<'n>)> = None;
+    for (i, c) in cands.enumerate() {
+        if best.is_none_or(|(_, b)| rank(c, b, strategy) == Ordering::Less) {
+            best = Some((i, c));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 /// Bytes for humans, with the exact number for machines.

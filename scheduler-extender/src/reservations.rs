@@ -35,6 +35,29 @@ pub struct Hold {
 pub struct Reservations {
     by_pod: HashMap<String, Hold>,
     by_claim: HashMap<ClaimKey, String>,
+    /// Counts changes to which pod holds which claims where; a retry that
+    /// holds the same again only moves its expiry and counts nothing.
+    generation: u64,
+    /// The totals of all claims as of `Cached::at`, kept between requests.
+    totals: Option<Cached<Reserved>>,
+    /// When `prune` last found nothing left to drop.
+    pruned: Option<Cached<()>>,
+}
+
+/// A result of (index, reservations, time) that holds while neither changes
+/// and no hold expires: up to `until`, the earliest expiry when made
+/// (expiries only move later while the generation stays).
+#[derive(Clone, Debug)]
+struct Cached<T> {
+    at: (u64, u64),
+    until: Option<Instant>,
+    value: T,
+}
+
+impl<T> Cached<T> {
+    fn holds(&self, at: (u64, u64), now: Instant) -> bool {
+        self.at == at && self.until.is_none_or(|u| now < u)
+    }
 }
 
 /// Reserved bytes per node, then per VG.
@@ -43,7 +66,20 @@ pub type Reserved = FastMap<String, HashMap<String, u64>>;
 impl Reservations {
     /// Records the pod's hold, replacing any earlier one of the same pod.
     pub fn record(&mut self, hold: Hold) {
+        if let Some(old) = self.by_pod.get_mut(&hold.pod_uid)
+            && old.node == hold.node
+            && old.claims == hold.claims
+            && old.owner == hold.owner
+            && old
+                .claims
+                .iter()
+                .all(|c| self.by_claim.get(c) == Some(&hold.pod_uid))
+        {
+            old.expires = hold.expires;
+            return;
+        }
         self.release_pod(&hold.pod_uid.clone());
+        self.generation += 1;
         for c in &hold.claims {
             self.by_claim.insert(c.clone(), hold.pod_uid.clone());
         }
@@ -52,6 +88,7 @@ impl Reservations {
 
     pub fn release_pod(&mut self, pod_uid: &str) {
         if let Some(old) = self.by_pod.remove(pod_uid) {
+            self.generation += 1;
             for c in &old.claims {
                 if self.by_claim.get(c).map(String::as_str) == Some(pod_uid) {
                     self.by_claim.remove(c);
@@ -89,8 +126,47 @@ impl Reservations {
         hold_is_live(ix, hold, now).then_some(hold)
     }
 
+    /// The earliest expiry of any hold: until then, only changes to the
+    /// index or the holds change what they count. An expired hold not yet
+    /// pruned puts it in the past, so nothing is kept until it goes.
+    fn horizon(&self) -> Option<Instant> {
+        self.by_pod.values().map(|h| h.expires).min()
+    }
+
+    /// `reserved_totals(ix, self, now, &[])`, computed again only when the
+    /// index or the holds changed or a hold expired since last time.
+    pub fn totals(&mut self, ix: &Index, now: Instant) -> &Reserved {
+        let at = (ix.generation(), self.generation);
+        if !self.totals.as_ref().is_some_and(|c| c.holds(at, now)) {
+            self.totals = Some(Cached {
+                at,
+                until: self.horizon(),
+                value: reserved_totals(ix, self, now, &[]),
+            });
+        }
+        match &self.totals {
+            Some(c) => &c.value,
+            None => unreachable!("filled above"),
+        }
+    }
+
     /// Drops holds that no longer stand for anything. Returns how many went.
+    /// Skips the pass when nothing changed since one that dropped nothing.
     pub fn prune(&mut self, ix: &Index, now: Instant) -> usize {
+        let at = (ix.generation(), self.generation);
+        if self.pruned.as_ref().is_some_and(|c| c.holds(at, now)) {
+            return 0;
+        }
+        let gone = self.prune_all(ix, now);
+        self.pruned = Some(Cached {
+            at: (ix.generation(), self.generation),
+            until: self.horizon(),
+            value: (),
+        });
+        gone
+    }
+
+    fn prune_all(&mut self, ix: &Index, now: Instant) -> usize {
         let dead: Vec<String> = self
             .by_pod
             .values()
@@ -154,34 +230,52 @@ pub fn reserved_totals(
         if skip.contains(&key) {
             continue;
         }
-        let Some(claim) = ix.claims.get(key) else {
+        let Some((node, vg, bytes)) = contribution(ix, res, now, key) else {
             continue;
         };
-        let Ok(bytes) = claim.size else { continue };
-        let Some(vg) = claim
-            .class
-            .as_ref()
-            .and_then(|c| ix.classes.get(c))
-            .filter(|c| c.ours)
-            .and_then(|c| c.volume_group.as_ref())
-        else {
-            continue;
+        // Look up before inserting: most claims land on a node already
+        // counted, and an entry needs owned keys.
+        let per_vg = match out.get_mut(node) {
+            Some(v) => v,
+            None => out.entry(node.to_string()).or_default(),
         };
-        let Some(node) = reserved_node(ix, res, claim, now) else {
-            continue;
-        };
-        let extent = ix
-            .nodes
-            .get(node)
-            .and_then(|n| n.lvm.as_ref())
-            .and_then(|l| l.vg(vg))
-            .map_or(0, |v| v.extent);
-        *out.entry(node.to_string())
-            .or_default()
-            .entry(vg.clone())
-            .or_default() += round_to_extent(bytes, extent);
+        match per_vg.get_mut(vg) {
+            Some(b) => *b += bytes,
+            None => {
+                per_vg.insert(vg.to_string(), bytes);
+            }
+        }
     }
     out
+}
+
+/// What one claim adds to `reserved_totals`: its node, VG and bytes rounded
+/// to that VG's extents, if it counts at all.
+pub fn contribution<'a>(
+    ix: &'a Index,
+    res: &'a Reservations,
+    now: Instant,
+    key: &ClaimKey,
+) -> Option<(&'a str, &'a str, u64)> {
+    if !ix.unsettled.contains(key) {
+        return None;
+    }
+    let claim = ix.claims.get(key)?;
+    let bytes = *claim.size.as_ref().ok()?;
+    let vg = claim
+        .class
+        .as_ref()
+        .and_then(|c| ix.classes.get(c))
+        .filter(|c| c.ours)
+        .and_then(|c| c.volume_group.as_ref())?;
+    let node = reserved_node(ix, res, claim, now)?;
+    let extent = ix
+        .nodes
+        .get(node)
+        .and_then(|n| n.lvm.as_ref())
+        .and_then(|l| l.vg(vg))
+        .map_or(0, |v| v.extent);
+    Some((node, vg, round_to_extent(bytes, extent)))
 }
 
 #[cfg(test)]
