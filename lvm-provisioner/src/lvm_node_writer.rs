@@ -107,6 +107,16 @@ pub async fn publish_status_from<B: VolumeBackend>(ctx: &Context<B>, fresh: bool
                     ctx.metrics.set_vg(&vg.name, vg.size_bytes, vg.free_bytes);
                 }
             }
+            for pool in &report.thin_pools {
+                if ctx.config.volume_groups.contains(&pool.vg) {
+                    ctx.metrics.set_thin_pool(
+                        &pool.vg,
+                        &pool.name,
+                        pool.data_percent,
+                        pool.metadata_percent,
+                    );
+                }
+            }
             build_status(
                 &report,
                 &ctx.config.volume_groups,

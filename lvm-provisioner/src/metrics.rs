@@ -5,6 +5,8 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -20,11 +22,19 @@ pub struct VgLabels {
     pub vg: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub vg: String,
+    pub pool: String,
+}
+
 pub struct Metrics {
     pub provision_seconds: Histogram,
     pub operations: Family<OperationLabels, Counter>,
     pub vg_size_bytes: Family<VgLabels, Gauge>,
     pub vg_free_bytes: Family<VgLabels, Gauge>,
+    pub thin_pool_data_percent: Family<PoolLabels, Gauge<f64, AtomicU64>>,
+    pub thin_pool_metadata_percent: Family<PoolLabels, Gauge<f64, AtomicU64>>,
     pub orphan_volumes: Gauge,
     pub report_timestamp_seconds: Gauge,
 }
@@ -37,6 +47,8 @@ impl Default for Metrics {
             operations: Family::default(),
             vg_size_bytes: Family::default(),
             vg_free_bytes: Family::default(),
+            thin_pool_data_percent: Family::default(),
+            thin_pool_metadata_percent: Family::default(),
             orphan_volumes: Gauge::default(),
             report_timestamp_seconds: Gauge::default(),
         }
@@ -68,6 +80,16 @@ impl Metrics {
             m.vg_free_bytes.clone(),
         );
         r.register(
+            "thin_pool_data_percent",
+            "Data space used in each thin pool of a managed volume group, in percent (lvs data_percent)",
+            m.thin_pool_data_percent.clone(),
+        );
+        r.register(
+            "thin_pool_metadata_percent",
+            "Metadata space used in each thin pool of a managed volume group, in percent (lvs metadata_percent)",
+            m.thin_pool_metadata_percent.clone(),
+        );
+        r.register(
             "orphan_volumes",
             "LVs tagged as lvmpin's that no PV or claim wants (found at startup, or left by a PV create that met another PV of the same name; never deleted)",
             m.orphan_volumes.clone(),
@@ -97,6 +119,19 @@ impl Metrics {
     pub fn observe_provision(&self, started: Instant) {
         self.provision_seconds
             .observe(started.elapsed().as_secs_f64());
+    }
+
+    pub fn set_thin_pool(&self, vg: &str, pool: &str, data_percent: f64, metadata_percent: f64) {
+        let labels = PoolLabels {
+            vg: vg.to_string(),
+            pool: pool.to_string(),
+        };
+        self.thin_pool_data_percent
+            .get_or_create(&labels)
+            .set(data_percent);
+        self.thin_pool_metadata_percent
+            .get_or_create(&labels)
+            .set(metadata_percent);
     }
 
     pub fn set_vg(&self, vg: &str, size: u64, free: u64) {
@@ -142,6 +177,7 @@ mod tests {
         let m = Metrics::register(&mut registry);
         m.operation("provision", "success");
         m.set_vg("vg0", 10, 4);
+        m.set_thin_pool("vg0", "pool0", 81.5, 3.25);
         m.orphan_volumes.set(2);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
@@ -154,6 +190,14 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("lvmpin_agent_orphan_volumes 2"), "{out}");
+        assert!(
+            out.contains("lvmpin_agent_thin_pool_data_percent{vg=\"vg0\",pool=\"pool0\"} 81.5"),
+            "{out}"
+        );
+        assert!(
+            out.contains("lvmpin_agent_thin_pool_metadata_percent{vg=\"vg0\",pool=\"pool0\"} 3.25"),
+            "{out}"
+        );
         assert!(
             out.contains("# HELP lvmpin_agent_provision_duration_seconds"),
             "{out}"
