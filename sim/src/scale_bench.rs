@@ -1,6 +1,7 @@
 //! The extender at cluster scale: the simulator's API server holds `nodes`
 //! Nodes with their LvmNode reports and `claims` lvmpin claims (all but
-//! `IN_FLIGHT` bound to PVs spread over the nodes); the real extender binary
+//! `IN_FLIGHT` bound to PVs spread over the nodes, the rest used by pending
+//! pods); the real extender binary
 //! starts against it. Measured: seconds from its start to `/readyz`, its RSS
 //! (steady and peak), filter latency over HTTP with node-name bodies naming
 //! every node, and the longest filter while every watch relists after the
@@ -15,11 +16,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use lvmpin_api::names::{DRIVER_NAME, TOPOLOGY_KEY};
+use lvmpin_api::names::{ANN_SELECTED_NODE, DRIVER_NAME, TOPOLOGY_KEY};
 use lvmpin_api::{LvmNode, LvmNodeSpec, LvmNodeStatus, VolumeGroupStatus};
 use serde::Serialize;
 use serde_json::json;
@@ -219,7 +220,11 @@ async fn load(client: &Client, nodes: usize, claims: usize) -> Result<()> {
         if c < bound
             && let Some(spec) = pvc.spec.as_mut()
         {
+            // As kube-scheduler's PreBind left it, then the PV controller.
             spec.volume_name = Some(format!("pvc-{}", claim_uid(c)));
+            pvc.metadata.annotations = Some(
+                [(ANN_SELECTED_NODE.to_string(), node_name(c % nodes.max(1)))].into(),
+            );
         }
         pvcs.push(pvc);
     }
@@ -227,23 +232,23 @@ async fn load(client: &Client, nodes: usize, claims: usize) -> Result<()> {
         &Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default"),
         pvcs,
     )
-    .await
+    .await?;
+    // The pods in flight exist, as they do for kube-scheduler: a filter
+    // for a pod the extender has never seen holds its reservation until
+    // the TTL.
+    let pods = (bound..claims).map(|c| pending_pod(c - bound, c));
+    create_all(&Api::<Pod>::namespaced(client.clone(), "default"), pods).await
 }
 
-/// A filter body for a pod with one of the unbound claims (the last
-/// `IN_FLIGHT` of `claims`), naming every node.
-fn filter_body(request: usize, nodes: usize, claims: usize) -> Vec<u8> {
-    let c = claims.saturating_sub(IN_FLIGHT) + request % IN_FLIGHT;
+fn pending_pod(i: usize, claim: usize) -> Pod {
+    workload::pod("default", &format!("db-{i}"), &[format!("data-{claim}")])
+}
+
+/// A filter body for one of the pods in flight (as the API server holds
+/// them), naming every node.
+fn filter_body(request: usize, nodes: usize, pods: &[Pod]) -> Vec<u8> {
     let names: Vec<String> = (0..nodes).map(node_name).collect();
-    let body = json!({
-        "Pod": {
-            "metadata": {"name": format!("db-{request}"), "namespace": "default", "uid": format!("pod-{request}")},
-            "spec": {"containers": [{"name": "db", "image": "db"}],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{c}")}}]},
-            "status": {"phase": "Pending"}
-        },
-        "NodeNames": names,
-    });
+    let body = json!({ "Pod": pods.get(request % pods.len().max(1)), "NodeNames": names });
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
@@ -381,6 +386,10 @@ pub async fn run_one(
     let loading = Instant::now();
     load(&client, nodes, claims).await?;
     let load_seconds = loading.elapsed().as_secs_f64();
+    let pods = Api::<Pod>::namespaced(client.clone(), "default")
+        .list(&Default::default())
+        .await?
+        .items;
     let kubeconfig = dir.join(format!("kubeconfig-{nodes}"));
     cp.write_kubeconfig(&kubeconfig)?;
     let port = process::free_port()?;
@@ -417,10 +426,10 @@ pub async fn run_one(
             url: format!("{base}/filter"),
         };
         let bodies: Vec<Vec<u8>> = (0..requests)
-            .map(|r| filter_body(r, nodes, claims))
+            .map(|r| filter_body(r, nodes, &pods))
             .collect();
         // One warm-up round: connection set-up and first-touch allocations.
-        filter.call(filter_body(requests, nodes, claims)).await?;
+        filter.call(filter_body(requests, nodes, &pods)).await?;
         let pid = extender.pid().unwrap_or(0);
         let cpu_before = cpu_us(pid);
         let mut lat = Vec::with_capacity(requests);
@@ -437,7 +446,7 @@ pub async fn run_one(
         // Every watch ends with 410; the extender lists everything again
         // while filters keep arriving.
         // Filters go on until the claim cache has been refilled.
-        let body = filter_body(requests + 1, nodes, claims);
+        let body = filter_body(requests + 1, nodes, &pods);
         let synced_before = claim_syncs(&log);
         cp.expire_watches();
         let expired = Instant::now();
