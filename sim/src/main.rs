@@ -130,7 +130,8 @@ enum Cmd {
         control_plane: String,
     },
     /// Pods/s from creation to bound, and peak RSS of every process
-    /// (`bench agent-scale`: one agent's memory and reads at cluster scale).
+    /// (`bench agent-scale`: one agent's memory and reads at cluster scale;
+    /// `bench extender-scale`: the extender against a large cluster).
     Bench {
         #[command(subcommand)]
         kind: Option<BenchKind>,
@@ -160,20 +161,6 @@ enum Cmd {
         #[arg(long)]
         kill_extender_at: Option<usize>,
     },
-    /// The extender against a large simulated cluster (no agents): time to
-    /// ready, RSS, filter latency naming every node, and filters during a
-    /// full relist after every watch expired.
-    BenchScale {
-        /// `NODESxCLAIMS` per run, comma-separated.
-        #[arg(long, default_value = "1000x10000,10000x100000", value_delimiter = ',')]
-        sizes: Vec<String>,
-        /// Filter requests measured per size.
-        #[arg(long, default_value_t = 500)]
-        requests: usize,
-        /// Also write the results here as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
 }
 
 /// `1000x10000` → (1000, 10000).
@@ -193,6 +180,20 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
 
 #[derive(Subcommand)]
 enum BenchKind {
+    /// The extender against a large simulated cluster (no agents): time to
+    /// ready, RSS, filter latency naming every node, and filters during a
+    /// full relist after every watch expired.
+    ExtenderScale {
+        /// `NODESxCLAIMS` per run, comma-separated.
+        #[arg(long, default_value = "1000x10000,10000x100000", value_delimiter = ',')]
+        sizes: Vec<String>,
+        /// Filter requests measured per size.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// Also write the results here as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// One agent's memory (VmRSS, VmHWM) and the bytes it reads from the API
     /// server: in an empty cluster, while claims and PVs of other nodes are
     /// created, and restarted against them. Simulator control plane, one
@@ -493,10 +494,14 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::BenchScale {
-            sizes,
-            requests,
-            json,
+        Cmd::Bench {
+            kind:
+                Some(BenchKind::ExtenderScale {
+                    sizes,
+                    requests,
+                    json,
+                }),
+            ..
         } => {
             init_logs(cli.log_format, "warn");
             let opts = ScaleOptions {

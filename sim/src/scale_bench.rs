@@ -222,9 +222,8 @@ async fn load(client: &Client, nodes: usize, claims: usize) -> Result<()> {
         {
             // As kube-scheduler's PreBind left it, then the PV controller.
             spec.volume_name = Some(format!("pvc-{}", claim_uid(c)));
-            pvc.metadata.annotations = Some(
-                [(ANN_SELECTED_NODE.to_string(), node_name(c % nodes.max(1)))].into(),
-            );
+            pvc.metadata.annotations =
+                Some([(ANN_SELECTED_NODE.to_string(), node_name(c % nodes.max(1)))].into());
         }
         pvcs.push(pvc);
     }
