@@ -199,9 +199,10 @@ enum BenchKind {
         /// Claims and PVs of other nodes for the agent's overhead.
         #[arg(long, default_value_t = 2000)]
         agent_claims: usize,
-        /// Pods and nodes of the burst (pods/s).
+        /// Pods of the burst (pods/s).
         #[arg(long, default_value_t = 100)]
         burst_pods: usize,
+        /// Nodes of the burst, each with a loop-backed VG.
         #[arg(long, default_value_t = 10)]
         burst_nodes: usize,
         /// Leave out the agent and burst parts (they need root and lvm2).
