@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use lvmpin_api::names::PARAM_VOLUME_GROUP;
 
 use crate::facts::{ClaimFacts, ClaimKey, ClassFacts, PodFacts, PvFacts};
+use crate::index::FastMap;
 
 /// One unbound claim of ours that the pod needs room for.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,9 +55,9 @@ impl Demand {
 /// The pod's demand, or an error meaning "the caches are not complete yet, retry".
 pub fn pod_demand(
     pod: &PodFacts,
-    claims: &HashMap<ClaimKey, ClaimFacts>,
+    claims: &FastMap<ClaimKey, ClaimFacts>,
     classes: &HashMap<String, ClassFacts>,
-    pvs: &HashMap<String, PvFacts>,
+    pvs: &FastMap<String, PvFacts>,
 ) -> Result<Demand, String> {
     let mut wants = Vec::new();
     let mut pins = Vec::new();

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::App;
 use crate::engine::State;
 use crate::facts;
+use crate::index::{ClaimTable, pv_table};
 
 pub const KINDS: [&str; 7] = [
     "LvmNode",
@@ -35,18 +36,33 @@ pub const KINDS: [&str; 7] = [
 ];
 
 /// How one kind's objects update the state.
-struct Feed<K, F> {
+struct Feed<K, F, P> {
     kind: &'static str,
     facts: fn(&K) -> Option<F>,
     apply: fn(&mut State, F),
     delete: fn(&mut State, F),
-    replace: fn(&mut State, Vec<F>),
+    /// The part of a relist that needs no state (keying 100,000 claims),
+    /// done before the state lock is taken: filters wait for that lock.
+    prepare: fn(Vec<F>) -> P,
+    /// Installs a relist; returns what it replaced, freed after the lock
+    /// is released for the same reason.
+    replace: fn(&mut State, P) -> P,
 }
 
-async fn run_feed<K, F>(api: Api<K>, app: Arc<App>, feed: Feed<K, F>, shutdown: CancellationToken)
-where
+/// `prepare` for kinds whose relist is cheap: nothing.
+fn as_is<F>(all: Vec<F>) -> Vec<F> {
+    all
+}
+
+async fn run_feed<K, F, P>(
+    api: Api<K>,
+    app: Arc<App>,
+    feed: Feed<K, F, P>,
+    shutdown: CancellationToken,
+) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     F: Send,
+    P: Send,
 {
     let mut buffer: Vec<F> = Vec::new();
     let mut stream = watcher(api, watcher::Config::default())
@@ -75,7 +91,9 @@ where
             watcher::Event::InitDone => {
                 let all = std::mem::take(&mut buffer);
                 let n = all.len();
-                (feed.replace)(&mut app.lock(), all);
+                let prepared = (feed.prepare)(all);
+                let replaced = (feed.replace)(&mut app.lock(), prepared);
+                drop(replaced);
                 app.readiness.mark_synced(feed.kind);
                 tracing::info!(kind = feed.kind, objects = n, "watch cache synced");
             }
@@ -113,7 +131,11 @@ pub fn spawn_all(
                 facts: facts::lvm_facts,
                 apply: |s, f| s.index.upsert_lvm(f),
                 delete: |s, f| s.index.remove_lvm(&f.node),
-                replace: |s, all| s.index.replace_lvm(all),
+                prepare: as_is,
+                replace: |s, all| {
+                    s.index.replace_lvm(all);
+                    Vec::new()
+                },
             },
             shutdown.clone(),
         )),
@@ -125,7 +147,8 @@ pub fn spawn_all(
                 facts: facts::claim_facts,
                 apply: |s, f| s.apply_claim(f),
                 delete: |s, f| s.index.remove_claim(&f.key),
-                replace: |s, all| s.index.replace_claims(all),
+                prepare: ClaimTable::new,
+                replace: |s, table| s.index.install_claims(table),
             },
             shutdown.clone(),
         )),
@@ -137,7 +160,8 @@ pub fn spawn_all(
                 facts: facts::pv_facts,
                 apply: |s, f| s.index.upsert_pv(f),
                 delete: |s, f| s.index.remove_pv(&f.name),
-                replace: |s, all| s.index.replace_pvs(all),
+                prepare: pv_table,
+                replace: |s, table| s.index.install_pvs(table),
             },
             shutdown.clone(),
         )),
@@ -149,7 +173,11 @@ pub fn spawn_all(
                 facts: facts::class_facts,
                 apply: |s, f| s.index.upsert_class(f),
                 delete: |s, f| s.index.remove_class(&f.name),
-                replace: |s, all| s.index.replace_classes(all),
+                prepare: as_is,
+                replace: |s, all| {
+                    s.index.replace_classes(all);
+                    Vec::new()
+                },
             },
             shutdown.clone(),
         )),
@@ -161,7 +189,11 @@ pub fn spawn_all(
                 facts: facts::node_facts,
                 apply: |s, f| s.index.upsert_node(f),
                 delete: |s, f| s.index.remove_node(&f.name),
-                replace: |s, all| s.index.replace_nodes(all),
+                prepare: as_is,
+                replace: |s, all| {
+                    s.index.replace_nodes(all);
+                    Vec::new()
+                },
             },
             shutdown.clone(),
         )),
@@ -173,7 +205,11 @@ pub fn spawn_all(
                 facts: facts::sts_facts,
                 apply: |s, f| s.index.upsert_sts(f),
                 delete: |s, f| s.index.remove_sts(&f.uid),
-                replace: |s, all| s.index.replace_sts(all),
+                prepare: as_is,
+                replace: |s, all| {
+                    s.index.replace_sts(all);
+                    Vec::new()
+                },
             },
             shutdown.clone(),
         )),
@@ -194,13 +230,15 @@ pub fn spawn_all(
                     s.index.remove_pod(&p.uid);
                     s.reservations.release_pod(&p.uid);
                 },
+                prepare: as_is,
                 replace: |s, all| {
                     s.index.replace_pods(
                         all.into_iter()
                             .filter(|(_, t)| !t)
                             .map(|(p, _)| p)
                             .collect(),
-                    )
+                    );
+                    Vec::new()
                 },
             },
             shutdown.clone(),

@@ -5,6 +5,7 @@
 pub mod agent_scale;
 pub mod apiserver;
 pub mod bench;
+pub mod bench_all;
 pub mod control_plane;
 pub mod demo;
 pub mod error;

@@ -10,6 +10,7 @@ use kube::Api;
 use kube::api::PostParams;
 use lvmpin_sim::agent_scale::{self, AgentScaleOptions};
 use lvmpin_sim::bench::{self, BenchOptions};
+use lvmpin_sim::bench_all::{self, AllOptions};
 use lvmpin_sim::control_plane::{ControlPlane, ControlPlaneOptions};
 use lvmpin_sim::demo::{self, DemoOptions};
 use lvmpin_sim::scale_bench::{self, ScaleOptions};
@@ -132,7 +133,8 @@ enum Cmd {
     },
     /// Pods/s from creation to bound, and peak RSS of every process
     /// (`bench agent-scale`: one agent's memory and reads at cluster scale;
-    /// `bench extender-scale`: the extender against a large cluster).
+    /// `bench extender-scale`: the extender against a large cluster; `bench
+    /// all`: every bench at small sizes in one table).
     Bench {
         #[command(subcommand)]
         kind: Option<BenchKind>,
@@ -181,6 +183,36 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
 
 #[derive(Subcommand)]
 enum BenchKind {
+    /// Every bench at small sizes, in one table: the filter against the
+    /// do-nothing floor, the extender by node count (latency, CPU, ready,
+    /// relist, RSS), the agent's overhead per claim, pods/s and RSS per
+    /// process. The agent and burst parts need root and lvm2.
+    All {
+        /// Node counts for the floor ratio (in-process bench).
+        #[arg(long, default_value = "1000", value_delimiter = ',')]
+        floor_nodes: Vec<usize>,
+        /// `NODESxCLAIMS` for the extender at scale, comma-separated.
+        #[arg(long, default_value = "100x1000,1000x10000", value_delimiter = ',')]
+        sizes: Vec<String>,
+        /// Filter requests measured per size.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Claims and PVs of other nodes for the agent's overhead.
+        #[arg(long, default_value_t = 2000)]
+        agent_claims: usize,
+        /// Pods of the burst (pods/s).
+        #[arg(long, default_value_t = 100)]
+        burst_pods: usize,
+        /// Nodes of the burst, each with a loop-backed VG.
+        #[arg(long, default_value_t = 10)]
+        burst_nodes: usize,
+        /// Leave out the agent and burst parts (they need root and lvm2).
+        #[arg(long)]
+        no_agents: bool,
+        /// Also write the rows here as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The extender against a large simulated cluster (no agents): time to
     /// ready, RSS, filter latency naming every node, and filters during a
     /// full relist after every watch expired.
@@ -506,6 +538,49 @@ async fn main() -> Result<()> {
                     _ = shutdown_signal() => { eprintln!("interrupted: cleaned up"); return Ok(()); }
                 };
                 println!("{r}");
+            }
+            Ok(())
+        }
+        Cmd::Bench {
+            kind:
+                Some(BenchKind::All {
+                    floor_nodes,
+                    sizes,
+                    requests,
+                    agent_claims,
+                    burst_pods,
+                    burst_nodes,
+                    no_agents,
+                    json,
+                }),
+            ..
+        } => {
+            init_logs(cli.log_format, "warn");
+            let opts = AllOptions {
+                floor_nodes,
+                scale_sizes: sizes.iter().map(|s| parse_size(s)).collect::<Result<_>>()?,
+                scale_requests: requests,
+                agent_claims,
+                burst_pods,
+                burst_nodes,
+                no_agents,
+            };
+            let release = !cfg!(debug_assertions);
+            let bins =
+                tokio::task::spawn_blocking(move || Binaries::locate_or_build(release)).await??;
+            let dir = tempfile::Builder::new()
+                .prefix("lvmpin-bench-all-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            let rows = tokio::select! {
+                r = bench_all::run(&opts, &bins, dir.path()) => r?,
+                _ = shutdown_signal() => { eprintln!("interrupted: cleaned up"); return Ok(()); }
+            };
+            print!("{}", bench_all::render(&rows));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&rows)?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(())
         }

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, 
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use lvmpin_api::names::{ANN_SELECTED_NODE, DRIVER_NAME, TOPOLOGY_KEY};
+use lvmpin_api::names::{ANN_SELECTED_NODE, DRIVER_NAME, TOPOLOGY_KEY, volume_name_for_claim};
 use lvmpin_api::{LvmNode, LvmNodeSpec, LvmNodeStatus, VolumeGroupStatus};
 use serde::Serialize;
 use serde_json::json;
@@ -104,12 +104,15 @@ fn node_name(i: usize) -> String {
     format!("node-{i:05}")
 }
 
-fn lvm_node(i: usize, nodes: usize, claims: usize) -> LvmNode {
+/// Node `i`'s report: the LVs of the bound claims on it (every `nodes`-th
+/// from `i`), named after the UIDs the API server gave those claims.
+fn lvm_node(i: usize, nodes: usize, uids: &[String]) -> LvmNode {
     let name = node_name(i);
-    let volumes: Vec<String> = (0..claims.saturating_sub(IN_FLIGHT))
+    let volumes: Vec<String> = uids
+        .iter()
         .skip(i)
         .step_by(nodes.max(1))
-        .map(|c| format!("pvc-{}", claim_uid(c)))
+        .map(|uid| volume_name_for_claim(uid))
         .collect();
     let mut n = LvmNode::new(
         &name,
@@ -134,19 +137,14 @@ fn lvm_node(i: usize, nodes: usize, claims: usize) -> LvmNode {
     n
 }
 
-fn claim_uid(c: usize) -> String {
-    format!("{c:08x}-0000-4000-8000-000000000000")
+fn claim_name(c: usize) -> String {
+    format!("data-{c}")
 }
 
-fn claim(c: usize) -> Result<PersistentVolumeClaim> {
-    let mut pvc = workload::claim("default", &format!("data-{c}"), CLASS, "10Gi");
-    pvc.metadata.uid = Some(claim_uid(c));
-    Ok(pvc)
-}
-
-/// The PV lvmpin's agent would have made for claim `c` on `node`.
-fn volume(c: usize, node: &str) -> Result<PersistentVolume> {
-    let name = format!("pvc-{}", claim_uid(c));
+/// The PV lvmpin's agent would have made for claim `c` (API server UID
+/// `uid`) on `node`.
+fn volume(c: usize, uid: &str, node: &str) -> Result<PersistentVolume> {
+    let name = volume_name_for_claim(uid);
     serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {
@@ -154,7 +152,7 @@ fn volume(c: usize, node: &str) -> Result<PersistentVolume> {
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
             "storageClassName": CLASS,
-            "claimRef": {"namespace": "default", "name": format!("data-{c}"), "uid": claim_uid(c)},
+            "claimRef": {"namespace": "default", "name": claim_name(c), "uid": uid},
             "csi": {"driver": DRIVER_NAME, "volumeHandle": format!("{VG}/{name}")},
             "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                 {"key": TOPOLOGY_KEY, "operator": "In", "values": [node]}]}]}}
@@ -163,24 +161,28 @@ fn volume(c: usize, node: &str) -> Result<PersistentVolume> {
     .map_err(|e| Error::ApiServer(format!("building PV {name}: {e}")))
 }
 
-async fn create_all<K, I>(api: &Api<K>, objects: I) -> Result<()>
+/// Creates every object; returns them as the API server stored them.
+async fn create_all<K, I>(api: &Api<K>, objects: I) -> Result<Vec<K>>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + Serialize + std::fmt::Debug,
     I: IntoIterator<Item = K>,
 {
-    futures::stream::iter(objects)
+    let created = futures::stream::iter(objects)
         .map(|o| {
             let api = api.clone();
-            async move { api.create(&PostParams::default(), &o).await.map(|_| ()) }
+            async move { api.create(&PostParams::default(), &o).await }
         })
         .buffer_unordered(LOAD_CONCURRENCY)
-        .try_collect::<Vec<()>>()
+        .try_collect::<Vec<K>>()
         .await?;
-    Ok(())
+    Ok(created)
 }
 
-/// Fills the API server; the claims the PV controller would bind are
-/// written bound.
+/// Fills the API server in the order a real cluster gets there: claims
+/// (with the node kube-scheduler selected), then the agents' reports listing
+/// the LVs named after the claims' UIDs, the PVs, and the claims' binding.
+/// The UIDs are the API server's own (it ignores any given on create), so
+/// the reports match the claims as an agent's would.
 async fn load(client: &Client, nodes: usize, claims: usize) -> Result<()> {
     Api::<StorageClass>::all(client.clone())
         .create(&PostParams::default(), &workload::storage_class(CLASS, VG))
@@ -190,13 +192,37 @@ async fn load(client: &Client, nodes: usize, claims: usize) -> Result<()> {
         workload::zoned_node(&node_name(i), &zone)
     });
     create_all(&Api::<Node>::all(client.clone()), node_objs).await?;
+    let bound = claims.saturating_sub(IN_FLIGHT);
+    let pvc_api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default");
+    let pvcs = (0..claims).map(|c| {
+        let mut pvc = workload::claim("default", &claim_name(c), CLASS, "10Gi");
+        if c < bound {
+            // As kube-scheduler's PreBind left it.
+            pvc.metadata.annotations =
+                Some([(ANN_SELECTED_NODE.to_string(), node_name(c % nodes.max(1)))].into());
+        }
+        pvc
+    });
+    let mut uid_of: std::collections::HashMap<String, String> = create_all(&pvc_api, pvcs)
+        .await?
+        .into_iter()
+        .filter_map(|p| Some((p.metadata.name?, p.metadata.uid?)))
+        .collect();
+    let uids = (0..bound)
+        .map(|c| {
+            uid_of
+                .remove(&claim_name(c))
+                .ok_or_else(|| Error::ApiServer(format!("claim {} has no UID", claim_name(c))))
+        })
+        .collect::<Result<Vec<String>>>()?;
     let lvm_api = Api::<LvmNode>::all(client.clone());
-    create_all(&lvm_api, (0..nodes).map(|i| lvm_node(i, nodes, claims))).await?;
+    create_all(&lvm_api, (0..nodes).map(|i| lvm_node(i, nodes, &uids))).await?;
+    // Status is not taken on create; the agent writes it.
     futures::stream::iter(0..nodes)
         .map(|i| {
             let api = lvm_api.clone();
+            let status = json!({ "status": lvm_node(i, nodes, &uids).status });
             async move {
-                let status = json!({ "status": lvm_node(i, nodes, claims).status });
                 api.patch_status(
                     &node_name(i),
                     &PatchParams::default(),
@@ -209,38 +235,40 @@ async fn load(client: &Client, nodes: usize, claims: usize) -> Result<()> {
         .buffer_unordered(LOAD_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
-    let bound = claims.saturating_sub(IN_FLIGHT);
-    let pvs = (0..bound)
-        .map(|c| volume(c, &node_name(c % nodes.max(1))))
+    let pvs = uids
+        .iter()
+        .enumerate()
+        .map(|(c, uid)| volume(c, uid, &node_name(c % nodes.max(1))))
         .collect::<Result<Vec<_>>>()?;
     create_all(&Api::<PersistentVolume>::all(client.clone()), pvs).await?;
-    let mut pvcs = Vec::with_capacity(claims);
-    for c in 0..claims {
-        let mut pvc = claim(c)?;
-        if c < bound
-            && let Some(spec) = pvc.spec.as_mut()
-        {
-            // As kube-scheduler's PreBind left it, then the PV controller.
-            spec.volume_name = Some(format!("pvc-{}", claim_uid(c)));
-            pvc.metadata.annotations =
-                Some([(ANN_SELECTED_NODE.to_string(), node_name(c % nodes.max(1)))].into());
-        }
-        pvcs.push(pvc);
-    }
-    create_all(
-        &Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default"),
-        pvcs,
-    )
-    .await?;
+    // The PV controller binds them.
+    futures::stream::iter(uids.iter().enumerate())
+        .map(|(c, uid)| {
+            let api = pvc_api.clone();
+            let bind = json!({ "spec": { "volumeName": volume_name_for_claim(uid) } });
+            async move {
+                api.patch(
+                    &claim_name(c),
+                    &PatchParams::default(),
+                    &Patch::Merge(&bind),
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .buffer_unordered(LOAD_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
     // The pods in flight exist, as they do for kube-scheduler: a filter
     // for a pod the extender has never seen holds its reservation until
     // the TTL.
     let pods = (bound..claims).map(|c| pending_pod(c - bound, c));
-    create_all(&Api::<Pod>::namespaced(client.clone(), "default"), pods).await
+    create_all(&Api::<Pod>::namespaced(client.clone(), "default"), pods).await?;
+    Ok(())
 }
 
 fn pending_pod(i: usize, claim: usize) -> Pod {
-    workload::pod("default", &format!("db-{i}"), &[format!("data-{claim}")])
+    workload::pod("default", &format!("db-{i}"), &[claim_name(claim)])
 }
 
 /// A filter body for one of the pods in flight (as the API server holds

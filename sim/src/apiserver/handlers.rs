@@ -67,7 +67,9 @@ fn list_response(t: &ResourceType, page: &Page, metadata_only: bool) -> Response
     let mut list_meta = serde_json::json!({"resourceVersion": page.rv.to_string()});
     if let Some(next) = &page.next {
         list_meta["continue"] = next.encode().into();
-        list_meta["remainingItemCount"] = page.remaining.into();
+        if let Some(n) = page.remaining {
+            list_meta["remainingItemCount"] = n.into();
+        }
     }
     let (kind, api_version) = if metadata_only {
         (
@@ -201,12 +203,13 @@ fn list_or_watch(
         None | Some("") => None,
         Some(c) => Some(ContinueToken::decode(c)?),
     };
-    let (rv, items, compacted) = {
+    let after = cont.as_ref().map(ContinueToken::key);
+    let (rv, items, more, compacted) = {
         let store = shared.lock();
-        let (rv, items) = store.list(st, &f);
-        (rv, items, store.compacted(&st.key()))
+        let (rv, items, more) = store.list_page(st, &f, after.as_ref(), limit);
+        (rv, items, more, store.compacted(&st.key()))
     };
-    let page = paginate(items, rv, limit, cont, compacted)?;
+    let page = paginate(items, more, rv, cont.as_ref(), compacted)?;
     if table::wants_table(accept) {
         let refs: Vec<&Value> = page.items.iter().map(|o| o.as_ref()).collect();
         return Ok(table_response(&shared, &t, &refs, page.rv));
@@ -349,7 +352,7 @@ pub fn resource(
                 rv,
                 items: done,
                 next: None,
-                remaining: 0,
+                remaining: None,
             };
             Ok(list_response(&t, &page, false))
         }

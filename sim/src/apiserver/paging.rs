@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::meta;
 use super::status::ApiError;
+use super::store::Remaining;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContinueToken {
@@ -44,93 +45,157 @@ pub struct Page {
     pub rv: u64,
     pub items: Vec<Arc<Value>>,
     pub next: Option<ContinueToken>,
-    pub remaining: usize,
+    /// `remainingItemCount`, when counted.
+    pub remaining: Option<usize>,
 }
 
-/// One page of `items` (sorted by namespace and name, as the store lists them).
-/// `compacted` is the newest version no longer resumable: older tokens are 410.
+/// The page of a list: `items` are the objects after the continue token (if
+/// any) up to the limit, and `more` what follows, as `Store::list_page`
+/// returns them. `compacted` is the newest version no
+/// longer resumable: older tokens are 410.
 pub fn paginate(
     items: Vec<Arc<Value>>,
+    more: Remaining,
     rv: u64,
-    limit: usize,
-    cont: Option<ContinueToken>,
+    cont: Option<&ContinueToken>,
     compacted: u64,
 ) -> Result<Page, ApiError> {
-    let (rv, mut items) = match cont {
-        None => (rv, items),
-        Some(c) => {
-            if c.rv < compacted {
-                return Err(ApiError::gone(
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-                ));
-            }
-            let after = (c.namespace.as_str(), c.name.as_str());
-            let rest = items
-                .into_iter()
-                .filter(|o| (meta::namespace(o), meta::name(o)) > after)
-                .collect();
-            (c.rv, rest)
+    let rv = match cont {
+        None => rv,
+        Some(c) if c.rv < compacted => {
+            return Err(ApiError::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ));
         }
+        Some(c) => c.rv,
     };
-    if limit == 0 || items.len() <= limit {
-        return Ok(Page {
+    let next = (more != Remaining::None)
+        .then(|| items.last())
+        .flatten()
+        .map(|o| ContinueToken {
             rv,
-            items,
-            next: None,
-            remaining: 0,
+            namespace: meta::namespace(o).to_string(),
+            name: meta::name(o).to_string(),
         });
-    }
-    let remaining = items.len() - limit;
-    items.truncate(limit);
-    let next = items.last().map(|o| ContinueToken {
-        rv,
-        namespace: meta::namespace(o).to_string(),
-        name: meta::name(o).to_string(),
-    });
     Ok(Page {
         rv,
         items,
         next,
-        remaining,
+        remaining: match more {
+            Remaining::Counted(n) => Some(n),
+            Remaining::None | Remaining::Some => None,
+        },
     })
+}
+
+impl ContinueToken {
+    /// The store key the next page starts after.
+    pub fn key(&self) -> (String, String) {
+        (self.namespace.clone(), self.name.clone())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apiserver::selector::ObjectFilter;
+    use crate::apiserver::store::Store;
     use serde_json::json;
 
-    fn objs(names: &[&str]) -> Vec<Arc<Value>> {
-        names
-            .iter()
-            .map(|n| Arc::new(json!({"metadata": {"namespace": "ns", "name": n}})))
-            .collect()
+    fn names(p: &Page) -> Vec<&str> {
+        p.items.iter().map(|o| meta::name(o)).collect()
     }
 
     #[test]
     fn pages_walk_the_list_once() {
-        let all = objs(&["a", "b", "c", "d", "e"]);
-        let p1 = paginate(all.clone(), 10, 2, None, 0).unwrap();
-        assert_eq!(p1.items.len(), 2);
-        assert_eq!(p1.remaining, 3);
+        let mut s = Store::new(100);
+        let pods = s.registry().get("", "v1", "pods").cloned().unwrap();
+        for n in ["a", "b", "c", "d", "e"] {
+            s.create(&pods, Some("ns"), json!({"metadata": {"name": n}}))
+                .unwrap();
+        }
+        let all = ObjectFilter::default();
+        let page = |s: &Store, cont: Option<&ContinueToken>, limit| {
+            let after = cont.map(ContinueToken::key);
+            let (rv, items, more) = s.list_page(&pods, &all, after.as_ref(), limit);
+            paginate(items, more, rv, cont, 0).unwrap()
+        };
+        let p1 = page(&s, None, 2);
+        assert_eq!(names(&p1), ["a", "b"]);
+        assert_eq!(p1.remaining, Some(3));
         let tok = ContinueToken::decode(&p1.next.unwrap().encode()).unwrap();
-        // The list changed meanwhile (rv 12); the page still reports rv 10.
-        let p2 = paginate(objs(&["a", "b", "c", "d", "e", "f"]), 12, 2, Some(tok), 0).unwrap();
-        assert_eq!(p2.rv, 10);
-        assert_eq!(meta::name(&p2.items[0]), "c");
-        let p3 = paginate(all.clone(), 12, 10, p2.next, 0).unwrap();
-        assert_eq!(p3.items.len(), 1);
+        // The list changed meanwhile; the page still reports the first
+        // page's version.
+        s.create(&pods, Some("ns"), json!({"metadata": {"name": "f"}}))
+            .unwrap();
+        let p2 = page(&s, Some(&tok), 2);
+        assert_eq!(p2.rv, p1.rv);
+        assert_eq!(names(&p2), ["c", "d"]);
+        assert_eq!(p2.remaining, Some(2));
+        let p3 = page(&s, p2.next.as_ref(), 10);
+        assert_eq!(names(&p3), ["e", "f"]);
         assert!(p3.next.is_none());
-        assert_eq!(
-            paginate(all.clone(), 10, 0, None, 0).unwrap().items.len(),
-            5
-        );
+        assert_eq!(page(&s, None, 0).items.len(), 6);
         let old = ContinueToken {
             rv: 3,
             namespace: "ns".into(),
             name: "a".into(),
         };
-        assert_eq!(paginate(all, 10, 2, Some(old), 5).unwrap_err().code, 410);
+        assert_eq!(
+            paginate(vec![], Remaining::None, 10, Some(&old), 5)
+                .unwrap_err()
+                .code,
+            410
+        );
         assert_eq!(ContinueToken::decode("x/y").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn pages_of_one_namespace_and_of_a_selector() {
+        let mut s = Store::new(100);
+        let pods = s.registry().get("", "v1", "pods").cloned().unwrap();
+        for (ns, n, app) in [
+            ("a", "p1", "x"),
+            ("b", "p1", "x"),
+            ("b", "p2", "y"),
+            ("b", "p3", "x"),
+            ("c", "p1", "x"),
+        ] {
+            let labels = json!({ "app": app });
+            s.create(
+                &pods,
+                Some(ns),
+                json!({"metadata": {"name": n, "labels": labels}}),
+            )
+            .unwrap();
+        }
+        let in_b = ObjectFilter {
+            namespace: Some("b".into()),
+            ..Default::default()
+        };
+        let (_, items, more) = s.list_page(&pods, &in_b, None, 2);
+        assert_eq!(items.len(), 2);
+        assert_eq!(more, Remaining::Counted(1), "c/p1 is not in b");
+        let after = ("b".to_string(), "p2".to_string());
+        let (_, items, more) = s.list_page(&pods, &in_b, Some(&after), 2);
+        assert_eq!(
+            items.iter().map(|o| meta::name(o)).collect::<Vec<_>>(),
+            ["p3"]
+        );
+        assert_eq!(more, Remaining::None);
+        // A token from before the namespace starts.
+        let before = ("a".to_string(), "p1".to_string());
+        let (_, items, _) = s.list_page(&pods, &in_b, Some(&before), 0);
+        assert_eq!(items.len(), 3);
+        let app_x = ObjectFilter {
+            labels: crate::apiserver::selector::LabelSelector::parse("app=x").unwrap(),
+            ..Default::default()
+        };
+        let (_, items, more) = s.list_page(&pods, &app_x, None, 3);
+        assert_eq!(items.len(), 3);
+        assert_eq!(more, Remaining::Some, "not counted with a selector");
+        let page = paginate(items, more, 1, None, 0).unwrap();
+        assert!(page.next.is_some());
+        assert_eq!(page.remaining, None);
     }
 }

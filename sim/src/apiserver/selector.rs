@@ -227,6 +227,17 @@ pub struct ObjectFilter {
 }
 
 impl ObjectFilter {
+    /// Label or field selectors are set (the namespace aside).
+    pub fn has_selectors(&self) -> bool {
+        !self.labels.0.is_empty() || !self.fields.0.is_empty()
+    }
+
+    /// `matches` for an object already known to be in the namespace asked
+    /// for: only the selectors are checked, and none is cheap.
+    pub fn selects(&self, obj: &Value) -> bool {
+        !self.has_selectors() || (self.labels.matches(obj) && self.fields.matches(obj))
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         let ns_ok = self.namespace.as_deref().is_none_or(|ns| {
             obj.pointer("/metadata/namespace")

@@ -21,6 +21,15 @@ use super::status::ApiError;
 /// (namespace, name); the namespace is "" for cluster-scoped objects.
 pub type ObjKey = (String, String);
 
+/// What follows a page of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remaining {
+    None,
+    /// More objects match; how many was not counted.
+    Some,
+    Counted(usize),
+}
+
 /// Storage key of CustomResourceDefinitions: writes to them change the registry.
 pub const CRD_KEY: &str = "apiextensions.k8s.io/customresourcedefinitions";
 const NAMESPACES_KEY: &str = "/namespaces";
@@ -174,6 +183,61 @@ impl Store {
 
     pub(super) fn objects_get(&self, key: &str, ok: &ObjKey) -> Option<Arc<Value>> {
         self.objects.get(key).and_then(|m| m.get(ok)).cloned()
+    }
+
+    /// One page of matching objects, ordered by namespace and name: those
+    /// after `after` (a continue token's last key), at most `limit` (0: all);
+    /// then whether more match, and how many when that is cheap to know (no
+    /// selectors; the real API server also leaves `remainingItemCount` out
+    /// for selector lists). Walks the ordered map from `after`, within the
+    /// namespace asked for, rather than filtering everything per page: a
+    /// paged list of n objects would otherwise cost O(n²/limit), minutes
+    /// for 100,000 claims.
+    pub fn list_page(
+        &self,
+        t: &ResourceType,
+        filter: &ObjectFilter,
+        after: Option<&ObjKey>,
+        limit: usize,
+    ) -> (u64, Vec<Arc<Value>>, Remaining) {
+        use std::ops::Bound;
+        let Some(m) = self.objects.get(&t.key()) else {
+            return (self.rv, Vec::new(), Remaining::None);
+        };
+        // Stored keys carry the namespace objects are listed by ("" for
+        // cluster-scoped ones).
+        let ns = filter.namespace.as_deref();
+        // Keys sort by namespace first: a namespace's objects are one range.
+        let ns_start = ns.map(|n| (n.to_string(), String::new()));
+        let from = match (after, &ns_start) {
+            (Some(a), Some(s)) if s > a => Bound::Included(s),
+            (Some(a), _) => Bound::Excluded(a),
+            (None, Some(s)) => Bound::Included(s),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut matching = m
+            .range::<ObjKey, _>((from, Bound::Unbounded))
+            .take_while(|(k, _)| ns.is_none_or(|n| k.0 == n))
+            .map(|(_, o)| o)
+            .filter(|o| filter.selects(o));
+        let items: Vec<Arc<Value>> = if limit == 0 {
+            matching.by_ref().cloned().collect()
+        } else {
+            matching.by_ref().take(limit).cloned().collect()
+        };
+        let rest = if filter.has_selectors() {
+            if matching.next().is_some() {
+                Remaining::Some
+            } else {
+                Remaining::None
+            }
+        } else {
+            match matching.count() {
+                0 => Remaining::None,
+                n => Remaining::Counted(n),
+            }
+        };
+        (self.rv, items, rest)
     }
 
     /// The current version and the matching objects, ordered by namespace and name.

@@ -58,7 +58,8 @@ impl Binaries {
     }
 }
 
-fn cargo_build(release: bool) -> Result<()> {
+/// A cargo command in this workspace.
+pub fn cargo_command() -> std::process::Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     // Variables cargo sets for a test or `cargo run` process describe that
@@ -71,7 +72,13 @@ fn cargo_build(release: bool) -> Result<()> {
             cmd.env_remove(k);
         }
     }
-    cmd.current_dir(workspace_root()).args([
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn cargo_build(release: bool) -> Result<()> {
+    let mut cmd = cargo_command();
+    cmd.args([
         "build",
         "-p",
         "lvmpin-scheduler-extender",
