@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::control_plane::{ControlPlane, ControlPlaneOptions};
 use crate::error::{Error, Result};
 use crate::informer::AbortOnDrop;
-use crate::testbed::process::{ManagedProcess, free_port, peak_rss_kib};
+use crate::testbed::process::{ManagedProcess, free_port, peak_rss_kib, rss_kib};
 use crate::testbed::{NodeDisk, install};
 use crate::workload;
 
@@ -137,16 +137,6 @@ impl std::fmt::Display for AgentScaleResult {
             kib(self.volume_list_own_bytes)
         )
     }
-}
-
-/// VmRSS of a process in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// A TCP proxy to the API server that counts the bytes the server sends.

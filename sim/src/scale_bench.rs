@@ -318,18 +318,6 @@ impl Filter {
     }
 }
 
-/// User plus system CPU time of process `pid`, in microseconds
-/// (`/proc/<pid>/stat` fields 14 and 15, in clock ticks).
-fn cpu_us(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; fields count from after its ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    Some(ticks * 1_000_000 / u64::try_from(hz).ok()?.max(1))
-}
-
 async fn server_filter_mean_us(
     http: &HttpClient<HttpConnector, Full<Bytes>>,
     base: &str,
@@ -366,17 +354,6 @@ fn percentile(sorted: &[u128], p: f64) -> u128 {
         return 0;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 async fn wait_ready(http: &HttpClient<HttpConnector, Full<Bytes>>, base: &str) -> Result<()> {
@@ -458,18 +435,18 @@ pub async fn run_one(
         // One warm-up round: connection set-up and first-touch allocations.
         filter.call(filter_body(requests, nodes, &pods)).await?;
         let pid = extender.pid().unwrap_or(0);
-        let cpu_before = cpu_us(pid);
+        let cpu_before = process::cpu_us(pid);
         let mut lat = Vec::with_capacity(requests);
         for b in bodies {
             lat.push(filter.call(b).await?);
         }
-        let cpu_per_filter_us = match (cpu_before, cpu_us(pid)) {
+        let cpu_per_filter_us = match (cpu_before, process::cpu_us(pid)) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / requests.max(1) as f64),
             _ => None,
         };
         lat.sort_unstable();
         let server_mean_us = server_filter_mean_us(&http, &base).await;
-        let rss_steady_kib = rss_kib(pid).unwrap_or(0);
+        let rss_steady_kib = process::rss_kib(pid).unwrap_or(0);
         // Every watch ends with 410; the extender lists everything again
         // while filters keep arriving.
         // Filters go on until the claim cache has been refilled.
