@@ -296,11 +296,14 @@ pub fn validate(r: &csi::ValidateVolumeCapabilitiesRequest) -> Result<Option<Str
 
 /// The VG and pool GetCapacity asks about, or `None` when the answer is 0
 /// (another node's topology, or capabilities a local volume cannot have).
+/// A thin pool and the class's limits on it.
+pub type PoolQuery = (String, ThinLimits);
+
 /// The VG a GetCapacity asks about and, for a thin class, its pool and limits.
 pub fn capacity_query(
     r: &csi::GetCapacityRequest,
     scope: &Scope,
-) -> Result<Option<(String, Option<(String, ThinLimits)>)>> {
+) -> Result<Option<(String, Option<PoolQuery>)>> {
     check_parameters(&r.parameters)?;
     if r.accessible_topology
         .as_ref()
