@@ -13,6 +13,7 @@ pub mod node;
 pub mod patch;
 pub mod quantity;
 pub mod text;
+pub mod thin;
 pub mod volume;
 pub mod volume_id;
 

@@ -133,6 +133,23 @@ pub struct ThinPoolStatus {
     pub size_bytes: u64,
     pub data_percent: f64,
     pub metadata_percent: f64,
+    /// Sum of the virtual sizes of the thin LVs in the pool (lvmpin's and
+    /// any other's): what it has promised. Absent from agents older than
+    /// thin accounting; placement then offers the pool nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promised_bytes: Option<u64>,
+}
+
+impl ThinPoolStatus {
+    /// The pool as thin accounting reads it; None without `promisedBytes`.
+    pub fn usage(&self) -> Option<crate::thin::PoolUsage> {
+        Some(crate::thin::PoolUsage {
+            size_bytes: self.size_bytes,
+            data_percent: self.data_percent,
+            metadata_percent: self.metadata_percent,
+            promised_bytes: self.promised_bytes?,
+        })
+    }
 }
 
 /// Condition types on an LvmNode.

@@ -23,6 +23,13 @@ pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 pub const PARAM_VOLUME_GROUP: &str = "lvmpin.io/volume-group";
 /// StorageClass parameter naming a thin pool inside the volume group (optional).
 pub const PARAM_THIN_POOL: &str = "lvmpin.io/thin-pool";
+/// Thin classes: the pool's virtual capacity is its size times this ratio
+/// (a positive decimal, default 1; see `thin.rs`).
+pub const PARAM_THIN_OVERPROVISION_RATIO: &str = "lvmpin.io/thin-overprovision-ratio";
+/// Thin classes: no new volume once the pool's data use reaches this percent.
+pub const PARAM_THIN_DATA_LIMIT: &str = "lvmpin.io/thin-data-percent-limit";
+/// Thin classes: no new volume once the pool's metadata use reaches this percent.
+pub const PARAM_THIN_METADATA_LIMIT: &str = "lvmpin.io/thin-metadata-percent-limit";
 /// StorageClass parameter for the filesystem type.
 pub const PARAM_FSTYPE: &str = "csi.storage.k8s.io/fstype";
 

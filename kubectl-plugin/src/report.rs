@@ -409,6 +409,7 @@ mod tests {
                     size_bytes: 100 * MI,
                     data_percent: 50.0,
                     metadata_percent: 1.0,
+                    promised_bytes: None,
                 }],
                 healthy: true,
                 message: None,

@@ -5,15 +5,24 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use lvmpin_api::names::{
     ANN_BETA_STORAGE_CLASS, ANN_SELECTED_NODE, API_GROUP, DRIVER_NAME, NODE_LOSS_POLICY,
-    PARAM_FSTYPE, PARAM_THIN_POOL, PARAM_VOLUME_GROUP, volume_name_for_claim,
+    PARAM_FSTYPE, PARAM_THIN_DATA_LIMIT, PARAM_THIN_METADATA_LIMIT, PARAM_THIN_OVERPROVISION_RATIO,
+    PARAM_THIN_POOL, PARAM_VOLUME_GROUP, volume_name_for_claim,
 };
+use lvmpin_api::thin::{ThinLimits, limits_from_params};
 
 /// Filesystem used when the class does not name one.
 pub const DEFAULT_FSTYPE: &str = "ext4";
 /// Filesystems the CSI node service can make and grow.
 pub const SUPPORTED_FSTYPES: [&str; 2] = ["ext4", "xfs"];
 /// Every `lvmpin.io/*` StorageClass parameter (docs/configuration.md).
-pub const KNOWN_PARAMS: [&str; 3] = [PARAM_VOLUME_GROUP, PARAM_THIN_POOL, NODE_LOSS_POLICY];
+pub const KNOWN_PARAMS: [&str; 6] = [
+    PARAM_VOLUME_GROUP,
+    PARAM_THIN_POOL,
+    PARAM_THIN_OVERPROVISION_RATIO,
+    PARAM_THIN_DATA_LIMIT,
+    PARAM_THIN_METADATA_LIMIT,
+    NODE_LOSS_POLICY,
+];
 
 /// The first parameter of an lvmpin class that the agent cannot honour, as a
 /// message naming the key and value: an unknown `lvmpin.io/*` key (a typo
@@ -38,7 +47,14 @@ pub fn check_class_params(class: &StorageClass) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    thin_limits(class).map(|_| ())
+}
+
+/// The class's thin limits (None for a linear class), or why they are bad.
+pub fn thin_limits(class: &StorageClass) -> Result<Option<ThinLimits>, String> {
+    let name = class.metadata.name.as_deref().unwrap_or_default();
+    limits_from_params(class.parameters.as_ref())
+        .map_err(|e| format!("storage class {name} has a bad thin parameter: {e}"))
 }
 
 /// Modes a node-local volume can honour: one node at a time.
@@ -47,6 +63,8 @@ pub fn check_class_params(class: &StorageClass) -> Result<(), String> {
 pub struct ProvisionSpec {
     pub vg: String,
     pub thin_pool: Option<String>,
+    /// The class's thin limits; Some exactly when `thin_pool` is.
+    pub thin_limits: Option<ThinLimits>,
     /// LV name and PV name alike.
     pub volume_name: String,
     pub size_bytes: u64,
@@ -164,6 +182,8 @@ pub fn decide(
             message,
         };
     }
+    // Checked just above with the other parameters.
+    let thin_limits = thin_limits(class).ok().flatten();
     let Some(vg) = class_param(class, PARAM_VOLUME_GROUP) else {
         return ClaimDecision::Refuse {
             reason: "InvalidStorageClass",
@@ -182,6 +202,7 @@ pub fn decide(
     ClaimDecision::Provision(ProvisionSpec {
         vg: vg.to_string(),
         thin_pool: class_param(class, PARAM_THIN_POOL).map(str::to_string),
+        thin_limits,
         volume_name: volume_name_for_claim(uid),
         size_bytes,
         fs_type: class_param(class, PARAM_FSTYPE)
@@ -202,6 +223,7 @@ mod tests {
         ClaimDecision::Provision(ProvisionSpec {
             vg: vg.into(),
             thin_pool: None,
+            thin_limits: None,
             volume_name: "pvc-u1".into(),
             size_bytes: size,
             fs_type: "ext4".into(),
@@ -335,10 +357,27 @@ mod tests {
                 vec![
                     (PARAM_VOLUME_GROUP, "vg0"),
                     (PARAM_THIN_POOL, "pool"),
+                    (PARAM_THIN_OVERPROVISION_RATIO, "2.5"),
+                    (PARAM_THIN_DATA_LIMIT, "85"),
+                    (PARAM_THIN_METADATA_LIMIT, "80"),
                     (NODE_LOSS_POLICY, "recreate"),
                     (PARAM_FSTYPE, "xfs"),
                 ],
                 None,
+            ),
+            (
+                "bad overprovision ratio",
+                vec![
+                    (PARAM_VOLUME_GROUP, "vg0"),
+                    (PARAM_THIN_POOL, "pool"),
+                    (PARAM_THIN_OVERPROVISION_RATIO, "0"),
+                ],
+                Some("bad thin parameter: lvmpin.io/thin-overprovision-ratio=\"0\""),
+            ),
+            (
+                "thin limit on a linear class",
+                vec![(PARAM_VOLUME_GROUP, "vg0"), (PARAM_THIN_DATA_LIMIT, "80")],
+                Some("applies only to a thin class"),
             ),
             ("ext4", vec![(PARAM_FSTYPE, "ext4")], None),
             (

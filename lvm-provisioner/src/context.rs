@@ -103,6 +103,9 @@ pub struct Context<B> {
     pub orphans: Mutex<BTreeSet<String>>,
     /// Claim uids whose provisioning (LV create, PV create) is under way.
     pub provisioning: Mutex<BTreeSet<String>>,
+    /// Thin pool uses over their warning threshold at the last scan, so
+    /// that a warning is given on crossing only (`thin_warnings`).
+    pub thin_over: Mutex<crate::thin_warnings::Over>,
 }
 
 /// One claim's provisioning in flight; the uid is released on drop, whatever
@@ -158,6 +161,7 @@ impl<B> Context<B> {
             clock,
             orphans: Mutex::new(BTreeSet::new()),
             provisioning: Mutex::new(BTreeSet::new()),
+            thin_over: Mutex::default(),
         }
     }
 

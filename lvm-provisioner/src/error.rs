@@ -13,6 +13,12 @@ pub enum Error {
         free: u64,
         spare: u64,
     },
+    #[error("thin pool {vg}/{pool} takes no new volume: {reason}")]
+    ThinPoolFull {
+        vg: String,
+        pool: String,
+        reason: String,
+    },
     #[error("volume group {vg} does not exist on this node")]
     VgNotFound { vg: String },
     #[error("logical volume {vg}/{lv} does not exist")]
@@ -58,6 +64,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::InsufficientSpace { .. } => "insufficient_space",
+            Error::ThinPoolFull { .. } => "thin_pool_full",
             Error::VgNotFound { .. } => "vg_not_found",
             Error::LvNotFound { .. } => "lv_not_found",
             Error::Unsupported { .. } => "unsupported",
@@ -83,7 +90,10 @@ impl Error {
     pub fn needs_reschedule(&self) -> bool {
         matches!(
             self,
-            Error::InsufficientSpace { .. } | Error::VgNotFound { .. } | Error::Unsupported { .. }
+            Error::InsufficientSpace { .. }
+                | Error::ThinPoolFull { .. }
+                | Error::VgNotFound { .. }
+                | Error::Unsupported { .. }
         )
     }
 

@@ -42,6 +42,7 @@ pub mod resize;
 pub mod runtime;
 pub mod startup;
 pub mod storage_capacity;
+pub mod thin_warnings;
 pub mod volumes;
 
 pub use error::{Error, Result};

@@ -33,6 +33,7 @@ fn vg_status(report: &Scan, name: &str) -> VolumeGroupStatus {
             size_bytes: p.size_bytes,
             data_percent: p.data_percent,
             metadata_percent: p.metadata_percent,
+            promised_bytes: Some(promised_bytes(report, name, &p.name)),
         })
         .collect();
     let missing = vg.missing_pv_count;
@@ -52,6 +53,17 @@ fn vg_status(report: &Scan, name: &str) -> VolumeGroupStatus {
             )
         }),
     }
+}
+
+/// Virtual bytes the thin LVs of `vg/pool` have been promised: every thin
+/// LV of the pool counts (other tools' and snapshots too), since each may
+/// fill its whole virtual size.
+pub fn promised_bytes(report: &Scan, vg: &str, pool: &str) -> u64 {
+    report
+        .volumes
+        .iter()
+        .filter(|v| v.vg == vg && v.pool.as_deref() == Some(pool))
+        .fold(0u64, |a, v| a.saturating_add(v.size_bytes))
 }
 
 /// Keeps the previous transition time when a condition's status is unchanged.
@@ -227,14 +239,30 @@ mod tests {
                 Volume {
                     vg: "vg0".into(),
                     name: "pvc-b".into(),
+                    size_bytes: 3 << 30,
+                    pool: Some("pool".into()),
                     owner: Some(Owner::default()),
-                    ..Default::default()
                 },
                 Volume {
                     vg: "vg0".into(),
                     name: "root".into(),
                     owner: None,
                     ..Default::default()
+                },
+                // Another tool's thin LV promises pool space all the same.
+                Volume {
+                    vg: "vg0".into(),
+                    name: "scratch".into(),
+                    size_bytes: 1 << 30,
+                    pool: Some("pool".into()),
+                    owner: None,
+                },
+                Volume {
+                    vg: "vg0".into(),
+                    name: "elsewhere".into(),
+                    size_bytes: 5 << 30,
+                    pool: Some("other".into()),
+                    owner: None,
                 },
                 Volume {
                     vg: "vg0".into(),
@@ -263,6 +291,7 @@ mod tests {
         );
         assert_eq!(vg.volumes, vec!["pvc-a", "pvc-b"]);
         assert_eq!(vg.thin_pools[0].data_percent, 12.5);
+        assert_eq!(vg.thin_pools[0].promised_bytes, Some(4 << 30));
         assert!(vg.healthy);
         assert_eq!(s.conditions[0].status, "True");
         assert_eq!(s.last_scan_time.as_deref(), Some("t1"));

@@ -14,7 +14,8 @@ use crate::api_util::{is_conflict, is_not_found};
 use crate::backend::VolumeBackend;
 use crate::context::Context;
 use crate::error::Result;
-use crate::lvm_node_status::{build_status, needs_write, scan_failed_status};
+use crate::lvm_node_status::{build_status, needs_write, promised_bytes, scan_failed_status};
+use crate::thin_warnings;
 
 fn node_owner(node: &Node) -> Option<OwnerReference> {
     Some(OwnerReference {
@@ -115,15 +116,23 @@ pub async fn publish_status_from<B: VolumeBackend>(ctx: &Context<B>, fresh: bool
                         pool.data_percent,
                         pool.metadata_percent,
                     );
+                    ctx.metrics.set_thin_pool_bytes(
+                        &pool.vg,
+                        &pool.name,
+                        pool.size_bytes,
+                        promised_bytes(&report, &pool.vg, &pool.name),
+                    );
                 }
             }
-            build_status(
+            let status = build_status(
                 &report,
                 &ctx.config.volume_groups,
                 ctx.config.host_problem.as_deref(),
                 previous.as_ref(),
                 &now,
-            )
+            );
+            warn_thin_pools(ctx, &status).await;
+            status
         }
         Err(e) => {
             warn!(error = %e, "volume scan failed");
@@ -148,6 +157,45 @@ pub async fn publish_status_from<B: VolumeBackend>(ctx: &Context<B>, fresh: bool
     *ctx.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
     *ctx.last_written.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
     Ok(true)
+}
+
+/// A Warning Event on the LvmNode for each thin pool use that crossed its
+/// threshold since the last scan (`thin_warnings`).
+async fn warn_thin_pools<B>(ctx: &Context<B>, status: &LvmNodeStatus) {
+    let classes = ctx.caches.classes.state();
+    let classes: Vec<&k8s_openapi::api::storage::v1::StorageClass> =
+        classes.iter().map(|c| c.as_ref()).collect();
+    let messages = {
+        let mut over = ctx.thin_over.lock().unwrap_or_else(|e| e.into_inner());
+        let (now, messages) = thin_warnings::crossings(status, &classes, &over);
+        *over = now;
+        messages
+    };
+    if messages.is_empty() {
+        return;
+    }
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("lvmpin.io/v1alpha1".into()),
+        kind: Some("LvmNode".into()),
+        name: Some(ctx.config.node_name.clone()),
+        uid: ctx
+            .lvm_node_uid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        ..Default::default()
+    };
+    for m in messages {
+        warn!(message = %m, "thin pool nearly full");
+        crate::events::warn(
+            &ctx.recorder,
+            &regarding,
+            thin_warnings::REASON,
+            "Scanning",
+            m,
+        )
+        .await;
+    }
 }
 
 async fn write_status<B>(ctx: &Context<B>, status: &LvmNodeStatus) -> Result<()> {

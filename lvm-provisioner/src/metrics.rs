@@ -35,6 +35,8 @@ pub struct Metrics {
     pub vg_free_bytes: Family<VgLabels, Gauge>,
     pub thin_pool_data_percent: Family<PoolLabels, Gauge<f64, AtomicU64>>,
     pub thin_pool_metadata_percent: Family<PoolLabels, Gauge<f64, AtomicU64>>,
+    pub thin_pool_size_bytes: Family<PoolLabels, Gauge>,
+    pub thin_pool_promised_bytes: Family<PoolLabels, Gauge>,
     pub orphan_volumes: Gauge,
     pub report_timestamp_seconds: Gauge,
 }
@@ -49,6 +51,8 @@ impl Default for Metrics {
             vg_free_bytes: Family::default(),
             thin_pool_data_percent: Family::default(),
             thin_pool_metadata_percent: Family::default(),
+            thin_pool_size_bytes: Family::default(),
+            thin_pool_promised_bytes: Family::default(),
             orphan_volumes: Gauge::default(),
             report_timestamp_seconds: Gauge::default(),
         }
@@ -88,6 +92,16 @@ impl Metrics {
             "thin_pool_metadata_percent",
             "Metadata space used in each thin pool of a managed volume group, in percent (lvs metadata_percent)",
             m.thin_pool_metadata_percent.clone(),
+        );
+        r.register(
+            "thin_pool_size_bytes",
+            "Size of each thin pool of a managed volume group",
+            m.thin_pool_size_bytes.clone(),
+        );
+        r.register(
+            "thin_pool_promised_bytes",
+            "Virtual bytes the thin LVs of each thin pool were given (what the pool has promised)",
+            m.thin_pool_promised_bytes.clone(),
         );
         r.register(
             "orphan_volumes",
@@ -134,6 +148,21 @@ impl Metrics {
             .set(metadata_percent);
     }
 
+    /// The pool's size and the virtual bytes its thin LVs were promised;
+    /// promised over size is its real overprovisioning.
+    pub fn set_thin_pool_bytes(&self, vg: &str, pool: &str, size: u64, promised: u64) {
+        let labels = PoolLabels {
+            vg: vg.to_string(),
+            pool: pool.to_string(),
+        };
+        self.thin_pool_size_bytes
+            .get_or_create(&labels)
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        self.thin_pool_promised_bytes
+            .get_or_create(&labels)
+            .set(i64::try_from(promised).unwrap_or(i64::MAX));
+    }
+
     pub fn set_vg(&self, vg: &str, size: u64, free: u64) {
         let labels = VgLabels { vg: vg.to_string() };
         self.vg_size_bytes
@@ -178,6 +207,7 @@ mod tests {
         m.operation("provision", "success");
         m.set_vg("vg0", 10, 4);
         m.set_thin_pool("vg0", "pool0", 81.5, 3.25);
+        m.set_thin_pool_bytes("vg0", "pool0", 100, 250);
         m.orphan_volumes.set(2);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
@@ -190,6 +220,10 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("lvmpin_agent_orphan_volumes 2"), "{out}");
+        assert!(
+            out.contains("lvmpin_agent_thin_pool_promised_bytes{vg=\"vg0\",pool=\"pool0\"} 250"),
+            "{out}"
+        );
         assert!(
             out.contains("lvmpin_agent_thin_pool_data_percent{vg=\"vg0\",pool=\"pool0\"} 81.5"),
             "{out}"

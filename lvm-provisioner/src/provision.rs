@@ -80,7 +80,7 @@ pub async fn provision<B: VolumeBackend>(
             message: problem.clone(),
         })
     } else if ctx.config.volume_groups.contains(&spec.vg) {
-        ensure_volume(ctx, req).await
+        ensure_volume(ctx, req, spec.thin_limits).await
     } else {
         Err(Error::VgNotFound {
             vg: spec.vg.clone(),

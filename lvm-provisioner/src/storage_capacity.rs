@@ -22,13 +22,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use lvmpin_api::LvmNodeStatus;
 use lvmpin_api::names::{DRIVER_NAME, PARAM_THIN_POOL, PARAM_VOLUME_GROUP, TOPOLOGY_KEY};
+#[cfg(test)]
+use lvmpin_api::names::{PARAM_THIN_DATA_LIMIT, PARAM_THIN_OVERPROVISION_RATIO};
 use serde_json::json;
 use tracing::{debug, warn};
 
 use crate::api_util::{is_conflict, is_not_found};
-use crate::claim_plan::{class_param, is_our_class};
+use crate::claim_plan::{class_param, is_our_class, thin_limits};
 use crate::context::Context;
 use crate::error::Result;
+use lvmpin_api::thin::{ThinLimits, virtual_free};
 
 pub const LABEL_DRIVER: &str = "csi.storage.k8s.io/drivername";
 pub const LABEL_MANAGED_BY: &str = "csi.storage.k8s.io/managed-by";
@@ -58,22 +61,30 @@ fn round_down(bytes: u64, extent: u64) -> u64 {
     bytes.checked_div(extent).map_or(bytes, |n| n * extent)
 }
 
-/// Pure: bytes still allocatable in one VG (or one thin pool of it) after
-/// the spare, in whole extents; 0 when the VG is unhealthy, `None` when the VG
-/// or pool is not on this node. CSI GetCapacity answers with the same number.
-pub fn available(status: &LvmNodeStatus, vg: &str, pool: Option<&str>, spare: u64) -> Option<u64> {
+/// Pure: bytes still allocatable in one VG after the spare, or in one thin
+/// pool of it under a class's limits (`lvmpin_api::thin::virtual_free`, the
+/// number the extender places by; the spare is VG space and does not apply),
+/// in whole extents; 0 when the VG is unhealthy or the pool at a limit,
+/// `None` when the VG or pool is not on this node. CSI GetCapacity answers
+/// with the same number.
+pub fn available(
+    status: &LvmNodeStatus,
+    vg: &str,
+    pool: Option<(&str, &ThinLimits)>,
+    spare: u64,
+) -> Option<u64> {
     let vg = status.volume_group(vg)?;
     let free = match pool {
-        None => vg.free_bytes,
-        Some(pool) => {
+        None => vg.free_bytes.saturating_sub(spare),
+        Some((pool, limits)) => {
             let p = vg.thin_pools.iter().find(|p| p.name == pool)?;
-            let used =
-                (p.size_bytes as f64 * p.data_percent.clamp(0.0, 100.0) / 100.0).ceil() as u64;
-            p.size_bytes.saturating_sub(used)
+            p.usage()
+                .and_then(|u| virtual_free(&u, limits).ok())
+                .unwrap_or(0)
         }
     };
     Some(if vg.healthy {
-        round_down(free.saturating_sub(spare), vg.extent_size_bytes)
+        round_down(free, vg.extent_size_bytes)
     } else {
         0
     })
@@ -88,12 +99,11 @@ pub fn plan(status: &LvmNodeStatus, classes: &[&StorageClass], spare: u64) -> Ve
         .filter(|c| is_our_class(c))
         .filter_map(|class| {
             let name = class.metadata.name.clone()?;
-            let capacity = available(
-                status,
-                class_param(class, PARAM_VOLUME_GROUP)?,
-                class_param(class, PARAM_THIN_POOL),
-                spare,
-            )?;
+            // A class with bad thin parameters gets no object: the agent
+            // refuses its claims anyway.
+            let limits = thin_limits(class).ok()?;
+            let pool = class_param(class, PARAM_THIN_POOL).zip(limits.as_ref());
+            let capacity = available(status, class_param(class, PARAM_VOLUME_GROUP)?, pool, spare)?;
             Some(ClassCapacity {
                 class: name,
                 capacity,
@@ -316,6 +326,7 @@ mod tests {
                     size_bytes: 200 * MI,
                     data_percent: 25.0,
                     metadata_percent: 1.0,
+                    promised_bytes: Some(52 * MI),
                 }],
                 ..Default::default()
             }],
@@ -330,6 +341,22 @@ mod tests {
             "thin",
             &[(PARAM_VOLUME_GROUP, "vg0"), (PARAM_THIN_POOL, "pool")],
         );
+        let thin2 = class(
+            "thin2",
+            &[
+                (PARAM_VOLUME_GROUP, "vg0"),
+                (PARAM_THIN_POOL, "pool"),
+                (PARAM_THIN_OVERPROVISION_RATIO, "2"),
+            ],
+        );
+        let strict = class(
+            "strict",
+            &[
+                (PARAM_VOLUME_GROUP, "vg0"),
+                (PARAM_THIN_POOL, "pool"),
+                (PARAM_THIN_DATA_LIMIT, "25"),
+            ],
+        );
         let elsewhere = class("other-vg", &[(PARAM_VOLUME_GROUP, "vg9")]);
         let no_pool = class(
             "no-pool",
@@ -337,38 +364,41 @@ mod tests {
         );
         let mut foreign = class("foreign", &[(PARAM_VOLUME_GROUP, "vg0")]);
         foreign.provisioner = "other.csi.io".into();
-        let classes = [&linear, &thin, &elsewhere, &no_pool, &foreign];
+        let classes = [
+            &linear, &thin, &thin2, &strict, &elsewhere, &no_pool, &foreign,
+        ];
         let cap = |c: &str, capacity: u64| ClassCapacity {
             class: c.into(),
             capacity,
             maximum: capacity,
         };
+        // The pool: 200 MiB, 52 MiB promised, 25% data. Thin classes get
+        // floor(200 MiB × ratio) − 52 MiB, nothing at their data limit, and
+        // the VG's spare does not apply to them.
+        let thin_caps = |fast| {
+            vec![
+                cap("fast", fast),
+                cap("strict", 0),
+                cap("thin", 148 * MI),
+                cap("thin2", 348 * MI),
+            ]
+        };
         // name, status, spare, want
         let cases = [
             // 402 MiB free, rounded down to 4 MiB extents.
-            (
-                "healthy",
-                status(true),
-                0,
-                vec![cap("fast", 400 * MI), cap("thin", 148 * MI)],
-            ),
-            (
-                "spare",
-                status(true),
-                100 * MI,
-                vec![cap("fast", 300 * MI), cap("thin", 48 * MI)],
-            ),
-            (
-                "spare above free",
-                status(true),
-                500 * MI,
-                vec![cap("fast", 0), cap("thin", 0)],
-            ),
+            ("healthy", status(true), 0, thin_caps(400 * MI)),
+            ("spare", status(true), 100 * MI, thin_caps(300 * MI)),
+            ("spare above free", status(true), 500 * MI, thin_caps(0)),
             (
                 "unhealthy",
                 status(false),
                 0,
-                vec![cap("fast", 0), cap("thin", 0)],
+                vec![
+                    cap("fast", 0),
+                    cap("strict", 0),
+                    cap("thin", 0),
+                    cap("thin2", 0),
+                ],
             ),
             ("no VGs", LvmNodeStatus::default(), 0, vec![]),
         ];

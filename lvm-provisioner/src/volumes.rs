@@ -3,28 +3,35 @@
 //! capacity scan.
 
 use crate::backend::{CreateVolume, Scan, Volume, VolumeBackend};
-use crate::capacity::{CreateCheck, apply_created, apply_removed, check_create};
+use crate::capacity::{CreateCheck, ThinTarget, apply_created, apply_removed, check_create};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use lvmpin_api::thin::ThinLimits;
 
-fn check(ctx_spare: u64, scan: &Scan, req: &CreateVolume) -> Result<CreateCheck> {
-    check_create(
-        scan,
-        &req.vg,
-        &req.name,
-        req.size_bytes,
-        req.thin_pool.is_some(),
-        ctx_spare,
-    )
+fn check(
+    ctx_spare: u64,
+    scan: &Scan,
+    req: &CreateVolume,
+    limits: &ThinLimits,
+) -> Result<CreateCheck> {
+    let thin = req
+        .thin_pool
+        .as_deref()
+        .map(|pool| ThinTarget { pool, limits });
+    check_create(scan, &req.vg, &req.name, req.size_bytes, thin, ctx_spare)
 }
 
+/// `thin_limits`: the class's limits on `req.thin_pool` (ignored for a
+/// linear volume; the defaults when None).
 pub async fn ensure_volume<B: VolumeBackend>(
     ctx: &Context<B>,
     req: CreateVolume,
+    thin_limits: Option<ThinLimits>,
 ) -> Result<Volume> {
+    let limits = thin_limits.unwrap_or_default();
     let mut state = ctx.lvm_state.lock().await;
     let spare = ctx.config.spare_bytes;
-    let cached = state.as_ref().map(|r| check(spare, r, &req));
+    let cached = state.as_ref().map(|r| check(spare, r, &req, &limits));
     let decision = match cached {
         // Only a cached "go ahead" is trusted: lvcreate itself refuses when the
         // cache was too optimistic, but a cached "no room" or "missing" may be
@@ -32,7 +39,7 @@ pub async fn ensure_volume<B: VolumeBackend>(
         Some(Ok(CreateCheck::Create)) => CreateCheck::Create,
         _ => {
             let fresh = ctx.backend.scan().await?;
-            let d = check(spare, &fresh, &req);
+            let d = check(spare, &fresh, &req, &limits);
             *state = Some(fresh);
             if d.is_err() {
                 // The VG changed behind our back (someone else's LV, a lost

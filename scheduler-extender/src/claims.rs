@@ -4,14 +4,19 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lvmpin_api::names::PARAM_VOLUME_GROUP;
+use lvmpin_api::thin::ThinLimits;
 
 use crate::facts::{ClaimFacts, ClaimKey, ClassFacts, PodFacts, PvFacts};
 use crate::index::FastMap;
+use crate::thin::demand_key;
 
 /// One unbound claim of ours that the pod needs room for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Want {
     pub claim: ClaimKey,
+    /// The capacity key it is charged to: its VG, or for a thin class its
+    /// pool with the strictest limits of the pod's classes on that pool
+    /// (`thin::demand_key`).
     pub vg: String,
     pub bytes: u64,
 }
@@ -60,6 +65,9 @@ pub fn pod_demand(
     pvs: &FastMap<String, PvFacts>,
 ) -> Result<Demand, String> {
     let mut wants = Vec::new();
+    // Per want, its thin pool.
+    let mut pools: Vec<Option<&str>> = Vec::new();
+    let mut strictest: BTreeMap<(&str, &str), ThinLimits> = BTreeMap::new();
     let mut pins = Vec::new();
     let mut refusals = Vec::new();
     for key in pod.claim_keys() {
@@ -105,13 +113,41 @@ pub fn pod_demand(
             ));
             continue;
         };
+        let thin = match &class.thin_limits {
+            Err(e) => {
+                refusals.push(format!("claim {key}: {e}"));
+                continue;
+            }
+            Ok(limits) => class
+                .thin_pool
+                .as_ref()
+                .map(|pool| (pool.as_str(), limits.unwrap_or_default())),
+        };
         match &claim.size {
-            Ok(bytes) => wants.push(Want {
-                claim: key,
-                vg: vg.clone(),
-                bytes: *bytes,
-            }),
+            Ok(bytes) => {
+                if let Some((pool, limits)) = thin {
+                    strictest
+                        .entry((vg.as_str(), pool))
+                        .and_modify(|l: &mut ThinLimits| *l = l.strictest(limits))
+                        .or_insert(limits);
+                }
+                wants.push(Want {
+                    claim: key,
+                    vg: vg.clone(),
+                    bytes: *bytes,
+                });
+                pools.push(thin.map(|(p, _)| p));
+            }
             Err(e) => refusals.push(format!("claim {key}: {e}")),
+        }
+    }
+    // Claims of several classes in one pool are checked together, under
+    // the strictest of their limits.
+    for (w, pool) in wants.iter_mut().zip(&pools) {
+        if let Some(pool) = pool
+            && let Some(limits) = strictest.get(&(w.vg.as_str(), *pool))
+        {
+            w.vg = demand_key(&w.vg, pool, limits);
         }
     }
     if !refusals.is_empty() {
@@ -142,12 +178,7 @@ mod tests {
             class("fast", Some("vg1")),
             class("slow", Some("vg2")),
             class("novg", None),
-            ClassFacts {
-                name: "other".into(),
-                ours: false,
-                volume_group: None,
-                thin_pool: None,
-            },
+            ClassFacts::new("other".into(), false, None, None, Ok(None)),
         ]
         .into_iter()
         .map(|c| (c.name.clone(), c))
@@ -161,6 +192,61 @@ mod tests {
             Demand::Needs { per_vg, pins, .. } => (per_vg, pins),
             other => panic!("expected Needs, got {other:?}"),
         }
+    }
+
+    /// Claims of two classes on one pool form one column under the
+    /// strictest limits; a bad thin parameter refuses the claim.
+    #[test]
+    fn thin_claims_are_keyed_by_pool_with_the_strictest_limits() {
+        use crate::testutil::thin_class;
+        let lim = |r, d| ThinLimits {
+            ratio_milli: r,
+            data_percent: d,
+            metadata_percent: 90,
+        };
+        let classes: HashMap<String, ClassFacts> = [
+            thin_class("t1", "vg1", "pool0", lim(2000, 95)),
+            thin_class("t2", "vg1", "pool0", lim(3000, 80)),
+            class("fast", Some("vg1")),
+            ClassFacts::new(
+                "bad".into(),
+                true,
+                Some("vg1".into()),
+                Some("pool0".into()),
+                Err("StorageClass bad has a bad thin parameter: x".into()),
+            ),
+        ]
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+        let claims: HashMap<ClaimKey, ClaimFacts> = [
+            claim_named("a").size_bytes(10).class("t1").facts(),
+            claim_named("b").size_bytes(20).class("t2").facts(),
+            claim_named("c").size_bytes(5).facts(),
+            claim_named("d").size_bytes(5).class("bad").facts(),
+        ]
+        .into_iter()
+        .map(|c| (c.key.clone(), c))
+        .collect();
+        let got = pod_demand(
+            &pod_with(&["a", "b", "c"]),
+            &claims,
+            &classes,
+            &HashMap::new(),
+        );
+        let (per_vg, _) = needs(got.unwrap());
+        assert_eq!(
+            per_vg,
+            vec![
+                ("vg1".to_string(), vec![5]),
+                ("vg1/pool0:2000:80:90".to_string(), vec![10, 20]),
+            ]
+        );
+        let got = pod_demand(&pod_with(&["a", "d"]), &claims, &classes, &HashMap::new());
+        assert!(
+            matches!(&got, Ok(Demand::Refused(r)) if r.contains("bad thin parameter")),
+            "{got:?}"
+        );
     }
 
     #[test]

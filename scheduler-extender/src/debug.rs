@@ -253,7 +253,8 @@ fn claim_views(pod: &PodFacts, demand: Option<&Demand>) -> Vec<ClaimView> {
             };
             if let Some(Demand::Needs { wants, pins, .. }) = demand {
                 if let Some(w) = wants.iter().find(|w| w.claim.name == *c) {
-                    v.volume_group = Some(w.vg.clone());
+                    // A thin claim shows its pool, `<vg>/<pool>`.
+                    v.volume_group = Some(crate::thin::reservation_key(&w.vg).to_string());
                     v.bytes = Some(w.bytes);
                 }
                 if let Some(p) = pins.iter().find(|p| p.claim.name == *c) {

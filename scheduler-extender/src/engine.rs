@@ -13,6 +13,7 @@ use crate::index::{FastMap, Index, ZonePick, entry_label};
 use crate::node_view::NodeView;
 use crate::placement::{Candidate, Mode, Strategy, Verdict, best_of, evaluate, pin_reason, score};
 use crate::reservations::{Hold, Reservations, Reserved, contribution, reserved_totals};
+use crate::thin::spare_for;
 use crate::zone_ratio::{self, Decision, Lookup, Plan, Policy};
 
 #[derive(Clone, Debug)]
@@ -209,6 +210,11 @@ pub fn filter(
         .iter()
         .map(|(_, sizes)| (0, need_with_extent(0, sizes)))
         .collect();
+    // The spare is VG space: thin pool columns keep none (`thin::spare_for`).
+    let spares: Vec<u64> = per_vg
+        .iter()
+        .map(|(key, _)| spare_for(key, settings.spare))
+        .collect();
     for (i, name) in nodes.iter().enumerate() {
         if let Some(p) = pins.iter().position(|p| p.node != *name) {
             out.unresolvable.push((i, pin_reasons[p].clone()));
@@ -224,7 +230,7 @@ pub fn filter(
                 view.caps_of(i),
                 per_vg,
                 &sparse.held[i * k..i * k + k],
-                settings.spare,
+                &spares,
                 &mut needs,
             )
         } else {
@@ -351,16 +357,18 @@ fn headroom(
     caps: &[crate::node_view::Cap],
     per_vg: &[(String, Vec<u64>)],
     held: &[u64],
-    spare: u64,
+    spares: &[u64],
     needs: &mut [(u64, u64)],
 ) -> Option<f64> {
     let mut headroom = 1.0f64;
-    for (((cap, (_, sizes)), held), last) in caps.iter().zip(per_vg).zip(held).zip(needs) {
+    for ((((cap, (_, sizes)), held), last), spare) in
+        caps.iter().zip(per_vg).zip(held).zip(needs).zip(spares)
+    {
         if last.0 != cap.extent {
             *last = (cap.extent, need_with_extent(cap.extent, sizes));
         }
         let need = last.1;
-        let avail = available_of(cap.free, *held, spare);
+        let avail = available_of(cap.free, *held, *spare);
         headroom = headroom.min(left_share(cap.size, avail, need)?);
     }
     Some(headroom)
@@ -903,5 +911,128 @@ mod tests {
             );
         }
         assert_eq!(placed.values().sum::<u64>(), 75 * GI);
+    }
+
+    /// Thin claims are charged against each pool's virtual room
+    /// (floor(size × ratio) − promised − reserved), never the VG's free
+    /// space, and back-to-back pods never overcommit a pool.
+    #[test]
+    fn thin_claims_fill_each_pool_exactly_to_its_ratio() {
+        use crate::testutil::{thin_class, thin_node};
+        use lvmpin_api::thin::ThinLimits;
+        let mut s = State::default();
+        let limits = ThinLimits {
+            ratio_milli: 1500,
+            ..Default::default()
+        };
+        s.index
+            .upsert_class(thin_class("thin", "vg1", "pool0", limits));
+        s.index.upsert_class(class("fast", Some("vg1")));
+        // Pools of 10Gi: virtual 15Gi; n1 has 10Gi promised (5 claims
+        // left), n2 none (15), n3 is past its data limit (0).
+        s.index
+            .upsert_lvm(thin_node("n1", "vg1", "pool0", 10 * GI, 20.0, 10 * GI));
+        s.index
+            .upsert_lvm(thin_node("n2", "vg1", "pool0", 10 * GI, 0.0, 0));
+        s.index
+            .upsert_lvm(thin_node("n3", "vg1", "pool0", 10 * GI, 90.0, 0));
+        let asked = ["n1", "n2", "n3"];
+        let now = Instant::now();
+        let mut placed: HashMap<&str, u64> = HashMap::new();
+        let mut last_reasons = Vec::new();
+        for i in 0..30 {
+            let claim = format!("t{i}");
+            s.index
+                .upsert_claim(claim_named(&claim).size("1Gi").class("thin").facts());
+            let mut pod = pod_with(&[&claim]);
+            pod.uid = format!("p{i}");
+            let out = filter(&mut s, &Settings::default(), &pod, &asked, now);
+            assert_eq!(out.error, None);
+            match out.pass.first() {
+                Some(i) => *placed.entry(asked[*i]).or_default() += GI,
+                None => last_reasons = out.unresolvable.clone(),
+            }
+        }
+        assert_eq!(placed.get("n1").copied(), Some(5 * GI));
+        assert_eq!(placed.get("n2").copied(), Some(15 * GI));
+        assert_eq!(placed.get("n3"), None);
+        let reason = |n: usize| {
+            last_reasons
+                .iter()
+                .find(|(i, _)| *i == n)
+                .map(|(_, r)| r.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            reason(0).contains("thin pool vg1/pool0: needs 1.0GiB")
+                && reason(0).contains("overprovision ratio 1.5")
+                && reason(0).contains("reserved 5.0GiB"),
+            "{}",
+            reason(0)
+        );
+        assert!(
+            reason(2)
+                .contains("thin pool vg1/pool0: data use 90.0% is at or over the limit of 90%"),
+            "{}",
+            reason(2)
+        );
+        // A linear claim in the same VG finds no VG free space.
+        s.index.upsert_claim(claim_named("lin").size("1Gi").facts());
+        let mut pod = pod_with(&["lin"]);
+        pod.uid = "lin".into();
+        let out = filter(&mut s, &Settings::default(), &pod, &asked, now);
+        assert!(out.pass.is_empty());
+        assert!(out.unresolvable[0].1.contains("volume group vg1: needs"));
+    }
+
+    /// The reservation of a thin claim ends when its LV is reported; the
+    /// report's promised bytes then count it instead, so room stays equal.
+    #[test]
+    fn thin_reservation_hands_over_to_the_reported_promise() {
+        use crate::testutil::{thin_class, thin_node};
+        let mut s = State::default();
+        s.index
+            .upsert_class(thin_class("thin", "vg1", "pool0", Default::default()));
+        s.index
+            .upsert_lvm(thin_node("n1", "vg1", "pool0", 10 * GI, 0.0, 0));
+        let now = Instant::now();
+        s.index
+            .upsert_claim(claim_named("a").size("4Gi").class("thin").facts());
+        let out = filter(
+            &mut s,
+            &Settings::default(),
+            &pod_with(&["a"]),
+            &["n1"],
+            now,
+        );
+        assert_eq!(out.pass, vec![0]);
+        let held = |s: &mut State| {
+            let State {
+                index,
+                reservations,
+            } = s;
+            reservations
+                .totals(index, now)
+                .get("n1")
+                .and_then(|v| v.get("vg1/pool0"))
+                .copied()
+                .unwrap_or(0)
+        };
+        assert_eq!(held(&mut s), 4 * GI);
+        let mut reported = thin_node("n1", "vg1", "pool0", 10 * GI, 1.0, 4 * GI);
+        if let Some(l) = reported.lvm.as_mut() {
+            l.vgs[0].volumes.insert("pvc-uid-a".into());
+        }
+        s.index.upsert_lvm(reported);
+        assert_eq!(held(&mut s), 0);
+        // 6Gi left either way: 7Gi does not fit, 6Gi does.
+        for (name, size, fits) in [("b", "7Gi", false), ("c", "6Gi", true)] {
+            s.index
+                .upsert_claim(claim_named(name).size(size).class("thin").facts());
+            let mut pod = pod_with(&[name]);
+            pod.uid = name.into();
+            let out = filter(&mut s, &Settings::default(), &pod, &["n1"], now);
+            assert_eq!(!out.pass.is_empty(), fits, "{name}: {out:?}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use lvmpin_api::names::{
     ANN_BETA_STORAGE_CLASS, ANN_SELECTED_NODE, DRIVER_NAME, PARAM_THIN_POOL, PARAM_VOLUME_GROUP,
     ZONE_LABEL,
 };
+use lvmpin_api::thin::{PoolUsage, ThinLimits, limits_from_params};
 use lvmpin_api::{LvmNode, claim_size_bytes, names::volume_name_for_claim};
 
 use crate::zone_ratio::{RatioError, ZoneRatio};
@@ -67,6 +68,35 @@ pub struct ClassFacts {
     pub ours: bool,
     pub volume_group: Option<String>,
     pub thin_pool: Option<String>,
+    /// The class's thin limits (None for a linear class), or why its thin
+    /// parameters are bad (its claims are then refused, as by the agent).
+    pub thin_limits: Result<Option<ThinLimits>, String>,
+    /// The key the class's claims are reserved under: the VG, or for a thin
+    /// class `<vg>/<pool>` (`thin::reservation_key`). None without a VG.
+    pub reservation_key: Option<String>,
+}
+
+impl ClassFacts {
+    pub fn new(
+        name: String,
+        ours: bool,
+        volume_group: Option<String>,
+        thin_pool: Option<String>,
+        thin_limits: Result<Option<ThinLimits>, String>,
+    ) -> Self {
+        let reservation_key = volume_group.as_ref().map(|vg| match &thin_pool {
+            Some(pool) => format!("{vg}/{pool}"),
+            None => vg.clone(),
+        });
+        Self {
+            name,
+            ours,
+            volume_group,
+            thin_pool,
+            thin_limits,
+            reservation_key,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -110,6 +140,14 @@ pub struct VgState {
     pub message: Option<String>,
     /// lvmpin-owned LV names present in the VG.
     pub volumes: HashSet<String>,
+    pub thin_pools: Vec<PoolState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PoolState {
+    pub name: String,
+    /// None when the agent reports no promised bytes.
+    pub usage: Option<PoolUsage>,
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -198,12 +236,18 @@ pub fn claim_facts(pvc: &PersistentVolumeClaim) -> Option<ClaimFacts> {
 
 pub fn class_facts(sc: &StorageClass) -> Option<ClassFacts> {
     let params = sc.parameters.as_ref();
-    Some(ClassFacts {
-        name: sc.metadata.name.clone()?,
-        ours: sc.provisioner == DRIVER_NAME,
-        volume_group: params.and_then(|p| p.get(PARAM_VOLUME_GROUP).cloned()),
-        thin_pool: params.and_then(|p| p.get(PARAM_THIN_POOL).cloned()),
-    })
+    let name = sc.metadata.name.clone()?;
+    let thin_limits = limits_from_params(params)
+        .map_err(|e| format!("StorageClass {name} has a bad thin parameter: {e}"));
+    Some(ClassFacts::new(
+        name,
+        sc.provisioner == DRIVER_NAME,
+        params.and_then(|p| p.get(PARAM_VOLUME_GROUP).cloned()),
+        params
+            .and_then(|p| p.get(PARAM_THIN_POOL).cloned())
+            .filter(|p| !p.is_empty()),
+        thin_limits,
+    ))
 }
 
 pub fn pv_facts(pv: &PersistentVolume) -> Option<PvFacts> {
@@ -329,6 +373,14 @@ pub fn lvm_facts(ln: &LvmNode) -> Option<LvmFacts> {
                 healthy: vg.healthy,
                 message: vg.message.clone(),
                 volumes: vg.volumes.iter().cloned().collect(),
+                thin_pools: vg
+                    .thin_pools
+                    .iter()
+                    .map(|p| PoolState {
+                        name: p.name.clone(),
+                        usage: p.usage(),
+                    })
+                    .collect(),
             })
             .collect(),
     });

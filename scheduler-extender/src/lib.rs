@@ -2,7 +2,7 @@
 //! reserves what it promises, so concurrent scheduling never overcommits a VG.
 //!
 //! Pure core: `facts` (what objects tell us), `index` (the cluster view),
-//! `claims` (pod → demand), `capacity`, `reservations`, `placement`,
+//! `claims` (pod → demand), `capacity`, `thin` (thin pool keys and room), `reservations`, `placement`,
 //! `node_view` (asked nodes resolved once), `engine`.
 //! Shell: `context` (the shared `App`), `wire` + `http` (the verbs), `debug`
 //! and `access` (read-only views for `kubectl lvmpin`, behind token reviews), `bind`,
@@ -27,6 +27,7 @@ pub mod node_view;
 pub mod placement;
 pub mod reservations;
 pub mod runtime;
+pub mod thin;
 pub mod watch;
 pub mod wire;
 pub mod zone_ratio;

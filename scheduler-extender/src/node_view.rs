@@ -11,6 +11,7 @@
 //! slow way, with their reasons.
 
 use crate::index::{FastMap, Index, NodeEntry, entry_label};
+use crate::thin::{reservation_key, room};
 
 /// Per demanded VG of a ready node: what `placement::evaluate` reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -139,16 +140,17 @@ impl NodeView {
         let k = self.vgs.len();
         let mut ready = entry.is_some_and(|e| e.lvm.is_some() && e.silent_since.is_none());
         if let Some(lvm) = entry.and_then(|e| e.lvm.as_ref()) {
-            for (j, name) in self.vgs.iter().enumerate() {
-                match lvm.vg(name) {
-                    Some(vg) if vg.healthy => {
+            // A column is a VG or a thin pool under a class's limits.
+            for (j, key) in self.vgs.iter().enumerate() {
+                match room(lvm, key) {
+                    Ok(r) => {
                         self.caps[pos * k + j] = Cap {
-                            free: vg.free,
-                            size: vg.size,
-                            extent: vg.extent,
+                            free: r.free,
+                            size: r.size,
+                            extent: r.extent,
                         }
                     }
-                    _ => ready = false,
+                    Err(_) => ready = false,
                 }
             }
         }
@@ -175,9 +177,10 @@ impl NodeView {
         &self.caps[pos * k..pos * k + k]
     }
 
-    /// The column of VG `name`, if demanded.
-    pub fn column(&self, vg: &str) -> Option<usize> {
-        self.vgs.iter().position(|v| v == vg)
+    /// The column reservations under `key` (a VG or a thin pool,
+    /// `thin::reservation_key`) count against, if demanded.
+    pub fn column(&self, key: &str) -> Option<usize> {
+        self.vgs.iter().position(|v| reservation_key(v) == key)
     }
 }
 

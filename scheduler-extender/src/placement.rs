@@ -12,9 +12,10 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use crate::capacity::{available, left_share, need_in};
+use crate::capacity::{available_of, left_share, need_with_extent};
 use crate::claims::Pin;
 use crate::index::NodeEntry;
+use crate::thin::{reservation_key, room, shortfall, spare_for};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Strategy {
@@ -92,30 +93,21 @@ pub fn evaluate(
         ));
     }
     let mut headroom = 1.0f64;
-    for (vg_name, sizes) in per_vg {
-        let Some(vg) = lvm.vg(vg_name) else {
-            return Verdict::Unfit(format!(
-                "volume group {vg_name} does not exist on this node"
-            ));
+    // Keys are VG names, or thin pools with their class's limits (`thin`).
+    for (key, sizes) in per_vg {
+        let room = match room(lvm, key) {
+            Ok(r) => r,
+            Err(why) => return Verdict::Unfit(why.to_string()),
         };
-        if !vg.healthy {
-            return Verdict::Unfit(format!(
-                "volume group {vg_name} is unhealthy: {}",
-                vg.message.as_deref().unwrap_or("no detail reported")
-            ));
-        }
-        let need = need_in(vg, sizes);
-        let held = reserved.and_then(|r| r.get(vg_name)).copied().unwrap_or(0);
-        let avail = available(vg, held, spare);
-        let Some(left) = left_share(vg.size, avail, need) else {
-            return Verdict::Unfit(format!(
-                "volume group {vg_name}: needs {}, only {} available (free {} - reserved {} - spare {})",
-                bytes(need),
-                bytes(avail),
-                bytes(vg.free),
-                bytes(held),
-                bytes(spare)
-            ));
+        let spare = spare_for(key, spare);
+        let need = need_with_extent(room.extent, sizes);
+        let held = reserved
+            .and_then(|r| r.get(reservation_key(key)))
+            .copied()
+            .unwrap_or(0);
+        let avail = available_of(room.free, held, spare);
+        let Some(left) = left_share(room.size, avail, need) else {
+            return Verdict::Unfit(shortfall(key, &room, need, avail, held, spare));
         };
         headroom = headroom.min(left);
     }

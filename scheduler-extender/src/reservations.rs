@@ -262,18 +262,20 @@ pub fn contribution<'a>(
     }
     let claim = ix.claims.get(key)?;
     let bytes = *claim.size.as_ref().ok()?;
+    // The VG, or for a thin class its pool: thin claims are reserved
+    // against the pool's virtual room, never the VG's free space.
     let vg = claim
         .class
         .as_ref()
         .and_then(|c| ix.classes.get(c))
         .filter(|c| c.ours)
-        .and_then(|c| c.volume_group.as_ref())?;
+        .and_then(|c| c.reservation_key.as_ref())?;
     let node = reserved_node(ix, res, claim, now)?;
     let extent = ix
         .nodes
         .get(node)
         .and_then(|n| n.lvm.as_ref())
-        .and_then(|l| l.vg(vg))
+        .and_then(|l| l.vg(crate::thin::vg_of(vg)))
         .map_or(0, |v| v.extent);
     Some((node, vg, round_to_extent(bytes, extent)))
 }

@@ -27,12 +27,23 @@ impl IntoFacts for ClaimBuilder {
 }
 
 pub fn class(name: &str, vg: Option<&str>) -> ClassFacts {
-    ClassFacts {
-        name: name.into(),
-        ours: true,
-        volume_group: vg.map(Into::into),
-        thin_pool: None,
-    }
+    ClassFacts::new(name.into(), true, vg.map(Into::into), None, Ok(None))
+}
+
+/// A thin class of ours on `vg/pool` with these limits.
+pub fn thin_class(
+    name: &str,
+    vg: &str,
+    pool: &str,
+    limits: lvmpin_api::thin::ThinLimits,
+) -> ClassFacts {
+    ClassFacts::new(
+        name.into(),
+        true,
+        Some(vg.into()),
+        Some(pool.into()),
+        Ok(Some(limits)),
+    )
 }
 
 /// A pod `p` (uid `pod-uid`) in namespace `ns` mounting the named claims.
@@ -64,6 +75,31 @@ pub fn lvm_node(node: &str, vg: &str, size: u64, free: u64, extent: u64) -> LvmF
             ..Default::default()
         }),
     }
+}
+
+/// A node report whose VG `vg` is filled by one thin pool `pool` of
+/// `pool_size` bytes (no VG free space), with these use and promises.
+pub fn thin_node(
+    node: &str,
+    vg: &str,
+    pool: &str,
+    pool_size: u64,
+    data_percent: f64,
+    promised: u64,
+) -> LvmFacts {
+    let mut l = lvm_node(node, vg, pool_size, 0, 4 << 20);
+    if let Some(lvm) = l.lvm.as_mut() {
+        lvm.vgs[0].thin_pools = vec![crate::facts::PoolState {
+            name: pool.into(),
+            usage: Some(lvmpin_api::thin::PoolUsage {
+                size_bytes: pool_size,
+                data_percent,
+                metadata_percent: 1.0,
+                promised_bytes: promised,
+            }),
+        }];
+    }
+    l
 }
 
 /// A Ready, uncordoned node labelled with `zone` under the standard key.

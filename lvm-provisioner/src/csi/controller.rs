@@ -27,7 +27,7 @@ use super::mountinfo::mounts_of;
 use super::naming::owned_volume as owned;
 use super::request::CONTEXT_FS_TYPE;
 use crate::backend::{CreateVolume, Scan, Volume, VolumeBackend};
-use crate::capacity::{check_create, extent_round_up};
+use crate::capacity::{ThinTarget, check_create, extent_round_up};
 use crate::lvm_node_status::build_status;
 use crate::storage_capacity::available;
 
@@ -158,14 +158,12 @@ impl<B: VolumeBackend> ControllerService<B> {
                 size, group.extent_size_bytes, req.limit
             )));
         }
-        check_create(
-            &scan,
-            &req.vg,
-            &req.lv,
-            size,
-            req.thin_pool.is_some(),
-            self.spare_bytes,
-        )?;
+        let limits = req.thin_limits.unwrap_or_default();
+        let thin = req.thin_pool.as_deref().map(|pool| ThinTarget {
+            pool,
+            limits: &limits,
+        });
+        check_create(&scan, &req.vg, &req.lv, size, thin, self.spare_bytes)?;
         let created = self
             .backend
             .create(CreateVolume {
@@ -253,7 +251,8 @@ impl<B: VolumeBackend> ControllerService<B> {
             None,
             "",
         );
-        Ok(available(&status, &vg, pool.as_deref(), self.spare_bytes).unwrap_or(0))
+        let pool = pool.as_ref().map(|(p, l)| (p.as_str(), l));
+        Ok(available(&status, &vg, pool, self.spare_bytes).unwrap_or(0))
     }
 }
 

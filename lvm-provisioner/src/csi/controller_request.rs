@@ -5,10 +5,11 @@
 //! node access modes and topologies that do not name this node are refused
 //! here, before anything is created.
 
+use lvmpin_api::thin::{ThinLimits, limits_from_params};
 use std::collections::HashMap;
 
 use lvmpin_api::VolumeId;
-use lvmpin_api::names::{NODE_LOSS_POLICY, PARAM_FSTYPE, PARAM_THIN_POOL, PARAM_VOLUME_GROUP};
+use lvmpin_api::names::{PARAM_FSTYPE, PARAM_THIN_POOL, PARAM_VOLUME_GROUP};
 use lvmpin_csi_proto::csi::v1 as csi;
 use lvmpin_csi_proto::csi::v1::volume_capability::AccessType;
 
@@ -27,8 +28,9 @@ pub const PARAM_PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
 pub const PARAM_PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
 pub const PARAM_PV_NAME: &str = "csi.storage.k8s.io/pv/name";
 
-/// Every `lvmpin.io/` parameter we know; any other is a typo and refused.
-const KNOWN_LVMPIN_PARAMETERS: [&str; 3] = [PARAM_VOLUME_GROUP, PARAM_THIN_POOL, NODE_LOSS_POLICY];
+/// Every `lvmpin.io/` parameter we know (the classes' own list); any other
+/// is a typo and refused.
+const KNOWN_LVMPIN_PARAMETERS: [&str; 6] = crate::claim_plan::KNOWN_PARAMS;
 
 /// What this agent serves, as the requests are checked against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +93,8 @@ pub struct Create {
     pub vg: String,
     pub lv: String,
     pub thin_pool: Option<String>,
+    /// The class's limits on `thin_pool`; Some exactly when it is.
+    pub thin_limits: Option<ThinLimits>,
     /// Bytes to allocate before extent rounding.
     pub size: u64,
     pub required: u64,
@@ -177,7 +181,16 @@ fn check_parameters(parameters: &HashMap<String, String>) -> Result<()> {
             bounded(unknown)
         )));
     }
-    Ok(())
+    thin_limits(parameters).map(|_| ())
+}
+
+/// The thin limits the parameters set: None without a thin pool.
+fn thin_limits(parameters: &HashMap<String, String>) -> Result<Option<ThinLimits>> {
+    let sorted: std::collections::BTreeMap<String, String> = parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    limits_from_params(Some(&sorted)).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 pub fn create(r: &csi::CreateVolumeRequest, scope: &Scope) -> Result<Create> {
@@ -220,6 +233,7 @@ pub fn create(r: &csi::CreateVolumeRequest, scope: &Scope) -> Result<Create> {
         },
         name,
         vg,
+        thin_limits: thin_limits(&r.parameters)?,
         thin_pool: r
             .parameters
             .get(PARAM_THIN_POOL)
@@ -282,10 +296,14 @@ pub fn validate(r: &csi::ValidateVolumeCapabilitiesRequest) -> Result<Option<Str
 
 /// The VG and pool GetCapacity asks about, or `None` when the answer is 0
 /// (another node's topology, or capabilities a local volume cannot have).
+/// A thin pool and the class's limits on it.
+pub type PoolQuery = (String, ThinLimits);
+
+/// The VG a GetCapacity asks about and, for a thin class, its pool and limits.
 pub fn capacity_query(
     r: &csi::GetCapacityRequest,
     scope: &Scope,
-) -> Result<Option<(String, Option<String>)>> {
+) -> Result<Option<(String, Option<PoolQuery>)>> {
     check_parameters(&r.parameters)?;
     if r.accessible_topology
         .as_ref()
@@ -302,7 +320,8 @@ pub fn capacity_query(
         .get(PARAM_THIN_POOL)
         .filter(|p| !p.is_empty())
         .cloned();
-    Ok(Some((vg, pool)))
+    let limits = thin_limits(&r.parameters)?;
+    Ok(Some((vg, pool.zip(limits))))
 }
 
 #[cfg(test)]
@@ -566,7 +585,7 @@ mod tests {
         );
         assert_eq!(
             capacity_query(&q(Some(topo("n1")), &[(PARAM_THIN_POOL, "tp")]), &scope()).unwrap(),
-            Some(("vg0".into(), Some("tp".into())))
+            Some(("vg0".into(), Some(("tp".into(), ThinLimits::default()))))
         );
         assert!(capacity_query(&q(None, &[(PARAM_VOLUME_GROUP, "other")]), &scope()).is_err());
     }

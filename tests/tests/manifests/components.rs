@@ -404,6 +404,9 @@ pub fn check_storage_classes(objs: &[Located]) -> Vec<String> {
     let known: BTreeSet<&str> = [
         names::PARAM_VOLUME_GROUP,
         names::PARAM_THIN_POOL,
+        names::PARAM_THIN_OVERPROVISION_RATIO,
+        names::PARAM_THIN_DATA_LIMIT,
+        names::PARAM_THIN_METADATA_LIMIT,
         names::PARAM_FSTYPE,
         names::NODE_LOSS_POLICY,
     ]
