@@ -219,7 +219,7 @@ mod tests {
         .into_iter()
         .map(|c| (c.name.clone(), c))
         .collect();
-        let claims: HashMap<ClaimKey, ClaimFacts> = [
+        let claims: FastMap<ClaimKey, ClaimFacts> = [
             claim_named("a").size_bytes(10).class("t1").facts(),
             claim_named("b").size_bytes(20).class("t2").facts(),
             claim_named("c").size_bytes(5).facts(),
@@ -232,7 +232,7 @@ mod tests {
             &pod_with(&["a", "b", "c"]),
             &claims,
             &classes,
-            &HashMap::new(),
+            &FastMap::default(),
         );
         let (per_vg, _) = needs(got.unwrap());
         assert_eq!(
@@ -242,7 +242,12 @@ mod tests {
                 ("vg1/pool0:2000:80:90".to_string(), vec![10, 20]),
             ]
         );
-        let got = pod_demand(&pod_with(&["a", "d"]), &claims, &classes, &HashMap::new());
+        let got = pod_demand(
+            &pod_with(&["a", "d"]),
+            &claims,
+            &classes,
+            &FastMap::default(),
+        );
         assert!(
             matches!(&got, Ok(Demand::Refused(r)) if r.contains("bad thin parameter")),
             "{got:?}"
