@@ -3,7 +3,10 @@
 
 use lvmpin_lvm as lvm;
 
-use crate::backend::{CreateVolume, Owner, Scan, ThinPool, Volume, VolumeBackend, VolumeGroup};
+use crate::backend::{
+    CreateSnapshot, CreateVolume, Owner, Scan, SnapshotOwner, ThinPool, Volume, VolumeBackend,
+    VolumeGroup,
+};
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
@@ -51,6 +54,16 @@ impl From<lvm::Error> for Error {
                 lv: lv.clone(),
                 message: e.to_string(),
             },
+            lvm::Error::SnapshotOwnedByAnother { ref vg, ref lv, .. } => Error::OwnedByAnother {
+                vg: vg.clone(),
+                lv: lv.clone(),
+                message: e.to_string(),
+            },
+            lvm::Error::InvalidSource(p) => Error::InvalidSource {
+                vg: p.vg,
+                lv: p.lv,
+                reason: p.reason,
+            },
             lvm::Error::InvalidName { .. } => Error::InvalidName(e.to_string()),
             lvm::Error::Timeout { .. } => Error::LvmTimeout(e.to_string()),
             lvm::Error::CommandFailed { .. } | lvm::Error::Parse { .. } | lvm::Error::Io { .. } => {
@@ -76,6 +89,12 @@ fn volume_from(lv: lvm::LogicalVolume) -> Volume {
         size_bytes: lv.size_bytes,
         pool: lv.pool,
         owner: lv.owner.map(owner_from),
+        snapshot_owner: lv.snapshot_owner.map(|o| SnapshotOwner {
+            content_uid: o.content_uid,
+            content_name: o.content_name,
+        }),
+        origin: lv.origin,
+        created_unix: lv.created_unix,
     }
 }
 
@@ -120,6 +139,7 @@ impl VolumeBackend for LvmBackend {
             name: req.name,
             size_bytes: req.size_bytes,
             thin_pool: req.thin_pool,
+            source: req.source,
             owner: lvm::Owner {
                 claim_uid: req.owner.claim_uid,
                 claim_namespace: req.owner.claim_namespace,
@@ -142,5 +162,30 @@ impl VolumeBackend for LvmBackend {
         self.blocking(move |l| l.extend_lv(&vg, &lv, size_bytes))
             .await
             .map(volume_from)
+    }
+
+    async fn create_snapshot(&self, req: CreateSnapshot) -> Result<Volume> {
+        let req = lvm::CreateSnapshotLv {
+            vg: req.vg,
+            name: req.name,
+            source: req.source,
+            owner: lvm_snapshot_owner(&req.owner),
+        };
+        self.blocking(move |l| l.create_snapshot(&req))
+            .await
+            .map(volume_from)
+    }
+
+    async fn remove_snapshot(&self, vg: &str, name: &str, owner: &SnapshotOwner) -> Result<()> {
+        let (vg, name, owner) = (vg.to_string(), name.to_string(), lvm_snapshot_owner(owner));
+        self.blocking(move |l| l.remove_snapshot(&vg, &name, &owner))
+            .await
+    }
+}
+
+fn lvm_snapshot_owner(o: &SnapshotOwner) -> lvm::SnapshotOwner {
+    lvm::SnapshotOwner {
+        content_uid: o.content_uid.clone(),
+        content_name: o.content_name.clone(),
     }
 }
