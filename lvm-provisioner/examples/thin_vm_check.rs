@@ -181,6 +181,7 @@ impl World {
                 name: lv.clone(),
                 size_bytes: CLAIM_MIB * MIB,
                 thin_pool: Some(POOL.into()),
+                source: None,
                 owner: Owner {
                     claim_uid: format!("uid-{claim}"),
                     claim_namespace: "ns".into(),

@@ -235,6 +235,7 @@ mod tests {
                 size_bytes: 60 * mb,
                 pool: Some("pool".into()),
                 owner: None,
+                ..Default::default()
             });
             s
         };

@@ -244,6 +244,7 @@ mod tests {
                     size_bytes: 3 << 30,
                     pool: Some("pool".into()),
                     owner: Some(Owner::default()),
+                    ..Default::default()
                 },
                 Volume {
                     vg: "vg0".into(),
@@ -258,6 +259,7 @@ mod tests {
                     size_bytes: 1 << 30,
                     pool: Some("pool".into()),
                     owner: None,
+                    ..Default::default()
                 },
                 Volume {
                     vg: "vg0".into(),
@@ -265,6 +267,7 @@ mod tests {
                     size_bytes: 5 << 30,
                     pool: Some("other".into()),
                     owner: None,
+                    ..Default::default()
                 },
                 Volume {
                     vg: "vg0".into(),
