@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use lvmpin_api::names::PARAM_VOLUME_GROUP;
 
 use crate::facts::{ClaimFacts, ClaimKey, ClassFacts, PodFacts, PvFacts};
+use crate::index::{FastMap, NodeEntry};
+use crate::sources::{Snapshots, SourceView, describe, source_node};
 
 /// One unbound claim of ours that the pod needs room for.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,11 +17,14 @@ pub struct Want {
     pub bytes: u64,
 }
 
-/// A bound claim: its volume lives on `node`, so the pod must go there.
+/// A bound claim: its volume lives on `node`, so the pod must go there. Or
+/// an unbound claim restoring or cloning a thin volume on `node`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pin {
     pub claim: ClaimKey,
     pub node: String,
+    /// The source (`VolumeSnapshot ns/name`, …) of a restore or clone.
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +62,15 @@ pub fn pod_demand(
     claims: &HashMap<ClaimKey, ClaimFacts>,
     classes: &HashMap<String, ClassFacts>,
     pvs: &HashMap<String, PvFacts>,
+    snapshots: &Snapshots,
+    nodes: &FastMap<String, NodeEntry>,
 ) -> Result<Demand, String> {
+    let view = SourceView {
+        claims,
+        pvs,
+        nodes,
+        snapshots,
+    };
     let mut wants = Vec::new();
     let mut pins = Vec::new();
     let mut refusals = Vec::new();
@@ -88,7 +101,11 @@ pub fn pod_demand(
                 .and_then(|pv| pv.node.clone())
                 .or_else(|| claim.selected_node.clone());
             match node {
-                Some(node) => pins.push(Pin { claim: key, node }),
+                Some(node) => pins.push(Pin {
+                    claim: key,
+                    node,
+                    source: None,
+                }),
                 None if pvs.contains_key(volume) => {}
                 None => {
                     return Err(format!(
@@ -104,6 +121,19 @@ pub fn pod_demand(
             ));
             continue;
         };
+        if let Some(source) = &claim.source {
+            match source_node(claim, class, source, view) {
+                Ok(node) => pins.push(Pin {
+                    claim: key.clone(),
+                    node,
+                    source: Some(describe(&key.namespace, source)),
+                }),
+                Err(e) => {
+                    refusals.push(format!("claim {key}: {e}"));
+                    continue;
+                }
+            }
+        }
         match &claim.size {
             Ok(bytes) => wants.push(Want {
                 claim: key,
@@ -152,7 +182,14 @@ mod tests {
         .map(|c| (c.name.clone(), c))
         .collect();
         let pvs = pvs.into_iter().map(|p| (p.name.clone(), p)).collect();
-        pod_demand(pod, &claims, &classes, &pvs)
+        pod_demand(
+            pod,
+            &claims,
+            &classes,
+            &pvs,
+            &Snapshots::default(),
+            &FastMap::default(),
+        )
     }
 
     fn needs(d: Demand) -> (Vec<(String, Vec<u64>)>, Vec<Pin>) {
@@ -264,9 +301,9 @@ mod tests {
             (
                 claim_named("a")
                     .size_bytes(10)
-                    .data_source("PersistentVolumeClaim", "src")
+                    .data_source("Backup", "src")
                     .facts(),
-                "data source",
+                "data source of kind Backup",
             ),
         ];
         for (claim, want) in cases {

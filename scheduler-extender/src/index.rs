@@ -71,6 +71,9 @@ pub struct Index {
     node_log_start: u64,
     /// What the last filter resolved per asked node (see `node_view`).
     pub(crate) view: Option<Box<NodeView>>,
+    /// VolumeSnapshots and their contents, for restores (no reservation
+    /// total depends on them, so they bump no generation).
+    pub snapshots: crate::sources::Snapshots,
 }
 
 /// Node changes kept in the log; a cache older than that rebuilds in full.

@@ -95,6 +95,11 @@ pub fn spawn_tasks(
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = watch::spawn_all(client.clone(), app.clone(), shutdown);
+    tasks.push(tokio::spawn(crate::snapshot_watch::run(
+        client.clone(),
+        app.clone(),
+        shutdown.clone(),
+    )));
     if let Some(queue) = app.events.take_queue() {
         tasks.push(tokio::spawn(events::publish(
             client.clone(),

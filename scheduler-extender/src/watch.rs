@@ -35,16 +35,20 @@ pub const KINDS: [&str; 7] = [
 ];
 
 /// How one kind's objects update the state.
-struct Feed<K, F> {
-    kind: &'static str,
-    facts: fn(&K) -> Option<F>,
-    apply: fn(&mut State, F),
-    delete: fn(&mut State, F),
-    replace: fn(&mut State, Vec<F>),
+pub(crate) struct Feed<K, F> {
+    pub kind: &'static str,
+    pub facts: fn(&K) -> Option<F>,
+    pub apply: fn(&mut State, F),
+    pub delete: fn(&mut State, F),
+    pub replace: fn(&mut State, Vec<F>),
 }
 
-async fn run_feed<K, F>(api: Api<K>, app: Arc<App>, feed: Feed<K, F>, shutdown: CancellationToken)
-where
+pub(crate) async fn run_feed<K, F>(
+    api: Api<K>,
+    app: Arc<App>,
+    feed: Feed<K, F>,
+    shutdown: CancellationToken,
+) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     F: Send,
 {
