@@ -19,7 +19,7 @@ pub fn extent_round_up(size: u64, extent: u64) -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateCheck {
     /// The LV already exists (an earlier attempt got this far).
-    Exists(Volume),
+    Exists(Box<Volume>),
     Create,
 }
 
@@ -32,7 +32,7 @@ pub fn check_create(
     spare: u64,
 ) -> Result<CreateCheck> {
     if let Some(v) = scan.volume(vg, lv) {
-        return Ok(CreateCheck::Exists(v.clone()));
+        return Ok(CreateCheck::Exists(Box::new(v.clone())));
     }
     let Some(group) = scan.volume_group(vg) else {
         return Err(Error::VgNotFound { vg: vg.to_string() });

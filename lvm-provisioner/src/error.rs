@@ -25,6 +25,14 @@ pub enum Error {
         lv: String,
         message: String,
     },
+    /// The source of a snapshot, restore or clone cannot serve as one (not a
+    /// thin volume, another pool, larger than the requested size).
+    #[error("cannot use logical volume {vg}/{lv} as a source: {reason}")]
+    InvalidSource {
+        vg: String,
+        lv: String,
+        reason: String,
+    },
     #[error("invalid name: {0}")]
     InvalidName(String),
     #[error("lvm command timed out: {0}")]
@@ -65,6 +73,7 @@ impl Error {
             Error::LvNotFound { .. } => "lv_not_found",
             Error::Unsupported { .. } => "unsupported",
             Error::OwnedByAnother { .. } => "owned_by_another",
+            Error::InvalidSource { .. } => "invalid_source",
             Error::InvalidName(_) => "invalid_name",
             Error::LvmTimeout(_) => "lvm_timeout",
             Error::Lvm(_) => "lvm",
@@ -96,6 +105,7 @@ impl Error {
         matches!(
             self,
             Error::OwnedByAnother { .. }
+                | Error::InvalidSource { .. }
                 | Error::InvalidName(_)
                 | Error::InvalidClaim { .. }
                 | Error::ForeignVolume { .. }

@@ -3,7 +3,10 @@
 
 use lvmpin_lvm as lvm;
 
-use crate::backend::{CreateVolume, Owner, Scan, ThinPool, Volume, VolumeBackend, VolumeGroup};
+use crate::backend::{
+    CreateSnapshot, CreateVolume, Owner, Scan, SnapshotOwner, ThinPool, Volume, VolumeBackend,
+    VolumeGroup,
+};
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
@@ -76,6 +79,10 @@ fn volume_from(lv: lvm::LogicalVolume) -> Volume {
         size_bytes: lv.size_bytes,
         pool: lv.pool,
         owner: lv.owner.map(owner_from),
+        // Filled in by the lvm layer once it reports snapshots.
+        snapshot_owner: None,
+        origin: None,
+        created_unix: None,
     }
 }
 
@@ -115,6 +122,9 @@ impl VolumeBackend for LvmBackend {
     }
 
     async fn create(&self, req: CreateVolume) -> Result<Volume> {
+        if let Some(source) = req.source {
+            return Err(not_yet(&req.vg, &source));
+        }
         let req = lvm::CreateLv {
             vg: req.vg,
             name: req.name,
@@ -142,5 +152,20 @@ impl VolumeBackend for LvmBackend {
         self.blocking(move |l| l.extend_lv(&vg, &lv, size_bytes))
             .await
             .map(volume_from)
+    }
+
+    async fn create_snapshot(&self, req: CreateSnapshot) -> Result<Volume> {
+        Err(not_yet(&req.vg, &req.source))
+    }
+
+    async fn remove_snapshot(&self, vg: &str, name: &str, _owner: &SnapshotOwner) -> Result<()> {
+        Err(not_yet(vg, name))
+    }
+}
+
+// Interim: the lvm layer's snapshot commands land in the next commit.
+fn not_yet(vg: &str, lv: &str) -> Error {
+    Error::Unsupported {
+        message: format!("snapshots of {vg}/{lv}: not yet implemented by the lvm backend"),
     }
 }

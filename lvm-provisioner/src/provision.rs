@@ -71,6 +71,7 @@ pub async fn provision<B: VolumeBackend>(
             claim_name: spec.claim_name.clone(),
             pv_name: spec.volume_name.clone(),
         },
+        source: None,
     };
     // A class may name a VG this agent was not told to manage; for this node
     // that VG does not exist.

@@ -93,6 +93,7 @@ mod tests {
                 claim_name: format!("c-{uid}"),
                 pv_name: format!("pvc-{uid}"),
             }),
+            ..Default::default()
         }
     }
 

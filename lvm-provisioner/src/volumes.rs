@@ -44,7 +44,7 @@ pub async fn ensure_volume<B: VolumeBackend>(
         }
     };
     match decision {
-        CreateCheck::Exists(v) if v.owner.as_ref() == Some(&req.owner) => Ok(v),
+        CreateCheck::Exists(v) if v.owner.as_ref() == Some(&req.owner) => Ok(*v),
         CreateCheck::Exists(v) => Err(Error::OwnedByAnother {
             vg: v.vg,
             lv: v.name,

@@ -384,6 +384,7 @@ async fn deletion_removes_the_lv_then_deletes_the_pv_then_drops_the_finalizer() 
             size_bytes: GI,
             pool: None,
             owner: Some(owner("u1")),
+            ..Default::default()
         });
     let mut w = world(backend.clone(), config(0));
     let pv = Arc::new(pv_from_json(released_pv(
@@ -445,6 +446,7 @@ async fn deletion_refuses_an_lv_tagged_for_another_pv() {
             size_bytes: GI,
             pool: None,
             owner: Some(owner("other")),
+            ..Default::default()
         });
     let mut w = world(backend.clone(), config(0));
     let pv = Arc::new(pv_from_json(released_pv(&[PV_FINALIZER], false)));
@@ -520,6 +522,7 @@ fn lv_u1() -> Volume {
         size_bytes: GI,
         pool: None,
         owner: Some(owner("u1")),
+        ..Default::default()
     }
 }
 
@@ -868,6 +871,7 @@ async fn startup_recreates_a_missing_pv_and_reports_orphans() {
         size_bytes: GI,
         pool: None,
         owner: Some(owner("gone")),
+        ..Default::default()
     };
     let backend = FakeBackend::new()
         .with_vg("vg0", 10 * GI)

@@ -30,4 +30,7 @@ pub use report::{
     parse_report,
 };
 pub use request::CreateLv;
-pub use tags::{Owner, TAG_PREFIX, owner_from_tags, owner_tags};
+pub use tags::{
+    Owner, SnapshotOwner, TAG_PREFIX, owner_from_tags, owner_tags, snapshot_owner_from_tags,
+    snapshot_owner_tags,
+};

@@ -14,6 +14,10 @@ const KEY_UID: &str = "lvmpin.io/claim-uid=";
 const KEY_NAMESPACE: &str = "lvmpin.io/claim-namespace=";
 const KEY_NAME: &str = "lvmpin.io/claim-name=";
 const KEY_PV: &str = "lvmpin.io/pv-name=";
+// A snapshot belongs to a VolumeSnapshotContent, not to a claim; its keys differ
+// so that no snapshot LV ever reads as a claim's volume.
+const KEY_CONTENT_UID: &str = "lvmpin.io/snapshot-content-uid=";
+const KEY_CONTENT_NAME: &str = "lvmpin.io/snapshot-content-name=";
 
 /// The claim (and PV) an LV was created for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -22,6 +26,13 @@ pub struct Owner {
     pub claim_namespace: String,
     pub claim_name: String,
     pub pv_name: String,
+}
+
+/// The VolumeSnapshotContent a snapshot LV was created for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SnapshotOwner {
+    pub content_uid: String,
+    pub content_name: String,
 }
 
 /// The tags that record `owner`, in a fixed order.
@@ -37,17 +48,63 @@ pub fn owner_tags(owner: &Owner) -> Vec<String> {
     .collect()
 }
 
+/// The tags that record a snapshot's `owner`, in a fixed order.
+pub fn snapshot_owner_tags(owner: &SnapshotOwner) -> Vec<String> {
+    [
+        (KEY_CONTENT_UID, &owner.content_uid),
+        (KEY_CONTENT_NAME, &owner.content_name),
+    ]
+    .into_iter()
+    .map(|(key, value)| format!("{key}{}", encode(value)))
+    .collect()
+}
+
+/// True if any tag uses a snapshot key, whole or not.
+pub fn has_snapshot_tags(tags: &[String]) -> bool {
+    tags.iter()
+        .any(|t| t.starts_with(KEY_CONTENT_UID) || t.starts_with(KEY_CONTENT_NAME))
+}
+
+/// True if any tag uses a claim key, whole or not.
+pub fn has_claim_tags(tags: &[String]) -> bool {
+    tags.iter().any(|t| {
+        [KEY_UID, KEY_NAMESPACE, KEY_NAME, KEY_PV]
+            .iter()
+            .any(|k| t.starts_with(k))
+    })
+}
+
+/// The value of `key` if it is present exactly once and decodes cleanly.
+fn field(tags: &[String], key: &str) -> Option<String> {
+    let mut values = tags.iter().filter_map(|t| t.strip_prefix(key));
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    decode(value)
+}
+
+/// Reads a snapshot's owner back. `None` unless both fields are present exactly
+/// once and decode cleanly, and no claim tag is present: an LV carrying both
+/// kinds is half-way between snapshot and volume and is nobody's.
+pub fn snapshot_owner_from_tags(tags: &[String]) -> Option<SnapshotOwner> {
+    if has_claim_tags(tags) {
+        return None;
+    }
+    Some(SnapshotOwner {
+        content_uid: field(tags, KEY_CONTENT_UID)?,
+        content_name: field(tags, KEY_CONTENT_NAME)?,
+    })
+}
+
 /// Reads the owner back. `None` unless all four fields are present exactly once
-/// and decode cleanly: a half-tagged LV is not treated as anyone's.
+/// and decode cleanly, and no snapshot tag is present: a half-tagged LV is not
+/// treated as anyone's, and a snapshot is never a claim's volume.
 pub fn owner_from_tags(tags: &[String]) -> Option<Owner> {
-    let field = |key: &str| -> Option<String> {
-        let mut values = tags.iter().filter_map(|t| t.strip_prefix(key));
-        let value = values.next()?;
-        if values.next().is_some() {
-            return None;
-        }
-        decode(value)
-    };
+    if has_snapshot_tags(tags) {
+        return None;
+    }
+    let field = |key: &str| field(tags, key);
     Some(Owner {
         claim_uid: field(KEY_UID)?,
         claim_namespace: field(KEY_NAMESPACE)?,
@@ -156,7 +213,58 @@ mod tests {
         assert_eq!(owner_from_tags(&[]), None);
     }
 
+    fn snap() -> SnapshotOwner {
+        SnapshotOwner {
+            content_uid: "0a1b2c3d-0000-4000-8000-000000000001".into(),
+            content_name: "snapcontent-0a1b2c3d".into(),
+        }
+    }
+
+    #[test]
+    fn snapshot_tags_are_distinct_from_claim_tags() {
+        let tags = snapshot_owner_tags(&snap());
+        assert_eq!(
+            tags,
+            vec![
+                "lvmpin.io/snapshot-content-uid=0a1b2c3d-0000-4000-8000-000000000001",
+                "lvmpin.io/snapshot-content-name=snapcontent-0a1b2c3d",
+            ]
+        );
+        assert_eq!(snapshot_owner_from_tags(&tags), Some(snap()));
+        assert_eq!(owner_from_tags(&tags), None);
+        assert_eq!(snapshot_owner_from_tags(&owner_tags(&owner())), None);
+    }
+
+    #[test]
+    fn mixed_or_partial_snapshot_tags_mean_no_owner_of_either_kind() {
+        let mut both = owner_tags(&owner());
+        both.extend(snapshot_owner_tags(&snap()));
+        assert_eq!(owner_from_tags(&both), None);
+        assert_eq!(snapshot_owner_from_tags(&both), None);
+
+        let half = snapshot_owner_tags(&snap())[..1].to_vec();
+        assert_eq!(snapshot_owner_from_tags(&half), None);
+        // Even a lone snapshot key keeps an LV from reading as a claim's.
+        let mut claim_and_half = owner_tags(&owner());
+        claim_and_half.extend(half);
+        assert_eq!(owner_from_tags(&claim_and_half), None);
+
+        let mut twice = snapshot_owner_tags(&snap());
+        twice.push("lvmpin.io/snapshot-content-name=other".into());
+        assert_eq!(snapshot_owner_from_tags(&twice), None);
+    }
+
     proptest! {
+        #[test]
+        fn snapshot_round_trip(uid in ".*", name in "\\PC*") {
+            let o = SnapshotOwner { content_uid: uid, content_name: name };
+            let tags = snapshot_owner_tags(&o);
+            for t in &tags {
+                prop_assert!(t.chars().all(is_lvm_tag_char), "{t}");
+            }
+            prop_assert_eq!(snapshot_owner_from_tags(&tags), Some(o));
+        }
+
         #[test]
         fn round_trip(uid in ".*", ns in ".*", name in ".*", pv in "\\PC*") {
             let o = Owner { claim_uid: uid, claim_namespace: ns, claim_name: name, pv_name: pv };

@@ -174,6 +174,7 @@ impl<B: VolumeBackend> ControllerService<B> {
                 size_bytes: size,
                 thin_pool: req.thin_pool.clone(),
                 owner: req.owner.clone(),
+                source: None,
             })
             .await?;
         info!(name = %bounded(&req.name), vg = %created.vg, lv = %created.name, size_bytes = created.size_bytes, "created volume");

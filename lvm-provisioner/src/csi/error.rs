@@ -156,7 +156,9 @@ impl From<crate::error::Error> for Error {
             Agent::OwnedByAnother { .. } | Agent::ForeignVolume { .. } => {
                 Error::Incompatible(message)
             }
-            Agent::InvalidName(_) | Agent::InvalidClaim { .. } => Error::InvalidArgument(message),
+            Agent::InvalidName(_) | Agent::InvalidClaim { .. } | Agent::InvalidSource { .. } => {
+                Error::InvalidArgument(message)
+            }
             _ => Error::Backend(message),
         }
     }
