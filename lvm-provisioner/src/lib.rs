@@ -42,6 +42,7 @@ pub mod resize;
 pub mod restore;
 pub mod restore_plan;
 pub mod runtime;
+pub mod snapshot_contents;
 pub mod snapshot_plan;
 pub mod startup;
 pub mod storage_capacity;

@@ -4,15 +4,12 @@
 //! `pkg/sidecar-controller/snapshot_controller.go` `syncContent`,
 //! `shouldDelete`; docs/protocols.md, "Snapshots").
 
+use kube::ResourceExt;
 use lvmpin_api::VolumeId;
 use lvmpin_api::names::DRIVER_NAME;
 use lvmpin_api::snapshot::{
     ANN_BEING_CREATED, ANN_BEING_DELETED, CONTENT_FINALIZER, POLICY_DELETE, VolumeSnapshotContent,
 };
-
-/// Prefix of snapshot LV names, as the sidecar's default
-/// `--snapshot-name-prefix`: `snapshot-<VolumeSnapshot uid>`.
-pub const SNAPSHOT_PREFIX: &str = "snapshot";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentStep {
@@ -22,7 +19,8 @@ pub enum ContentStep {
     /// Take the snapshot (again, after an error: creation is idempotent).
     Create {
         source: VolumeId,
-        /// The snapshot LV's name, in the source's volume group.
+        /// The snapshot LV's name, in the source's volume group
+        /// (`backend::snapshot_lv_name` of the content's uid).
         name: String,
     },
     /// Ready, but the being-created annotation is still on.
@@ -108,18 +106,21 @@ pub fn content_step(c: &VolumeSnapshotContent) -> ContentStep {
     let Ok(source) = handle.parse::<VolumeId>() else {
         return ContentStep::Ignore("source volume handle is not <vg>/<lv>");
     };
-    let Some(uid) = c
+    let bound = c
         .spec
         .volume_snapshot_ref
         .uid
         .as_deref()
-        .filter(|u| !u.is_empty())
-    else {
+        .is_some_and(|u| !u.is_empty());
+    if !bound {
         return ContentStep::Ignore("no VolumeSnapshot uid yet");
+    }
+    let Some(uid) = c.uid().filter(|u| !u.is_empty()) else {
+        return ContentStep::Ignore("content has no uid yet");
     };
     ContentStep::Create {
         source,
-        name: format!("{SNAPSHOT_PREFIX}-{uid}"),
+        name: crate::backend::snapshot_lv_name(&uid),
     }
 }
 
@@ -140,10 +141,8 @@ pub fn snapshot_refusal(source: &VolumeId, found: Option<(Option<&str>, bool)>) 
 }
 
 /// `status.creationTime`: nanoseconds since the epoch, as the upstream int64.
-pub fn creation_time_nanos(unix_seconds: u64) -> i64 {
-    i64::try_from(unix_seconds)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000_000_000)
+pub fn creation_time_nanos(unix_seconds: i64) -> i64 {
+    unix_seconds.saturating_mul(1_000_000_000)
 }
 
 #[cfg(test)]
@@ -181,6 +180,7 @@ mod tests {
         } else {
             obj.spec.source.volume_handle = Some("vg0/pvc-1".into());
         }
+        obj.metadata.uid = Some("cu1".into());
         if !c.no_ref_uid {
             obj.spec.volume_snapshot_ref.uid = Some("u1".into());
         }
@@ -200,7 +200,7 @@ mod tests {
         }
         if c.handle || c.ready {
             obj.status = Some(VolumeSnapshotContentStatus {
-                snapshot_handle: c.handle.then(|| "vg0/snapshot-u1".into()),
+                snapshot_handle: c.handle.then(|| "vg0/snap-cu1".into()),
                 ready_to_use: Some(c.ready),
                 ..Default::default()
             });
@@ -212,10 +212,10 @@ mod tests {
     fn steps() {
         let create = ContentStep::Create {
             source: VolumeId::new("vg0", "pvc-1"),
-            name: "snapshot-u1".into(),
+            name: "snap-cu1".into(),
         };
         let delete = ContentStep::Delete {
-            snapshot: VolumeId::new("vg0", "snapshot-u1"),
+            snapshot: VolumeId::new("vg0", "snap-cu1"),
         };
         let d = C::default();
         let gone = C {
@@ -362,6 +362,6 @@ mod tests {
             creation_time_nanos(1_764_518_400),
             1_764_518_400_000_000_000
         );
-        assert_eq!(creation_time_nanos(u64::MAX), i64::MAX);
+        assert_eq!(creation_time_nanos(i64::MAX), i64::MAX);
     }
 }
