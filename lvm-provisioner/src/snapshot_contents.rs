@@ -84,6 +84,7 @@ pub fn error_policy<B: VolumeBackend>(
     err: &Error,
     ctx: Arc<Context<B>>,
 ) -> Action {
+    ctx.metrics.operation("snapshot", err.metric_label());
     let key = format!("VolumeSnapshotContent/{}", content.name_any());
     let delay = ctx.backoff.next(&key, err.is_permanent());
     warn!(content = %content.name_any(), error = %err, retry_in = ?delay, "snapshot content reconcile failed");
@@ -115,6 +116,7 @@ pub async fn reconcile<B: VolumeBackend>(
                 "creationTime": null, "restoreSize": null}});
             api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&clear))
                 .await?;
+            ctx.metrics.operation("snapshot_delete", "success");
             info!(content = %name, snapshot = %snapshot, "snapshot deleted");
             release_finalizer(&api, &content).await?;
         }
@@ -197,6 +199,7 @@ async fn create<B: VolumeBackend>(
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     clear_being_created(api, &name).await?;
+    ctx.metrics.operation("snapshot", "success");
     info!(content = %name, snapshot = %format!("{}/{}", made.vg, made.name), "snapshot taken");
     Ok(())
 }
@@ -232,6 +235,7 @@ async fn refuse<B: VolumeBackend>(
     let status = json!({"status": {"readyToUse": false, "error": {"message": note, "time": time}}});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
+    ctx.metrics.operation("snapshot", "refused");
     warn!(content = %name, %message, "snapshot refused");
     let reason = "SnapshotCreationFailed";
     events::warn(
