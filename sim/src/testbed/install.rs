@@ -104,15 +104,20 @@ pub async fn install_sim(client: &Client) -> Result<()> {
 /// Apply `manifests/base` (but its workloads) and wait for the CRD to serve.
 pub async fn install_base(client: &Client) -> Result<()> {
     apply_files(client, BASE_FILES).await?;
+    wait_established(client, "lvmnodes.lvmpin.io").await
+}
+
+/// Wait until the API server serves the CRD `name`.
+pub async fn wait_established(client: &Client, name: &str) -> Result<()> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     wait::until(
-        "the LvmNode CRD to be established",
+        &format!("the {name} CRD to be established"),
         Duration::from_secs(30),
         Duration::from_millis(100),
         || {
             let crds = crds.clone();
             async move {
-                let crd = crds.get("lvmnodes.lvmpin.io").await.ok()?;
+                let crd = crds.get(name).await.ok()?;
                 crd.status?
                     .conditions?
                     .iter()

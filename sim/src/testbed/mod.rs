@@ -7,6 +7,7 @@ pub mod install;
 pub mod kube_local;
 pub mod node_disk;
 pub mod process;
+pub mod snapshots;
 mod statefulsets;
 
 use std::collections::BTreeMap;
@@ -157,6 +158,9 @@ pub struct TestbedOptions {
     pub log_filter: String,
     /// The API server's address (port 0: any free port).
     pub listen: std::net::SocketAddr,
+    /// Install the upstream snapshot CRDs and run the upstream
+    /// snapshot-controller with these extra flags (kube backend only).
+    pub snapshot_controller: Option<Vec<String>>,
 }
 
 impl Default for TestbedOptions {
@@ -183,6 +187,7 @@ impl Default for TestbedOptions {
             zones: 0,
             log_filter: "info".into(),
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            snapshot_controller: None,
         }
     }
 }
@@ -192,6 +197,7 @@ pub struct Testbed {
     pub agents: Vec<ManagedProcess>,
     pub extender: ManagedProcess,
     pub controller: ManagedProcess,
+    pub snapshot_controller: Option<ManagedProcess>,
     pub control_plane: Cluster,
     pub disks: Vec<NodeDisk>,
     pub node_names: Vec<String>,
@@ -309,6 +315,22 @@ impl Testbed {
             }
         };
         let client = control_plane.client();
+        let snapshot_controller = match (&opts.snapshot_controller, opts.backend) {
+            (None, _) => None,
+            (Some(_), Backend::Sim) => {
+                return Err(Error::ApiServer(
+                    "the snapshot-controller runs only on the kube backend".into(),
+                ));
+            }
+            (Some(args), Backend::Kube) => {
+                snapshots::install_crds(&client).await?;
+                Some(snapshots::start(
+                    &kubeconfig,
+                    dir.path().join("snapshot-controller.log"),
+                    args,
+                )?)
+            }
+        };
 
         let node_names: Vec<String> = (0..opts.nodes).map(|i| format!("node-{i}")).collect();
         let nodes_api = Api::<Node>::all(client.clone());
@@ -436,6 +458,7 @@ impl Testbed {
             agents,
             extender,
             controller,
+            snapshot_controller,
             control_plane,
             disks,
             node_names,
@@ -611,7 +634,10 @@ impl Testbed {
     /// Attach the tail of every process log to an error, for diagnosis.
     /// With `LVMPIN_SIM_KEEP_LOGS=<dir>` set, the process logs are also copied there.
     fn processes(&self) -> impl Iterator<Item = &ManagedProcess> {
-        self.agents.iter().chain([&self.extender, &self.controller])
+        self.agents
+            .iter()
+            .chain([&self.extender, &self.controller])
+            .chain(self.snapshot_controller.as_ref())
     }
 
     pub fn with_logs(&self, e: Error) -> Error {
@@ -704,6 +730,9 @@ impl Testbed {
         }
         self.extender.stop(Duration::from_secs(5)).await;
         self.controller.stop(Duration::from_secs(5)).await;
+        if let Some(s) = &mut self.snapshot_controller {
+            s.stop(Duration::from_secs(5)).await;
+        }
         let Testbed {
             control_plane,
             disks,
