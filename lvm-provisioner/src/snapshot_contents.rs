@@ -49,7 +49,11 @@ pub async fn snapshot_api_present(client: &Client) -> std::result::Result<bool, 
 pub async fn run<B: VolumeBackend>(ctx: Arc<Context<B>>, shutdown: CancellationToken) {
     let mut logged = false;
     loop {
-        match snapshot_api_present(&ctx.client).await {
+        let present = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            present = snapshot_api_present(&ctx.client) => present,
+        };
+        match present {
             Ok(true) => break,
             Ok(false) if !logged => {
                 info!(

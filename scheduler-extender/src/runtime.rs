@@ -251,8 +251,9 @@ mod tests {
             Duration::from_secs(300),
             &shutdown,
         );
-        // One watch per kind, the Event publisher, the election loop and upkeep.
-        assert_eq!(tasks.len(), watch::KINDS.len() + 3);
+        // One watch per kind, the snapshot watches (waiting for their API
+        // here), the Event publisher, the election loop and upkeep.
+        assert_eq!(tasks.len(), watch::KINDS.len() + 4);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             tasks.iter().all(|t| !t.is_finished()),

@@ -34,7 +34,11 @@ pub async fn snapshot_api_present(client: &Client) -> Result<bool, kube::Error> 
 pub async fn run(client: Client, app: Arc<App>, shutdown: CancellationToken) {
     let mut logged = false;
     loop {
-        match snapshot_api_present(&client).await {
+        let present = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            present = snapshot_api_present(&client) => present,
+        };
+        match present {
             Ok(true) => break,
             Ok(false) if !logged => {
                 tracing::info!(
