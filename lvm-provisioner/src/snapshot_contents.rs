@@ -145,26 +145,37 @@ async fn create<B: VolumeBackend>(
     lv: &str,
 ) -> Result<()> {
     let name = content.name_any();
-    // Before any lvm call, as the sidecar: the snapshot-controller does not
+    // The checks read the scan only, so they come before the annotation: a
+    // refused content is then left alone until it changes (setting and
+    // clearing the annotation on every pass would wake this reconciler with
+    // its own writes, for ever).
+    let scan = ctx.backend.scan().await?;
+    let found = scan
+        .volume(&source.vg, &source.lv)
+        .filter(|_| ctx.config.volume_groups.contains(&source.vg));
+    let mut refusal = snapshot_refusal(
+        source,
+        found.map(|v| (v.pool.as_deref(), v.owner.is_some())),
+    );
+    if let Some(taken) = scan.volume(&source.vg, lv)
+        && taken.snapshot_owner.as_ref() != Some(&owner(content))
+    {
+        refusal = Some(format!(
+            "logical volume {}/{lv} exists and its tags do not name this content",
+            source.vg
+        ));
+    }
+    if let Some(message) = refusal {
+        // A final error: the error is on the status and told on both objects.
+        refuse(ctx, api, content, &message).await?;
+        return Ok(());
+    }
+    // Before the lvm call, as the sidecar: the snapshot-controller does not
     // let the content go while a create may be in flight.
     if !content.annotations().contains_key(ANN_BEING_CREATED) {
         let patch = json!({"metadata": {"annotations": {ANN_BEING_CREATED: "yes"}}});
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-    }
-    let scan = ctx.backend.scan().await?;
-    let found = scan
-        .volume(&source.vg, &source.lv)
-        .filter(|_| ctx.config.volume_groups.contains(&source.vg));
-    let refusal = snapshot_refusal(
-        source,
-        found.map(|v| (v.pool.as_deref(), v.owner.is_some())),
-    );
-    if let Some(message) = refusal {
-        // A final error: the annotation goes, the error is on the status
-        // and told on both objects.
-        refuse(ctx, api, content, &message).await?;
-        return Ok(());
     }
     let Some(source_volume) = found else {
         return Ok(());
@@ -231,7 +242,9 @@ async fn refuse<B: VolumeBackend>(
         .and_then(|s| s.error.as_ref())
         .and_then(|e| e.message.as_deref())
         == Some(note.as_str());
-    clear_being_created(api, &name).await?;
+    if content.annotations().contains_key(ANN_BEING_CREATED) {
+        clear_being_created(api, &name).await?;
+    }
     if same {
         return Ok(());
     }

@@ -132,11 +132,8 @@ async fn a_linear_source_is_refused_on_the_status_and_both_objects() {
     let mut w = world(backend.clone(), config(0));
     let c = Arc::new(content(json!({})));
     let body = serde_json::to_value(&*c).unwrap();
+    // Nothing is in flight: no being-created annotation is set or cleared.
     let calls = vec![
-        Call::patch(CONTENT).respond(200, body.clone()),
-        Call::patch(CONTENT)
-            .body(json!({"metadata": {"annotations": {ANN_BEING_CREATED: null}}}))
-            .respond(200, body.clone()),
         Call::patch(&format!("{CONTENT}/status"))
             .check(|b| {
                 assert_eq!(b["status"]["readyToUse"], false, "{b}");
@@ -153,6 +150,58 @@ async fn a_linear_source_is_refused_on_the_status_and_both_objects() {
         .await;
     assert_eq!(action.unwrap(), Action::await_change());
     assert_eq!(backend.calls(), vec!["scan"]);
+}
+
+#[tokio::test]
+async fn a_refused_content_is_left_alone_until_it_changes() {
+    let backend = backend(None);
+    let mut w = world(backend.clone(), config(0));
+    let message = "Failed to create snapshot: source volume vg0/pvc-src is a linear volume; lvmpin takes snapshots of thin volumes only (StorageClass parameter lvmpin.io/thin-pool)";
+    let c = Arc::new(content(json!({
+        "status": {"readyToUse": false, "error": {"message": message, "time": "2026-01-01T00:00:00Z"}}
+    })));
+    // No API call at all: the same error is not written or told twice.
+    let action = w
+        .run(vec![], snapshot_contents::reconcile(c, w.ctx.clone()))
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(backend.calls(), vec!["scan"]);
+}
+
+#[tokio::test]
+async fn an_lv_of_the_snapshot_name_owned_by_another_content_is_refused() {
+    let backend = backend(Some("pool0")).with_volume(Volume {
+        name: "snap-cu1".into(),
+        owner: None,
+        snapshot_owner: Some(SnapshotOwner {
+            content_uid: "other".into(),
+            content_name: "snapcontent-other".into(),
+        }),
+        ..source_volume(Some("pool0"))
+    });
+    let mut w = world(backend.clone(), config(0));
+    let c = Arc::new(content(json!({})));
+    let body = serde_json::to_value(&*c).unwrap();
+    let calls = vec![
+        Call::patch(&format!("{CONTENT}/status"))
+            .check(|b| {
+                let msg = b["status"]["error"]["message"].as_str().unwrap();
+                assert!(msg.contains("vg0/snap-cu1 exists"), "{msg}");
+            })
+            .respond(200, body),
+        Call::event("default", "Warning", "SnapshotCreationFailed"),
+        Call::event("ns", "Warning", "SnapshotCreationFailed"),
+    ];
+    w.run(calls, snapshot_contents::reconcile(c, w.ctx.clone()))
+        .await
+        .unwrap();
+    assert_eq!(backend.calls(), vec!["scan"]);
+    let kept = backend
+        .snapshot()
+        .volume("vg0", "snap-cu1")
+        .cloned()
+        .unwrap();
+    assert_eq!(kept.snapshot_owner.unwrap().content_uid, "other");
 }
 
 #[tokio::test]
