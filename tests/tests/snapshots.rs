@@ -19,6 +19,7 @@ use kube::Api;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
 };
+use lvmpin_api::LvmNode;
 use lvmpin_api::names::DRIVER_NAME;
 use lvmpin_api::snapshot::{
     VolumeSnapshot, VolumeSnapshotContent, VolumeSnapshotSource, VolumeSnapshotSpec,
@@ -180,6 +181,32 @@ async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
     assert!(on_snapshot.contains("linear volume"), "{on_snapshot}");
     let lvs: usize = tb.lvs().unwrap().values().map(Vec::len).sum();
     assert_eq!(lvs, 1, "only the source LV exists: {:?}", tb.lvs());
+    // Refused once: the content is not written again while it stays the
+    // same (checked across the node agent's next capacity scan).
+    let content_name = content.metadata.name.clone().unwrap();
+    let version = contents
+        .get(&content_name)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let nodes = Api::<LvmNode>::all(client.clone());
+    let scanned = |n: &LvmNode| n.status.as_ref().and_then(|s| s.last_scan_time.clone());
+    let first = scanned(&nodes.get(&node).await.unwrap());
+    until(&tb, "another scan of the source's node", || {
+        let nodes = nodes.clone();
+        let node = node.clone();
+        let first = first.clone();
+        async move { (scanned(&nodes.get(&node).await.ok()?) != first).then_some(()) }
+    })
+    .await;
+    let again = contents
+        .get(&content_name)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    assert_eq!(again, version, "a refused content is written again");
 
     // A restore in the (linear) class: no node fits, the reason names it.
     let mut restore = workload::claim(NS, "restored", "lvmpin", "16Mi");
@@ -226,7 +253,6 @@ async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
         .delete("snap", &DeleteParams::default())
         .await
         .unwrap();
-    let content_name = content.metadata.name.clone().unwrap();
     until(&tb, "the VolumeSnapshot and its content gone", || {
         let snapshots = snapshots.clone();
         let contents = contents.clone();
