@@ -129,7 +129,9 @@ CONF
   # Modules and their dependency closure, in load order, decompressed so that
   # busybox insmod can load them.
   : > "$r/modules.list"
-  for m in virtio_pci virtio_blk dm_mod dm_thin_pool ext4 xfs 9p 9pnet_virtio; do
+  # dm_snapshot: lvcreate --snapshot checks for the snapshot target even when
+  # it makes a thin snapshot, and the guest has no modprobe to load it.
+  for m in virtio_pci virtio_blk dm_mod dm_thin_pool dm_snapshot ext4 xfs 9p 9pnet_virtio; do
     modprobe -d "$ktree" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
   done | awk '!seen[$0]++' | while read -r ko; do
     name=$(basename "$ko")

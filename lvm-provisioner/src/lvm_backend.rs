@@ -54,6 +54,16 @@ impl From<lvm::Error> for Error {
                 lv: lv.clone(),
                 message: e.to_string(),
             },
+            lvm::Error::SnapshotOwnedByAnother { ref vg, ref lv, .. } => Error::OwnedByAnother {
+                vg: vg.clone(),
+                lv: lv.clone(),
+                message: e.to_string(),
+            },
+            lvm::Error::InvalidSource(p) => Error::InvalidSource {
+                vg: p.vg,
+                lv: p.lv,
+                reason: p.reason,
+            },
             lvm::Error::InvalidName { .. } => Error::InvalidName(e.to_string()),
             lvm::Error::Timeout { .. } => Error::LvmTimeout(e.to_string()),
             lvm::Error::CommandFailed { .. } | lvm::Error::Parse { .. } | lvm::Error::Io { .. } => {
@@ -79,10 +89,12 @@ fn volume_from(lv: lvm::LogicalVolume) -> Volume {
         size_bytes: lv.size_bytes,
         pool: lv.pool,
         owner: lv.owner.map(owner_from),
-        // Filled in by the lvm layer once it reports snapshots.
-        snapshot_owner: None,
-        origin: None,
-        created_unix: None,
+        snapshot_owner: lv.snapshot_owner.map(|o| SnapshotOwner {
+            content_uid: o.content_uid,
+            content_name: o.content_name,
+        }),
+        origin: lv.origin,
+        created_unix: lv.created_unix,
     }
 }
 
@@ -122,14 +134,12 @@ impl VolumeBackend for LvmBackend {
     }
 
     async fn create(&self, req: CreateVolume) -> Result<Volume> {
-        if let Some(source) = req.source {
-            return Err(not_yet(&req.vg, &source));
-        }
         let req = lvm::CreateLv {
             vg: req.vg,
             name: req.name,
             size_bytes: req.size_bytes,
             thin_pool: req.thin_pool,
+            source: req.source,
             owner: lvm::Owner {
                 claim_uid: req.owner.claim_uid,
                 claim_namespace: req.owner.claim_namespace,
@@ -155,17 +165,27 @@ impl VolumeBackend for LvmBackend {
     }
 
     async fn create_snapshot(&self, req: CreateSnapshot) -> Result<Volume> {
-        Err(not_yet(&req.vg, &req.source))
+        let req = lvm::CreateSnapshotLv {
+            vg: req.vg,
+            name: req.name,
+            source: req.source,
+            owner: lvm_snapshot_owner(&req.owner),
+        };
+        self.blocking(move |l| l.create_snapshot(&req))
+            .await
+            .map(volume_from)
     }
 
-    async fn remove_snapshot(&self, vg: &str, name: &str, _owner: &SnapshotOwner) -> Result<()> {
-        Err(not_yet(vg, name))
+    async fn remove_snapshot(&self, vg: &str, name: &str, owner: &SnapshotOwner) -> Result<()> {
+        let (vg, name, owner) = (vg.to_string(), name.to_string(), lvm_snapshot_owner(owner));
+        self.blocking(move |l| l.remove_snapshot(&vg, &name, &owner))
+            .await
     }
 }
 
-// Interim: the lvm layer's snapshot commands land in the next commit.
-fn not_yet(vg: &str, lv: &str) -> Error {
-    Error::Unsupported {
-        message: format!("snapshots of {vg}/{lv}: not yet implemented by the lvm backend"),
+fn lvm_snapshot_owner(o: &SnapshotOwner) -> lvm::SnapshotOwner {
+    lvm::SnapshotOwner {
+        content_uid: o.content_uid.clone(),
+        content_name: o.content_name.clone(),
     }
 }

@@ -20,7 +20,9 @@ fn vg_status(report: &Scan, name: &str) -> VolumeGroupStatus {
     let mut volumes: Vec<String> = report
         .volumes
         .iter()
-        .filter(|v| v.vg == name && v.owner.is_some())
+        // Claim volumes only: the extender drops reservations by this list,
+        // and a snapshot is no claim's volume.
+        .filter(|v| v.vg == name && v.owner.is_some() && !v.is_snapshot())
         .map(|v| v.name.clone())
         .collect();
     volumes.sort();
@@ -240,6 +242,13 @@ mod tests {
                     vg: "vg0".into(),
                     name: "pvc-a".into(),
                     owner: Some(Owner::default()),
+                    ..Default::default()
+                },
+                Volume {
+                    vg: "vg0".into(),
+                    name: "snap-1".into(),
+                    owner: Some(Owner::default()),
+                    snapshot_owner: Some(Default::default()),
                     ..Default::default()
                 },
             ],

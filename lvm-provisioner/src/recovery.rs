@@ -37,8 +37,11 @@ pub fn plan(
 ) -> Vec<RecoveryAction> {
     let mut actions = Vec::new();
     for volume in volumes {
-        // LVs without our tags are someone else's business.
-        let Some(owner) = volume.owner.as_ref() else {
+        // LVs without our tags are someone else's business; snapshots belong
+        // to VolumeSnapshotContents, never to a claim (the lvm layer reads
+        // no claim owner from an LV with snapshot tags; this holds even if
+        // a volume carried both).
+        let Some(owner) = volume.owner.as_ref().filter(|_| !volume.is_snapshot()) else {
             continue;
         };
         if pv_names.contains(&owner.pv_name) {
@@ -79,7 +82,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Owner;
+    use crate::backend::{Owner, SnapshotOwner};
 
     fn lv(uid: &str) -> Volume {
         Volume {
@@ -127,6 +130,16 @@ mod tests {
             owner: None,
             ..foreign
         };
+        let snapshot = Volume {
+            name: "snap-1".into(),
+            owner: None,
+            snapshot_owner: Some(SnapshotOwner {
+                content_uid: "1".into(),
+                content_name: "snapcontent-1".into(),
+            }),
+            origin: Some("pvc-a".into()),
+            ..lv("x")
+        };
         type Case<'a> = (
             &'a str,
             Vec<Volume>,
@@ -137,6 +150,23 @@ mod tests {
         let cases: Vec<Case> = vec![
             ("pv present", vec![lv("a")], vec!["pvc-a"], vec![], vec![]),
             ("untagged lv", vec![foreign], vec![], vec![], vec![]),
+            (
+                "snapshot lv",
+                vec![snapshot.clone()],
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "snapshot lv with claim tags too",
+                vec![Volume {
+                    owner: lv("s").owner,
+                    ..snapshot
+                }],
+                vec![],
+                vec![claim("s", Some("n1"), None)],
+                vec![],
+            ),
             (
                 "crash before pv create",
                 vec![lv("a")],

@@ -4,8 +4,9 @@
 //! virtio disk) and drives it from the `csi_vm_check` example over gRPC:
 //! Controller create/expand/delete, stage and publish for ext4, xfs and
 //! block, online grow, restage without reformatting, blank new volumes,
-//! kubelet registration, hostile input, and upstream csi-sanity for ext4, xfs
-//! and block.
+//! kubelet registration, hostile input, thin snapshots with restore and clone
+//! (tests/snapshot_vm.rs runs those alone), and upstream csi-sanity for ext4,
+//! xfs and block.
 //!
 //! This test never skips: missing QEMU, kernel package, Go or tools fail it.
 //! Runs as root; several minutes on 2 cores (software emulation).
@@ -29,6 +30,9 @@ fn csi_driver_on_a_real_kernel() {
         "csi-sanity xfs: passed",
         "csi-sanity block: passed",
     ] {
+        assert!(run.console.contains(check), "guest never reached {check:?}");
+    }
+    for check in support::vm::SNAPSHOT_CHECKS {
         assert!(run.console.contains(check), "guest never reached {check:?}");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::controller::Action;
 use lvmpin_api::names::{DRIVER_NAME, PARAM_VOLUME_GROUP, PV_FINALIZER};
-use lvmpin_provisioner::backend::{Owner, Volume};
+use lvmpin_provisioner::backend::{Owner, SnapshotOwner, Volume};
 use lvmpin_provisioner::error::Error;
 use lvmpin_provisioner::fake_backend::FakeBackend;
 use lvmpin_provisioner::{lvm_node_writer, reconcile_claim, reconcile_pv, startup};
@@ -460,6 +460,39 @@ async fn deletion_refuses_an_lv_tagged_for_another_pv() {
         .await;
     assert!(matches!(result, Err(Error::OwnedByAnother { .. })));
     assert!(backend.snapshot().volume("vg0", "pvc-u1").is_some());
+}
+
+/// A PV whose handle names a snapshot LV (tagged by a VolumeSnapshotContent,
+/// not a claim) must not delete it: snapshots are removed only through
+/// `remove_snapshot` with their own owner.
+#[tokio::test]
+async fn deletion_refuses_a_snapshot_lv() {
+    let backend = FakeBackend::new()
+        .with_vg("vg0", 10 * GI)
+        .with_volume(Volume {
+            vg: "vg0".into(),
+            name: "pvc-u1".into(),
+            size_bytes: GI,
+            pool: Some("pool0".into()),
+            snapshot_owner: Some(SnapshotOwner {
+                content_uid: "c1".into(),
+                content_name: "snapcontent-c1".into(),
+            }),
+            ..Default::default()
+        });
+    let mut w = world(backend.clone(), config(0));
+    let pv = Arc::new(pv_from_json(released_pv(&[PV_FINALIZER], false)));
+    let calls = vec![
+        Call::post("/apis/events.k8s.io/v1/namespaces/default/events")
+            .check(|b| assert_eq!(b["reason"], "VolumeDeleteFailed"))
+            .respond(201, json!({})),
+    ];
+    let result = w
+        .run(calls, reconcile_pv::reconcile(pv, w.ctx.clone()))
+        .await;
+    assert!(matches!(result, Err(Error::OwnedByAnother { .. })));
+    assert!(backend.snapshot().volume("vg0", "pvc-u1").is_some());
+    assert!(!backend.calls().iter().any(|c| c.starts_with("remove")));
 }
 
 #[tokio::test]

@@ -97,6 +97,7 @@ fn bench_create_remove() {
             name: o.pv_name.clone(),
             size_bytes: 64 << 20,
             thin_pool: None,
+            source: None,
             owner: o,
         };
         let t0 = Instant::now();
@@ -120,6 +121,7 @@ fn bench_create_remove() {
             name: o.pv_name.clone(),
             size_bytes: 4 << 20,
             thin_pool: None,
+            source: None,
             owner: o,
         })
         .expect("create");

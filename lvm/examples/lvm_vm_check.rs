@@ -1,14 +1,19 @@
 //! Runs inside the QEMU guest of hack/vm/run.sh (real kernel, device-mapper):
 //! drives `Lvm` on the guest's virtio disk through what metadata-only mode
 //! cannot show: active LVs, wiped signatures, thin volumes with real usage
-//! figures, removal of active LVs, and create+remove latency with activation.
+//! figures, removal of active LVs, thin snapshots with restore and clone
+//! (data, tags, activation, survival of the origin's removal), and
+//! create+remove latency with activation.
 //! Prints one `lvm-vm: ...` line per check; exits non-zero on the first failure.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use lvmpin_lvm::{CreateLv, Error, Lvm, LvmConfig, Owner};
+use lvmpin_lvm::{
+    CreateLv, CreateSnapshotLv, Error, Lvm, LvmConfig, Owner, SnapshotOwner, owner_tags,
+    snapshot_owner_tags,
+};
 
 const MIB: u64 = 1 << 20;
 const VG: &str = "vmvg";
@@ -45,6 +50,7 @@ fn req(uid: &str, size: u64, pool: Option<&str>) -> CreateLv {
         name: format!("pvc-{uid}"),
         size_bytes: size,
         thin_pool: pool.map(String::from),
+        source: None,
         owner: owner(uid),
     }
 }
@@ -178,6 +184,257 @@ fn thin(lvm: &Lvm) -> Check {
     Ok(())
 }
 
+fn content(uid: &str) -> SnapshotOwner {
+    SnapshotOwner {
+        content_uid: uid.into(),
+        content_name: format!("snapcontent-{uid}"),
+    }
+}
+
+fn snap_req(uid: &str, source: &str) -> CreateSnapshotLv {
+    CreateSnapshotLv {
+        vg: VG.into(),
+        name: format!("snap-{uid}"),
+        source: source.into(),
+        owner: content(uid),
+    }
+}
+
+fn from(uid: &str, size: u64, source: &str) -> CreateLv {
+    CreateLv {
+        source: Some(source.into()),
+        ..req(uid, size, Some("pool1"))
+    }
+}
+
+/// Fills the first MiB of a device with `byte` and flushes it.
+fn fill(device: &Path, byte: u8) -> Check {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(device)
+        .map_err(|err| format!("open {}: {err}", device.display()))?;
+    f.write_all(&vec![byte; MIB as usize])
+        .and_then(|()| f.sync_all())
+        .map_err(|err| format!("write {}: {err}", device.display()))
+}
+
+/// The one byte value the first MiB of a device holds, or an error.
+fn holds(device: &Path) -> Result<u8, String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; MIB as usize];
+    std::fs::File::open(device)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|err| format!("read {}: {err}", device.display()))?;
+    let first = buf[0];
+    ensure(
+        buf.iter().all(|b| *b == first),
+        format!("{} holds mixed data", device.display()),
+    )?;
+    Ok(first)
+}
+
+fn sorted(mut tags: Vec<String>) -> Vec<String> {
+    tags.sort();
+    tags
+}
+
+fn snapshots(lvm: &Lvm) -> Check {
+    sh(
+        "lvm",
+        &[
+            "lvcreate",
+            "-q",
+            "--type",
+            "thin-pool",
+            "--size",
+            "64m",
+            "--name",
+            "pool1",
+            VG,
+        ],
+    )?;
+    let origin = lvm
+        .create_lv(&req("o", 64 * MIB, Some("pool1")))
+        .map_err(e)?;
+    fill(&origin.path(), 0xA1)?;
+
+    let snap = lvm.create_snapshot(&snap_req("s1", "pvc-o")).map_err(e)?;
+    println!(
+        "lvm-vm: snapshot lvs: {}",
+        sh(
+            "lvm",
+            &[
+                "lvs",
+                "--noheadings",
+                "-o",
+                "lv_name,lv_attr,origin,lv_time,lv_tags",
+                VG
+            ]
+        )?
+        .replace('\n', " | ")
+    );
+    ensure(
+        !snap.active,
+        format!("a snapshot must stay inactive: {snap:?}"),
+    )?;
+    ensure(
+        snap.attr.ends_with('k'),
+        format!("activation skip: {}", snap.attr),
+    )?;
+    ensure(
+        snap.origin.as_deref() == Some("pvc-o") && snap.pool.as_deref() == Some("pool1"),
+        format!("origin and pool: {snap:?}"),
+    )?;
+    ensure(
+        snap.owner.is_none() && snap.snapshot_owner == Some(content("s1")),
+        format!("owners: {snap:?}"),
+    )?;
+    ensure(
+        sorted(snap.tags.clone()) == sorted(snapshot_owner_tags(&content("s1"))),
+        format!(
+            "a snapshot carries exactly its content's tags: {:?}",
+            snap.tags
+        ),
+    )?;
+    ensure(
+        snap.created_unix.is_some_and(|t| t > 1_600_000_000),
+        format!("lv_time: {snap:?}"),
+    )?;
+    println!(
+        "lvm-vm: snapshot inactive with activation skip, tags {:?}",
+        snap.tags
+    );
+
+    let again = lvm.create_snapshot(&snap_req("s1", "pvc-o")).map_err(e)?;
+    ensure(
+        again.uuid == snap.uuid,
+        "repeated create_snapshot returns the same LV",
+    )?;
+    let mut thief = snap_req("s1", "pvc-o");
+    thief.owner = content("s2");
+    ensure(
+        matches!(
+            lvm.create_snapshot(&thief),
+            Err(Error::SnapshotOwnedByAnother { .. })
+        ),
+        "another content must be refused",
+    )?;
+    println!("lvm-vm: idempotent snapshot and owner conflict ok");
+
+    fill(&origin.path(), 0xB2)?;
+    let restored = lvm.create_lv(&from("r", 128 * MIB, "snap-s1")).map_err(e)?;
+    ensure(
+        restored.active && restored.size_bytes == 128 * MIB,
+        format!("restore is active and grown: {restored:?}"),
+    )?;
+    ensure(
+        restored.owner == Some(owner("r")) && restored.snapshot_owner.is_none(),
+        format!("restore owners: {restored:?}"),
+    )?;
+    ensure(
+        sorted(restored.tags.clone()) == sorted(owner_tags(&owner("r"))),
+        format!(
+            "a restore carries exactly its claim's tags: {:?}",
+            restored.tags
+        ),
+    )?;
+    let got = holds(&restored.path())?;
+    ensure(
+        got == 0xA1,
+        format!("restore holds {got:#x}, the snapshot held 0xa1"),
+    )?;
+    let again = lvm.create_lv(&from("r", 128 * MIB, "snap-s1")).map_err(e)?;
+    ensure(
+        again.uuid == restored.uuid,
+        "repeated restore returns the same LV",
+    )?;
+    println!(
+        "lvm-vm: restore of snap-s1 holds the snapshot's data, grown to 128 MiB, tags {:?}",
+        restored.tags
+    );
+
+    let clone = lvm.create_lv(&from("c", 64 * MIB, "pvc-o")).map_err(e)?;
+    ensure(
+        holds(&clone.path())? == 0xB2,
+        "clone holds the source's data",
+    )?;
+    fill(&clone.path(), 0xC3)?;
+    ensure(
+        holds(&origin.path())? == 0xB2,
+        "a write to the clone reached the source",
+    )?;
+    fill(&origin.path(), 0xD4)?;
+    ensure(
+        holds(&clone.path())? == 0xC3,
+        "a write to the source reached the clone",
+    )?;
+    println!("lvm-vm: clone is independent of its source");
+
+    match lvm.create_lv(&from("small", 32 * MIB, "snap-s1")) {
+        Err(err @ Error::InvalidSource(_)) => println!("lvm-vm: smaller restore refused: {err}"),
+        other => return Err(format!("smaller restore: {other:?}")),
+    }
+    lvm.create_lv(&req("lin", 8 * MIB, None)).map_err(e)?;
+    match lvm.create_snapshot(&snap_req("s3", "pvc-lin")) {
+        Err(err @ Error::InvalidSource(_)) => {
+            println!("lvm-vm: snapshot of a linear LV refused: {err}")
+        }
+        other => return Err(format!("snapshot of linear: {other:?}")),
+    }
+
+    lvm.remove_lv(VG, "pvc-o").map_err(e)?;
+    let kept = lvm
+        .find_lv(VG, "snap-s1")
+        .map_err(e)?
+        .ok_or("snapshot gone with its origin")?;
+    ensure(
+        kept.origin.is_none(),
+        format!("origin after removal: {kept:?}"),
+    )?;
+    let late = lvm
+        .create_lv(&from("late", 64 * MIB, "snap-s1"))
+        .map_err(e)?;
+    ensure(
+        holds(&late.path())? == 0xA1,
+        "restore after the origin's removal",
+    )?;
+    println!("lvm-vm: snapshot survives its origin; restore from it still holds its data");
+
+    ensure(
+        matches!(
+            lvm.remove_snapshot(VG, "snap-s1", &content("s2")),
+            Err(Error::SnapshotOwnedByAnother { .. })
+        ),
+        "remove_snapshot with the wrong owner must refuse",
+    )?;
+    ensure(
+        matches!(
+            lvm.remove_snapshot(VG, "pvc-r", &content("s1")),
+            Err(Error::SnapshotOwnedByAnother { .. })
+        ),
+        "remove_snapshot must refuse a claim's volume",
+    )?;
+    lvm.remove_snapshot(VG, "snap-s1", &content("s1"))
+        .map_err(e)?;
+    lvm.remove_snapshot(VG, "snap-s1", &content("s1"))
+        .map_err(e)?;
+    ensure(
+        lvm.find_lv(VG, "snap-s1").map_err(e)?.is_none(),
+        "snapshot still there",
+    )?;
+    ensure(
+        holds(&restored.path())? == 0xA1,
+        "restore lost data with its snapshot",
+    )?;
+    for lv in ["pvc-r", "pvc-c", "pvc-late", "pvc-lin"] {
+        lvm.remove_lv(VG, lv).map_err(e)?;
+    }
+    sh("lvm", &["lvremove", "-q", "--yes", &format!("{VG}/pool1")])?;
+    println!("lvm-vm: snapshot removal needs its owner; restores outlive it");
+    Ok(())
+}
+
 fn latency(lvm: &Lvm) -> Check {
     let mut samples = Vec::new();
     for i in 0..10 {
@@ -207,6 +464,7 @@ fn run(disk: &str) -> Check {
     sh("lvm", &["vgcreate", "-q", VG, disk])?;
     linear(&lvm)?;
     thin(&lvm)?;
+    snapshots(&lvm)?;
     latency(&lvm)?;
     sh("lvm", &["vgremove", "-q", "--yes", VG])?;
     ensure(

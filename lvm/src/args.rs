@@ -5,6 +5,16 @@ use crate::report::{LV_COLUMNS, VG_COLUMNS};
 use crate::request::CreateLv;
 use crate::tags::owner_tags;
 
+/// What a new thin snapshot is for: it decides its activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SnapshotUse {
+    /// A VolumeSnapshotContent's snapshot: kept inactive with lvm's
+    /// activation-skip flag, so nothing activates (or mounts) it by accident.
+    Snapshot,
+    /// A claim's restore or clone: activatable and active, like any volume.
+    Volume,
+}
+
 /// Machine-readable output with sizes as plain byte counts.
 const JSON_IN_BYTES: &[&str] = &["--reportformat", "json", "--units", "b", "--nosuffix"];
 
@@ -79,6 +89,43 @@ pub(crate) fn lvcreate(metadata_only: bool, req: &CreateLv, size: &str) -> Vec<S
     args
 }
 
+/// A thin snapshot of `vg/source` with `tags`, in one command so it never
+/// exists untagged. No signature wipe: its data is the point. No size: with
+/// one, lvm would make an old-style snapshot (the source is checked to be
+/// thin before). lvm 2.03 refuses `--type thin` beside `--snapshot`, and
+/// checks for the dm-snapshot target (docs/install.md).
+pub(crate) fn lvcreate_snapshot(
+    metadata_only: bool,
+    vg: &str,
+    name: &str,
+    source: &str,
+    tags: &[String],
+    usage: SnapshotUse,
+) -> Vec<String> {
+    let mut args = base("lvcreate", metadata_only);
+    extend(&mut args, &["--snapshot", "--name", name]);
+    for tag in tags {
+        extend(&mut args, &["--addtag", tag]);
+    }
+    match usage {
+        SnapshotUse::Snapshot => {
+            extend(&mut args, &["--setactivationskip", "y", "--activate", "n"])
+        }
+        SnapshotUse::Volume => extend(&mut args, &["--setactivationskip", "n", "--activate", "y"]),
+    }
+    extend(&mut args, &["--yes", &format!("{vg}/{source}")]);
+    args
+}
+
+pub(crate) fn deltags(metadata_only: bool, vg: &str, lv: &str, tags: &[String]) -> Vec<String> {
+    let mut args = base("lvchange", metadata_only);
+    for tag in tags {
+        extend(&mut args, &["--deltag", tag]);
+    }
+    args.push(format!("{vg}/{lv}"));
+    args
+}
+
 pub(crate) fn lvremove(metadata_only: bool, vg: &str, lv: &str) -> Vec<String> {
     let mut args = base("lvremove", metadata_only);
     extend(&mut args, &["--force", "--yes", &format!("{vg}/{lv}")]);
@@ -108,6 +155,7 @@ mod tests {
             name: "pvc-1".into(),
             size_bytes: 1000,
             thin_pool: thin_pool.map(String::from),
+            source: None,
             owner: Owner {
                 claim_uid: "1".into(),
                 claim_namespace: "ns".into(),
@@ -147,13 +195,13 @@ mod tests {
                 fullreport(true),
                 "fullreport --driverloaded n --reportformat json --units b --nosuffix \
                  --configreport vg -o vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,pv_count,vg_missing_pv_count,lv_count,vg_tags \
-                 --configreport lv -o lv_name,lv_uuid,lv_size,lv_attr,lv_tags,pool_lv,lv_active,lv_layout,data_percent,metadata_percent \
+                 --configreport lv -o lv_name,lv_uuid,lv_size,lv_attr,lv_tags,pool_lv,lv_active,lv_layout,data_percent,metadata_percent,origin,lv_time \
                  --configreport pv -o pv_name --configreport pvseg -o pvseg_start --configreport seg -o segtype",
             ),
             (
                 find_lv(false, "vg0", "pvc-1"),
                 "lvs --reportformat json --units b --nosuffix \
-                 -o vg_name,lv_name,lv_uuid,lv_size,lv_attr,lv_tags,pool_lv,lv_active,lv_layout,data_percent,metadata_percent \
+                 -o vg_name,lv_name,lv_uuid,lv_size,lv_attr,lv_tags,pool_lv,lv_active,lv_layout,data_percent,metadata_percent,origin,lv_time \
                  --select lv_name=\"pvc-1\" vg0",
             ),
             (
@@ -168,9 +216,56 @@ mod tests {
                 activate(false, "vg0", "pvc-1"),
                 "lvchange --activate y vg0/pvc-1",
             ),
+            (
+                deltags(false, "vg0", "pvc-1", &["a=1".into(), "b=2".into()]),
+                "lvchange --deltag a=1 --deltag b=2 vg0/pvc-1",
+            ),
         ];
         for (args, want) in cases {
             assert_eq!(args.join(" "), want);
         }
+    }
+
+    #[test]
+    fn snapshot_commands() {
+        let tags = [
+            "lvmpin.io/snapshot-content-uid=s".to_string(),
+            "lvmpin.io/snapshot-content-name=c".to_string(),
+        ];
+        assert_eq!(
+            lvcreate_snapshot(
+                false,
+                "vg0",
+                "snap-s",
+                "pvc-1",
+                &tags,
+                SnapshotUse::Snapshot
+            )
+            .join(" "),
+            "lvcreate --snapshot --name snap-s --addtag lvmpin.io/snapshot-content-uid=s \
+             --addtag lvmpin.io/snapshot-content-name=c --setactivationskip y --activate n \
+             --yes vg0/pvc-1"
+        );
+        let claim = owner_tags(&req(None).owner);
+        let restore =
+            lvcreate_snapshot(false, "vg0", "pvc-2", "snap-s", &claim, SnapshotUse::Volume);
+        assert_eq!(
+            restore.join(" "),
+            format!(
+                "lvcreate --snapshot --name pvc-2 {TAGS} --setactivationskip n --activate y --yes vg0/snap-s"
+            )
+        );
+        // Never a wipe or a size: the data is the point, and a size would
+        // make an old-style (non-thin) snapshot.
+        for a in &restore {
+            assert!(
+                !a.starts_with("--wipe") && !a.starts_with("--size") && !a.starts_with("--zero"),
+                "{a}"
+            );
+        }
+        assert_eq!(
+            lvcreate_snapshot(true, "vg0", "snap-s", "pvc-1", &[], SnapshotUse::Snapshot)[..3],
+            ["lvcreate", "--driverloaded", "n"]
+        );
     }
 }

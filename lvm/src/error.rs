@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tags::Owner;
+use crate::tags::{Owner, SnapshotOwner};
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -39,6 +39,18 @@ pub enum Error {
         lv: String,
         owner: Option<Box<Owner>>,
     },
+    /// The name is taken by an LV that is not this VolumeSnapshotContent's
+    /// snapshot (another content's, a claim's volume, or untagged).
+    #[error("logical volume {vg}/{lv} exists but belongs to {}", describe_snapshot_owner(.owner))]
+    SnapshotOwnedByAnother {
+        vg: String,
+        lv: String,
+        owner: Option<Box<SnapshotOwner>>,
+    },
+    /// The source of a snapshot, restore or clone cannot serve as one. Boxed
+    /// to keep `Error` small.
+    #[error("cannot use logical volume {}/{} as a source: {}", .0.vg, .0.lv, .0.reason)]
+    InvalidSource(Box<SourceProblem>),
     #[error("command `{command}` timed out after {after:?} and was killed with its process group")]
     Timeout { command: String, after: Duration },
     #[error("command `{command}` failed with {}: {stderr}", describe_code(.code))]
@@ -60,6 +72,14 @@ pub enum Error {
     },
 }
 
+/// Why an LV cannot be the source of a snapshot, restore or clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceProblem {
+    pub vg: String,
+    pub lv: String,
+    pub reason: String,
+}
+
 fn describe_owner(owner: &Option<Box<Owner>>) -> String {
     match owner {
         Some(o) => format!(
@@ -67,6 +87,16 @@ fn describe_owner(owner: &Option<Box<Owner>>) -> String {
             o.claim_namespace, o.claim_name, o.claim_uid, o.pv_name
         ),
         None => "no lvmpin claim (untagged)".to_string(),
+    }
+}
+
+fn describe_snapshot_owner(owner: &Option<Box<SnapshotOwner>>) -> String {
+    match owner {
+        Some(o) => format!(
+            "snapshot content {} (uid {})",
+            o.content_name, o.content_uid
+        ),
+        None => "no lvmpin snapshot content (a claim's volume, or untagged)".to_string(),
     }
 }
 
@@ -85,7 +115,10 @@ impl Error {
             Error::InsufficientSpace { .. } => "insufficient_space",
             Error::VgNotFound { .. } => "vg_not_found",
             Error::LvNotFound { .. } => "lv_not_found",
-            Error::OwnedByAnother { .. } => "owned_by_another",
+            Error::OwnedByAnother { .. } | Error::SnapshotOwnedByAnother { .. } => {
+                "owned_by_another"
+            }
+            Error::InvalidSource(_) => "invalid_source",
             Error::Timeout { .. } => "timeout",
             Error::CommandFailed { .. } => "command_failed",
             Error::Parse { .. } => "parse",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::args;
+use crate::args::{self, SnapshotUse};
 use crate::command::{Output, Runner};
 use crate::config::{DEVICE_MAPPER_CONTROL, LvmConfig};
 use crate::error::{Error, Result};
@@ -15,7 +15,9 @@ use crate::idempotency::{adopt_existing, size_argument};
 use crate::lock::{VgLocks, hold};
 use crate::names::{validate_lv_name, validate_vg_name};
 use crate::report::{LogicalVolume, Report, device_path, parse_lvs, parse_report};
-use crate::request::CreateLv;
+use crate::request::{CreateLv, CreateSnapshotLv};
+use crate::snapshot::{adopt_snapshot, check_clone_source, check_snapshot_source, stray_tags};
+use crate::tags::{SnapshotOwner, owner_tags, snapshot_owner_tags};
 use crate::wipe::wipe_ends;
 
 #[derive(Clone, Debug)]
@@ -84,10 +86,14 @@ impl Lvm {
 
     /// Creates the LV with its owner tags in the same lvcreate, so an LV never
     /// exists without its owner. Returns the existing LV if the same owner already
-    /// has it (a retry, or a restart after a crash).
+    /// has it (a retry, or a restart after a crash). With a `source`, the LV is a
+    /// restore or clone of it (see `create_from`); without, it is blank.
     pub fn create_lv(&self, req: &CreateLv) -> Result<LogicalVolume> {
         validate_vg_name(&req.vg)?;
         validate_lv_name(&req.name)?;
+        if let Some(source) = &req.source {
+            return self.create_from(req, source);
+        }
         if let Some(pool) = &req.thin_pool {
             validate_lv_name(pool)?;
             if self.metadata_only() {
@@ -145,6 +151,193 @@ impl Lvm {
         Ok(created)
     }
 
+    /// A restore or clone: a thin snapshot of `source` owned by the claim,
+    /// active, and grown to the requested size. Its data is the source's, so
+    /// it is never wiped. Each step is idempotent; a retry after a crash
+    /// adopts the LV by its owner tags and finishes the steps left.
+    fn create_from(&self, req: &CreateLv, source: &str) -> Result<LogicalVolume> {
+        validate_lv_name(source)?;
+        self.refuse_thin_without_device_mapper(&req.vg, &req.name)?;
+        let size = self.size_arg(req.size_bytes)?;
+        let vg_lock = self.inner.locks.for_vg(&req.vg);
+        let _held = hold(&vg_lock);
+        let wanted = owner_tags(&req.owner);
+
+        let created = match self.find_lv(&req.vg, &req.name)? {
+            Some(existing) => {
+                tracing::info!(vg = %req.vg, lv = %req.name, "restored logical volume already exists; checking its owner");
+                adopt_existing(existing, &req.owner)?
+            }
+            None => {
+                let src = self
+                    .find_lv(&req.vg, source)?
+                    .ok_or_else(|| Error::LvNotFound {
+                        vg: req.vg.clone(),
+                        lv: source.to_string(),
+                    })?;
+                check_clone_source(&src, req.thin_pool.as_deref(), req.size_bytes)?;
+                let out = self.run(args::lvcreate_snapshot(
+                    self.metadata_only(),
+                    &req.vg,
+                    &req.name,
+                    source,
+                    &wanted,
+                    SnapshotUse::Volume,
+                ))?;
+                if !out.success() {
+                    if classify(&out.stderr) == Failure::AlreadyExists
+                        && let Some(existing) = self.find_lv(&req.vg, &req.name)?
+                    {
+                        adopt_existing(existing, &req.owner)?;
+                    } else {
+                        return Err(self.failure(out, &req.vg, source, 0));
+                    }
+                }
+                self.find_lv(&req.vg, &req.name)?
+                    .ok_or_else(|| Error::LvNotFound {
+                        vg: req.vg.clone(),
+                        lv: req.name.clone(),
+                    })?
+            }
+        };
+        // lvm may copy the source's tags to a snapshot; a claim's volume
+        // carries its own owner and nothing else of ours.
+        let stray = stray_tags(&created.tags, &wanted);
+        if !stray.is_empty() {
+            let out = self.run(args::deltags(
+                self.metadata_only(),
+                &req.vg,
+                &req.name,
+                &stray,
+            ))?;
+            if !out.success() {
+                return Err(self.failure(out, &req.vg, &req.name, 0));
+            }
+        }
+        if !created.active {
+            let out = self.run(args::activate(self.metadata_only(), &req.vg, &req.name))?;
+            if !out.success() {
+                return Err(self.failure(out, &req.vg, &req.name, 0));
+            }
+        }
+        let result = self.extend_locked(&req.vg, &req.name, req.size_bytes, &size)?;
+        if !result.active {
+            return Err(Error::Unsupported {
+                operation: format!("activating restored volume {}/{}", req.vg, req.name),
+                reason: "lvm reports it inactive after lvchange --activate y".into(),
+            });
+        }
+        tracing::info!(
+            vg = %req.vg, lv = %req.name, %source, size_bytes = result.size_bytes,
+            claim_uid = %req.owner.claim_uid,
+            "created logical volume from a source"
+        );
+        Ok(result)
+    }
+
+    /// A thin snapshot of `req.source` tagged with its VolumeSnapshotContent,
+    /// inactive (lvm's activation-skip flag). Returns the existing LV if it
+    /// is already that content's snapshot; any other LV of the name is
+    /// refused.
+    pub fn create_snapshot(&self, req: &CreateSnapshotLv) -> Result<LogicalVolume> {
+        validate_vg_name(&req.vg)?;
+        validate_lv_name(&req.name)?;
+        validate_lv_name(&req.source)?;
+        self.refuse_thin_without_device_mapper(&req.vg, &req.name)?;
+        let vg_lock = self.inner.locks.for_vg(&req.vg);
+        let _held = hold(&vg_lock);
+        if let Some(existing) = self.find_lv(&req.vg, &req.name)? {
+            return adopt_snapshot(existing, &req.owner);
+        }
+        let src = self
+            .find_lv(&req.vg, &req.source)?
+            .ok_or_else(|| Error::LvNotFound {
+                vg: req.vg.clone(),
+                lv: req.source.clone(),
+            })?;
+        check_snapshot_source(&src)?;
+        let out = self.run(args::lvcreate_snapshot(
+            self.metadata_only(),
+            &req.vg,
+            &req.name,
+            &req.source,
+            &snapshot_owner_tags(&req.owner),
+            SnapshotUse::Snapshot,
+        ))?;
+        if !out.success() {
+            if classify(&out.stderr) == Failure::AlreadyExists
+                && let Some(existing) = self.find_lv(&req.vg, &req.name)?
+            {
+                return adopt_snapshot(existing, &req.owner);
+            }
+            return Err(self.failure(out, &req.vg, &req.source, 0));
+        }
+        let created = self
+            .find_lv(&req.vg, &req.name)?
+            .ok_or_else(|| Error::LvNotFound {
+                vg: req.vg.clone(),
+                lv: req.name.clone(),
+            })?;
+        // A snapshot that took over its origin's claim tags would read as
+        // nobody's; it must read as the content's.
+        let wanted = snapshot_owner_tags(&req.owner);
+        let stray = stray_tags(&created.tags, &wanted);
+        let created = if stray.is_empty() {
+            created
+        } else {
+            let out = self.run(args::deltags(
+                self.metadata_only(),
+                &req.vg,
+                &req.name,
+                &stray,
+            ))?;
+            if !out.success() {
+                return Err(self.failure(out, &req.vg, &req.name, 0));
+            }
+            self.find_lv(&req.vg, &req.name)?
+                .ok_or_else(|| Error::LvNotFound {
+                    vg: req.vg.clone(),
+                    lv: req.name.clone(),
+                })?
+        };
+        tracing::info!(
+            vg = %req.vg, lv = %req.name, source = %req.source,
+            content_uid = %req.owner.content_uid, "created snapshot"
+        );
+        adopt_snapshot(created, &req.owner)
+    }
+
+    /// Removes a snapshot LV whose tags prove it is `owner`'s; a missing LV
+    /// is success, any other LV of the name is refused and kept.
+    pub fn remove_snapshot(&self, vg: &str, name: &str, owner: &SnapshotOwner) -> Result<()> {
+        validate_vg_name(vg)?;
+        validate_lv_name(name)?;
+        let vg_lock = self.inner.locks.for_vg(vg);
+        let _held = hold(&vg_lock);
+        let Some(existing) = self.find_lv(vg, name)? else {
+            tracing::debug!(%vg, lv = %name, "snapshot to remove is already gone");
+            return Ok(());
+        };
+        adopt_snapshot(existing, owner)?;
+        let out = self.run(args::lvremove(self.metadata_only(), vg, name))?;
+        if out.success() || classify(&out.stderr) == Failure::LvNotFound {
+            tracing::info!(%vg, lv = %name, content_uid = %owner.content_uid, "removed snapshot");
+            return Ok(());
+        }
+        Err(self.failure(out, vg, name, 0))
+    }
+
+    /// Thin LVs need the pool's device: lvm sends it messages.
+    fn refuse_thin_without_device_mapper(&self, vg: &str, lv: &str) -> Result<()> {
+        if self.metadata_only() {
+            return Err(Error::Unsupported {
+                operation: format!("creating thin snapshot {vg}/{lv}"),
+                reason: "device-mapper is not available (metadata-only mode)".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Removes the LV; an LV that is already gone is success. A missing VG is
     /// `VgNotFound`, not success: the disk may only be absent for a while.
     pub fn remove_lv(&self, vg: &str, lv: &str) -> Result<()> {
@@ -172,6 +365,17 @@ impl Lvm {
         let size = self.size_arg(size_bytes)?;
         let vg_lock = self.inner.locks.for_vg(vg);
         let _held = hold(&vg_lock);
+        self.extend_locked(vg, lv, size_bytes, &size)
+    }
+
+    /// `extend_lv` with the VG lock already held.
+    fn extend_locked(
+        &self,
+        vg: &str,
+        lv: &str,
+        size_bytes: u64,
+        size: &str,
+    ) -> Result<LogicalVolume> {
         let not_found = || Error::LvNotFound {
             vg: vg.to_string(),
             lv: lv.to_string(),
@@ -180,7 +384,7 @@ impl Lvm {
         if current.size_bytes >= size_bytes {
             return Ok(current);
         }
-        let out = self.run(args::lvextend(self.metadata_only(), vg, lv, &size))?;
+        let out = self.run(args::lvextend(self.metadata_only(), vg, lv, size))?;
         if !out.success() {
             return Err(self.failure(out, vg, lv, size_bytes - current.size_bytes));
         }

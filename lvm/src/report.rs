@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::tags::{Owner, owner_from_tags};
+use crate::tags::{Owner, SnapshotOwner, owner_from_tags, snapshot_owner_from_tags};
 
 /// Columns of the VG subreport.
 pub const VG_COLUMNS: &str =
     "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,pv_count,vg_missing_pv_count,lv_count,vg_tags";
 /// Columns of the LV subreport (`vg_name` is added where the report is not per VG).
-pub const LV_COLUMNS: &str = "lv_name,lv_uuid,lv_size,lv_attr,lv_tags,pool_lv,lv_active,lv_layout,data_percent,metadata_percent";
+pub const LV_COLUMNS: &str = "lv_name,lv_uuid,lv_size,lv_attr,lv_tags,pool_lv,lv_active,lv_layout,data_percent,metadata_percent,origin,lv_time";
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
@@ -50,8 +50,17 @@ pub struct LogicalVolume {
     /// The thin pool of a thin LV.
     pub pool: Option<String>,
     pub active: bool,
-    /// Decoded from `tags`; `None` for LVs lvmpin did not create.
+    /// Decoded from `tags`; `None` for LVs lvmpin did not create, and for
+    /// snapshots.
     pub owner: Option<Owner>,
+    /// Decoded from `tags`; set on lvmpin's snapshot LVs only.
+    pub snapshot_owner: Option<SnapshotOwner>,
+    /// The LV this one is a snapshot of, while it exists: lvm forgets the
+    /// origin of a thin snapshot once the origin is removed.
+    pub origin: Option<String>,
+    /// lvm's creation time in seconds since the epoch; `None` when lvm left it
+    /// out or printed it in a form other than its default.
+    pub created_unix: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,6 +102,11 @@ impl LogicalVolume {
 
     pub fn is_thin_pool(&self) -> bool {
         self.attr.starts_with('t')
+    }
+
+    /// A thin LV (a volume or a snapshot of one); lvs(8) `lv_attr` type `V`.
+    pub fn is_thin_volume(&self) -> bool {
+        self.attr.starts_with('V')
     }
 }
 
@@ -149,6 +163,11 @@ struct RawLv {
     lv_layout: String,
     data_percent: String,
     metadata_percent: String,
+    /// Absent from reports of older column lists (and their fixtures).
+    #[serde(default)]
+    origin: String,
+    #[serde(default)]
+    lv_time: String,
 }
 
 /// Parses `lvm fullreport` JSON (one entry per VG).
@@ -231,6 +250,9 @@ fn push_lv(report: &mut Report, raw: RawLv, vg: Option<&str>) -> Result<()> {
         active: raw.lv_attr.chars().nth(4) == Some('a'),
         pool: Some(raw.pool_lv.trim_matches(['[', ']']).to_string()).filter(|p| !p.is_empty()),
         owner: owner_from_tags(&tags),
+        snapshot_owner: snapshot_owner_from_tags(&tags),
+        origin: Some(raw.origin.trim_matches(['[', ']']).to_string()).filter(|o| !o.is_empty()),
+        created_unix: unix_time(&raw.lv_time),
         tags,
         name: non_empty(&ctx, "lv_name", raw.lv_name)?,
         uuid: raw.lv_uuid,
@@ -287,9 +309,113 @@ fn percent(ctx: &str, column: &str, value: &str) -> Result<f64> {
     }
 }
 
+/// lvm's default `report/time_format`, `%Y-%m-%d %T %z` (e.g. `2026-11-30
+/// 16:00:00 +0000`), as seconds since the epoch. The time is informational:
+/// anything else is `None`, never a failed report.
+pub(crate) fn unix_time(value: &str) -> Option<i64> {
+    let mut parts = value.split_whitespace();
+    let (date, time, zone) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let nums = |s: &str, sep: char| -> Option<Vec<i64>> {
+        s.split(sep)
+            .map(|n| {
+                n.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| n.parse().ok())
+                    .flatten()
+            })
+            .collect()
+    };
+    let (d, t) = (nums(date, '-')?, nums(time, ':')?);
+    let ([y, mo, da], [h, mi, s]) = (d.as_slice(), t.as_slice()) else {
+        return None;
+    };
+    let (y, mo, da, h, mi, s) = (*y, *mo, *da, *h, *mi, *s);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let sign = match zone.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let z = zone.get(1..)?;
+    if z.len() != 4 || !z.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let offset = sign * (z[..2].parse::<i64>().ok()? * 3600 + z[2..].parse::<i64>().ok()? * 60);
+    Some(days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + s - offset)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn split_tags(tags: &str) -> Vec<String> {
     tags.split(',')
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lv_time_in_lvm_default_format() {
+        let cases = [
+            ("1970-01-01 00:00:00 +0000", Some(0)),
+            ("2026-11-30 16:00:00 +0000", Some(1_796_054_400)),
+            ("2026-11-30 17:30:00 +0130", Some(1_796_054_400)),
+            ("2024-02-29 12:00:00 -0500", Some(1_709_226_000)),
+            ("", None),
+            ("2026-11-30", None),
+            ("2026-13-01 00:00:00 +0000", None),
+            ("2026-11-30 16:00:00 UTC", None),
+            ("2026-11-30 16:00:00 +0000 extra", None),
+            ("2026-11-+3 16:00:00 +0000", None),
+            ("1764518400", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(unix_time(value), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_columns() {
+        let json = r#"{"report":[{"lv":[
+            {"vg_name":"vg0","lv_name":"snap-1","lv_uuid":"u","lv_size":"1073741824","lv_attr":"Vwi---tz-k",
+             "lv_tags":"lvmpin.io/snapshot-content-uid=1,lvmpin.io/snapshot-content-name=c1","pool_lv":"pool0",
+             "lv_active":"","lv_layout":"thin,sparse","data_percent":"","metadata_percent":"",
+             "origin":"pvc-1","lv_time":"2026-11-30 16:00:00 +0000"},
+            {"vg_name":"vg0","lv_name":"pvc-1","lv_uuid":"v","lv_size":"1073741824","lv_attr":"Vwi-a-tz--",
+             "lv_tags":"","pool_lv":"pool0","lv_active":"active","lv_layout":"thin,sparse",
+             "data_percent":"1.00","metadata_percent":"","origin":"","lv_time":""}
+        ]}]}"#;
+        let lvs = parse_lvs(json).unwrap();
+        let snap = &lvs[0];
+        assert_eq!(snap.origin.as_deref(), Some("pvc-1"));
+        assert_eq!(snap.created_unix, Some(1_796_054_400));
+        assert_eq!(
+            snap.snapshot_owner,
+            Some(SnapshotOwner {
+                content_uid: "1".into(),
+                content_name: "c1".into()
+            })
+        );
+        assert_eq!(snap.owner, None);
+        assert!(snap.is_thin_volume() && !snap.active);
+        assert_eq!((lvs[1].origin.as_ref(), lvs[1].created_unix), (None, None));
+    }
 }

@@ -1,7 +1,8 @@
 //! The LVM layer with real device-mapper: boots the project's QEMU guest
 //! (hack/vm/run.sh, see hack/vm/README.md) and runs the `lvm_vm_check` example inside it on a
 //! virtio disk (active LVs, wiped signatures, thin volumes with real data%,
-//! removal of active LVs). Fails, never skips, when the VM cannot run.
+//! removal of active LVs, thin snapshots with restore and clone). Fails,
+//! never skips, when the VM cannot run.
 
 use lvmpin_testkit::vm::{cargo_executable, run_vm};
 
@@ -24,6 +25,14 @@ fn lvm_layer_on_a_real_kernel() {
         "no old signature on a new LV",
         "thin LV in pool0",
         "thin LV extended and removed",
+        "snapshot inactive with activation skip",
+        "idempotent snapshot and owner conflict ok",
+        "restore of snap-s1 holds the snapshot's data, grown to 128 MiB",
+        "clone is independent of its source",
+        "smaller restore refused",
+        "snapshot of a linear LV refused",
+        "snapshot survives its origin; restore from it still holds its data",
+        "snapshot removal needs its owner; restores outlive it",
         "all checks passed",
     ] {
         assert!(console.contains(step), "the guest never reported {step:?}");

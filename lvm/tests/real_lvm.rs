@@ -26,6 +26,7 @@ fn request(vg: &TestVg, uid: &str, size: u64) -> CreateLv {
         name: format!("pvc-{uid}"),
         size_bytes: size,
         thin_pool: None,
+        source: None,
         owner: owner(uid),
     }
 }
@@ -430,6 +431,7 @@ fn crash_child() {
         name: "pvc-x1".into(),
         size_bytes: 4 * MIB,
         thin_pool: None,
+        source: None,
         owner: owner("x1"),
     };
     let _ = lvm.create_lv(&req);
@@ -483,6 +485,7 @@ fn create_killed_midway_then_again_leaves_one_lv() {
             name: "pvc-x1".into(),
             size_bytes: 4 * MIB,
             thin_pool: None,
+            source: None,
             owner: owner("x1"),
         })
         .unwrap();

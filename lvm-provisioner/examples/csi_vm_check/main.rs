@@ -2,7 +2,8 @@
 //! `tests/csi_vm.rs`). Creates a VG on the virtio disk, starts the real
 //! `lvmpin-agent` binary in `--csi-only` mode on the production socket layout,
 //! and drives it over gRPC the way kubelet and the CSI sidecars do; then runs
-//! upstream csi-sanity against it. Exits non-zero on the first failed check.
+//! upstream csi-sanity against it. Snapshots, restores and clones go through
+//! the agent library's real `LvmBackend`, their data through the agent's mounts. Exits non-zero on the first failed check.
 //! Also measures stage and publish latency (BENCH lines).
 #![forbid(unsafe_code)]
 
@@ -11,6 +12,7 @@ mod cycles;
 mod hostile;
 mod kubelet;
 mod sanity;
+mod snapshots;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -39,6 +41,9 @@ struct Args {
     /// Leave csi-sanity out (the latency bench).
     #[arg(long)]
     skip_sanity: bool,
+    /// Run only the snapshot, restore and clone checks.
+    #[arg(long)]
+    only_snapshots: bool,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -83,12 +88,17 @@ async fn run(args: Args) -> Result<()> {
     let mut k = kubelet::Kubelet::connect(&agent).await?;
     k.identity().await?;
 
+    if args.only_snapshots {
+        snapshots::all(&mut k).await?;
+        return agent.stop().await;
+    }
     let mut bench = vec![];
     for fs in ["ext4", "xfs"] {
         bench.push(cycles::filesystem(&mut k, fs, args.bench_rounds).await?);
     }
     cycles::block(&mut k).await?;
     cycles::wipe(&mut k).await?;
+    snapshots::all(&mut k).await?;
     hostile::all(&mut k, &mut agent).await?;
 
     if !args.skip_sanity {

@@ -28,3 +28,14 @@ pub fn run(timeout_s: u32, guest_args: &[&str]) -> VmRun {
     let agent = cargo_executable("lvmpin-provisioner", "--bin", "lvmpin-agent");
     run_vm(&guest, &[agent, csi_sanity()], timeout_s, 6144, guest_args)
 }
+
+/// What the guest prints once each snapshot check has passed.
+pub const SNAPSHOT_CHECKS: [&str; 7] = [
+    "snapshot: idempotent, owned, not a claim volume",
+    "snapshot: restore holds exactly a.bin (sha256 matches) and not b.bin",
+    "snapshot: clone is independent of its source",
+    "snapshot: larger restore is a 256 MiB LV",
+    "snapshot: refused a snapshot of a linear volume",
+    "snapshot: survives its origin's deletion; restore from it holds exactly a.bin",
+    "snapshot: removal refused for the wrong owner; restores outlive the snapshot",
+];
