@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pv_controller;
 pub mod scale_bench;
 pub mod scheduler;
+pub mod scheduler_overhead;
 pub mod testbed;
 pub mod wait;
 pub mod workload;

@@ -14,6 +14,7 @@ use lvmpin_sim::control_plane::{ControlPlane, ControlPlaneOptions};
 use lvmpin_sim::demo::{self, DemoOptions};
 use lvmpin_sim::scale_bench::{self, ScaleOptions};
 use lvmpin_sim::scheduler::{ExtenderConfig, SchedulerConfig};
+use lvmpin_sim::scheduler_overhead::{self, OverheadOptions};
 use lvmpin_sim::testbed::{Backend, Binaries, Cluster, Mode, Testbed, TestbedOptions};
 use lvmpin_sim::workload;
 
@@ -218,6 +219,20 @@ enum BenchKind {
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Upstream kube-scheduler's own cycle for pods with lvmpin claims
+    /// against the same pods without, in one run on kube-local with the real
+    /// extender and synthetic LvmNode reports (no agents); pods/s per burst.
+    SchedulerOverhead {
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1000)]
+        pods: usize,
+        #[arg(long, default_value = "600s")]
+        timeout: humantime::Duration,
+        /// Also write the result here as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -517,6 +532,37 @@ async fn main() -> Result<()> {
             };
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&results)?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Cmd::Bench {
+            kind:
+                Some(BenchKind::SchedulerOverhead {
+                    nodes,
+                    pods,
+                    timeout,
+                    json,
+                }),
+            ..
+        } => {
+            init_logs(cli.log_format, "warn");
+            let opts = OverheadOptions {
+                nodes,
+                pods,
+                timeout: timeout.into(),
+            };
+            let release = !cfg!(debug_assertions);
+            let bins =
+                tokio::task::spawn_blocking(move || Binaries::locate_or_build(release)).await??;
+            let result = tokio::select! {
+                r = scheduler_overhead::run(&opts, &bins) => r?,
+                _ = shutdown_signal() => { eprintln!("interrupted: cleaned up"); return Ok(()); }
+            };
+            println!("{result}");
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&result)?;
                 std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?;
             }

@@ -127,6 +127,10 @@ impl KubeLocal {
     }
 
     /// A client with the admin identity (group system:masters).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     pub fn client(&self) -> kube::Client {
         self.client.clone()
     }

@@ -235,3 +235,15 @@ pub fn free_port() -> Result<u16> {
         .port();
     Ok(port)
 }
+
+/// User plus system CPU time of process `pid`, in microseconds
+/// (`/proc/<pid>/stat` fields 14 and 15, in clock ticks).
+pub fn cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields count from after its ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some(ticks * 1_000_000 / u64::try_from(hz).ok()?.max(1))
+}

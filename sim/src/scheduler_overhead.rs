@@ -1,0 +1,526 @@
+//! What the extender adds to upstream kube-scheduler's own work, at cluster
+//! scale: kube-local (real kube-apiserver, kube-scheduler with the decisive
+//! configuration users deploy, kube-controller-manager's PV controller) and
+//! the real extender, with `nodes` Nodes whose LvmNode reports have room.
+//!
+//! One run, two bursts of `pods` pods: first pods without claims, then the
+//! same pods each with one lvmpin claim. Per burst it reads kube-scheduler's
+//! histograms (pkg/scheduler/metrics: `scheduling_algorithm_duration_seconds`,
+//! filter and score with extender calls; `scheduling_attempt_duration_seconds`,
+//! the whole attempt) and the extender's own filter time, and counts pods/s.
+//!
+//! No agents run: 1,000 loop-backed VGs do not fit one machine. A stand-in
+//! makes the PV for each claim once kube-scheduler's PreBind has written
+//! `selected-node`, as the agent would, so the PV controller binds it and
+//! PreBind returns. What it costs shows in the claim burst's pods/s, not in
+//! the scheduler's algorithm time.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use lvmpin_api::names::{ANN_SELECTED_NODE, DRIVER_NAME, TOPOLOGY_KEY};
+use lvmpin_api::{LvmNode, LvmNodeSpec, LvmNodeStatus, VolumeGroupStatus};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::testbed::install;
+use crate::testbed::kube_local::{self, KubeLocal};
+use crate::testbed::process::{self, Binaries, ManagedProcess};
+use crate::wait;
+use crate::workload;
+
+const VG: &str = "lvmpin";
+const CLASS: &str = "lvmpin";
+const NS: &str = "default";
+const GI: u64 = 1 << 30;
+const CREATE_CONCURRENCY: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct OverheadOptions {
+    pub nodes: usize,
+    pub pods: usize,
+    pub timeout: Duration,
+}
+
+/// One burst, from kube-scheduler's and the extender's own metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Burst {
+    pub label: String,
+    pub pods: usize,
+    pub seconds: f64,
+    pub pods_per_second: f64,
+    pub attempts: f64,
+    /// `scheduling_algorithm_duration_seconds`: mean, and p50 interpolated
+    /// within its exponential buckets (1 ms × 2ⁿ; coarse).
+    pub algorithm_mean_ms: f64,
+    pub algorithm_p50_ms: f64,
+    pub attempt_mean_ms: f64,
+    pub attempt_p50_ms: f64,
+    /// The extender's filter handler, mean per request.
+    pub extender_filter_mean_ms: f64,
+    /// CPU seconds spent in the burst by kube-local (all upstream
+    /// components) and by the extender.
+    pub cpu_kube_local_s: f64,
+    pub cpu_extender_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OverheadResult {
+    pub nodes: usize,
+    pub bursts: Vec<Burst>,
+    /// Claim burst over claim-less burst, algorithm mean and p50.
+    pub algorithm_mean_ratio: f64,
+    pub algorithm_p50_ratio: f64,
+    pub extender_rss_kib: u64,
+}
+
+fn lvm_node(name: &str) -> LvmNode {
+    let mut n = LvmNode::new(
+        name,
+        LvmNodeSpec {
+            node_name: name.to_string(),
+        },
+    );
+    n.status = Some(LvmNodeStatus {
+        volume_groups: vec![VolumeGroupStatus {
+            name: VG.into(),
+            size_bytes: 1000 * GI,
+            free_bytes: 1000 * GI,
+            extent_size_bytes: 4 << 20,
+            healthy: true,
+            ..Default::default()
+        }],
+        last_scan_time: Some(chrono::Utc::now().to_rfc3339()),
+        ..Default::default()
+    });
+    n
+}
+
+/// The PV an agent on `node` would make for `pvc` (see
+/// lvm-provisioner/src/pv_body.rs).
+fn volume_for(pvc: &PersistentVolumeClaim, node: &str) -> Result<PersistentVolume> {
+    let uid = pvc.metadata.uid.clone().unwrap_or_default();
+    let name = format!("pvc-{uid}");
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": CLASS,
+            "claimRef": {"namespace": NS, "name": pvc.metadata.name, "uid": uid},
+            "csi": {"driver": DRIVER_NAME, "volumeHandle": format!("{VG}/{name}")},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": TOPOLOGY_KEY, "operator": "In", "values": [node]}]}]}}
+        }
+    }))
+    .map_err(|e| Error::ApiServer(format!("building PV {name}: {e}")))
+}
+
+/// Makes the PV of every claim kube-scheduler has picked a node for.
+async fn stand_in_provisioner(client: Client) {
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS);
+    let pvs = Api::<PersistentVolume>::all(client);
+    let stream = watcher::watcher(claims, watcher::Config::default());
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        let Ok(watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) = event else {
+            continue;
+        };
+        let node = pvc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANN_SELECTED_NODE));
+        let unbound = pvc.spec.as_ref().is_none_or(|s| s.volume_name.is_none());
+        if let (Some(node), true) = (node, unbound)
+            && let Ok(pv) = volume_for(&pvc, node)
+        {
+            // AlreadyExists on a repeated event is fine.
+            let _ = pvs.create(&PostParams::default(), &pv).await;
+        }
+    }
+}
+
+/// Cumulative bucket counts of histogram `name` over all its label sets.
+fn buckets(text: &str, name: &str) -> BTreeMap<u64, f64> {
+    let prefix = format!("{name}_bucket{{");
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some(le) = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        let Some(count) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        // Keyed by the bound's bits so +Inf sorts last and equal bounds merge.
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::INFINITY)
+        };
+        *out.entry(bound.to_bits()).or_insert(0.0) += count;
+    }
+    out
+}
+
+/// The `q` quantile of the observations between two scrapes, interpolated
+/// linearly within the bucket it falls in, as Prometheus'
+/// histogram_quantile does.
+fn quantile_between(before: &str, after: &str, name: &str, q: f64) -> f64 {
+    let (b0, b1) = (buckets(before, name), buckets(after, name));
+    let diff: Vec<(f64, f64)> = b1
+        .iter()
+        .map(|(k, c)| (f64::from_bits(*k), c - b0.get(k).copied().unwrap_or(0.0)))
+        .collect();
+    let total = diff.last().map_or(0.0, |&(_, c)| c);
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(bound, count) in &diff {
+        if count >= rank && count > 0.0 {
+            if bound.is_infinite() {
+                return prev.0;
+            }
+            let within = (rank - prev.1) / (count - prev.1).max(f64::MIN_POSITIVE);
+            return prev.0 + (bound - prev.0) * within;
+        }
+        prev = (bound, count);
+    }
+    prev.0
+}
+
+fn mean_between(before: &str, after: &str, name: &str) -> (f64, f64) {
+    let sc = |t: &str| crate::bench::histogram_sum_count(t, name).unwrap_or((0.0, 0.0));
+    let ((s0, c0), (s1, c1)) = (sc(before), sc(after));
+    let count = c1 - c0;
+    ((s1 - s0) / count.max(1.0), count)
+}
+
+async fn http_text(http: &HttpClient<HttpConnector, Empty<Bytes>>, url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let resp = http.get(uri).await.ok()?;
+    let body = resp.into_body().collect().await.ok()?;
+    Some(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+}
+
+struct Scrape {
+    scheduler: String,
+    extender: String,
+    cpu_kube_local_us: u64,
+    cpu_extender_us: u64,
+}
+
+struct Bench {
+    client: Client,
+    kube_local: KubeLocal,
+    extender: ManagedProcess,
+    extender_url: String,
+    http: HttpClient<HttpConnector, Empty<Bytes>>,
+}
+
+impl Bench {
+    async fn scrape(&self) -> Result<Scrape> {
+        let extender = http_text(&self.http, &format!("{}/metrics", self.extender_url))
+            .await
+            .ok_or_else(|| Error::ApiServer("the extender's /metrics did not answer".into()))?;
+        Ok(Scrape {
+            scheduler: self.kube_local.scheduler_metrics().await?,
+            extender,
+            cpu_kube_local_us: self.kube_local.pid().and_then(process::cpu_us).unwrap_or(0),
+            cpu_extender_us: self.extender.pid().and_then(process::cpu_us).unwrap_or(0),
+        })
+    }
+
+    /// Create `pods` pods (with a claim each when `claims`) at once and wait
+    /// until every one has a node.
+    async fn burst(
+        &self,
+        label: &str,
+        pods: usize,
+        claims: bool,
+        timeout: Duration,
+    ) -> Result<Burst> {
+        let claims_api = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), NS);
+        let pods_api = Api::<Pod>::namespaced(self.client.clone(), NS);
+        let names: Vec<String> = (0..pods).map(|i| format!("{label}-{i}")).collect();
+        if claims {
+            futures::stream::iter(names.iter().map(|n| {
+                let pvc = workload::claim(NS, &format!("data-{n}"), CLASS, "1Gi");
+                let api = claims_api.clone();
+                async move { api.create(&PostParams::default(), &pvc).await.map(drop) }
+            }))
+            .buffer_unordered(CREATE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        }
+        let before = self.scrape().await?;
+        let start = Instant::now();
+        futures::stream::iter(names.iter().map(|n| {
+            let volumes = if claims {
+                vec![format!("data-{n}")]
+            } else {
+                vec![]
+            };
+            let pod = workload::pod(NS, n, &volumes);
+            let api = pods_api.clone();
+            async move { api.create(&PostParams::default(), &pod).await.map(drop) }
+        }))
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+        let prefix = format!("{label}-");
+        wait::until(
+            &format!("{pods} {label} pods to have a node"),
+            timeout,
+            Duration::from_millis(100),
+            || {
+                let api = pods_api.clone();
+                let prefix = prefix.clone();
+                async move {
+                    let list = api.list(&ListParams::default()).await.ok()?;
+                    let placed = list
+                        .items
+                        .iter()
+                        .filter(|p| {
+                            p.metadata
+                                .name
+                                .as_ref()
+                                .is_some_and(|n| n.starts_with(&prefix))
+                        })
+                        .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+                        .count();
+                    (placed == pods).then_some(())
+                }
+            },
+        )
+        .await?;
+        let seconds = start.elapsed().as_secs_f64();
+        let after = self.scrape().await?;
+        let (b, a) = (&before.scheduler, &after.scheduler);
+        let alg = "scheduler_scheduling_algorithm_duration_seconds";
+        let att = "scheduler_scheduling_attempt_duration_seconds";
+        let (alg_mean, _) = mean_between(b, a, alg);
+        let (att_mean, attempts) = mean_between(b, a, att);
+        let ext = |t: &str| {
+            let name = "lvmpin_extender_request_duration_seconds";
+            let s = crate::bench::sample_sum(t, &format!("{name}_sum"), "verb=\"filter\"");
+            let c = crate::bench::sample_sum(t, &format!("{name}_count"), "verb=\"filter\"");
+            (s.unwrap_or(0.0), c.unwrap_or(0.0))
+        };
+        let ((s0, c0), (s1, c1)) = (ext(&before.extender), ext(&after.extender));
+        Ok(Burst {
+            label: label.to_string(),
+            pods,
+            seconds,
+            pods_per_second: pods as f64 / seconds.max(1e-9),
+            attempts,
+            algorithm_mean_ms: alg_mean * 1e3,
+            algorithm_p50_ms: quantile_between(b, a, alg, 0.5) * 1e3,
+            attempt_mean_ms: att_mean * 1e3,
+            attempt_p50_ms: quantile_between(b, a, att, 0.5) * 1e3,
+            extender_filter_mean_ms: (s1 - s0) / (c1 - c0).max(1.0) * 1e3,
+            cpu_kube_local_s: after
+                .cpu_kube_local_us
+                .saturating_sub(before.cpu_kube_local_us) as f64
+                / 1e6,
+            cpu_extender_s: after.cpu_extender_us.saturating_sub(before.cpu_extender_us) as f64
+                / 1e6,
+        })
+    }
+}
+
+async fn setup(opts: &OverheadOptions, bins: &Binaries, dir: &std::path::Path) -> Result<Bench> {
+    let port = process::free_port()?;
+    let extender_url = format!("http://127.0.0.1:{port}");
+    let kube_local = KubeLocal::start(
+        dir,
+        &kube_local::scheduler_config("decisive"),
+        Some(&extender_url),
+        Duration::from_secs(180),
+    )
+    .await?;
+    let client = kube_local.client();
+    install::install_base(&client).await?;
+    Api::<StorageClass>::all(client.clone())
+        .create(&PostParams::default(), &workload::storage_class(CLASS, VG))
+        .await?;
+    let names: Vec<String> = (0..opts.nodes).map(|i| format!("node-{i:04}")).collect();
+    let nodes = Api::<Node>::all(client.clone());
+    let lvm_nodes = Api::<LvmNode>::all(client.clone());
+    futures::stream::iter(names.iter().map(|n| {
+        let (nodes, lvm_nodes) = (nodes.clone(), lvm_nodes.clone());
+        async move {
+            nodes
+                .create(&PostParams::default(), &workload::node(n))
+                .await?;
+            let report = lvm_node(n);
+            lvm_nodes.create(&PostParams::default(), &report).await?;
+            // Status is a subresource on the real API server.
+            let status = json!({"status": report.status});
+            lvm_nodes
+                .patch_status(n, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            Ok::<(), Error>(())
+        }
+    }))
+    .buffer_unordered(CREATE_CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await?;
+    let extender = ManagedProcess::spawn(
+        "extender",
+        &bins.extender,
+        vec![
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--kubeconfig".into(),
+            kube_local.ready.kubeconfig.display().to_string(),
+        ],
+        vec![("RUST_LOG".into(), "warn".into())],
+        dir.join("extender.log"),
+    )?;
+    let http: HttpClient<_, Empty<Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
+    let ready = format!("{extender_url}/readyz");
+    wait::until(
+        "the extender's /readyz",
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        || {
+            let http = http.clone();
+            let ready = ready.clone();
+            async move {
+                let uri: http::Uri = ready.parse().ok()?;
+                let resp = http.get(uri).await.ok()?;
+                resp.status().is_success().then_some(())
+            }
+        },
+    )
+    .await?;
+    Ok(Bench {
+        client,
+        kube_local,
+        extender,
+        extender_url,
+        http,
+    })
+}
+
+pub async fn run(opts: &OverheadOptions, bins: &Binaries) -> Result<OverheadResult> {
+    let dir = tempfile::Builder::new()
+        .prefix("lvmpin-sched-overhead-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let mut bench = setup(opts, bins, dir.path()).await?;
+    let provisioner = tokio::spawn(stand_in_provisioner(bench.client.clone()));
+    let result = async {
+        let plain = bench.burst("plain", opts.pods, false, opts.timeout).await?;
+        let claims = bench.burst("claims", opts.pods, true, opts.timeout).await?;
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Ok(OverheadResult {
+            nodes: opts.nodes,
+            algorithm_mean_ratio: ratio(claims.algorithm_mean_ms, plain.algorithm_mean_ms),
+            algorithm_p50_ratio: ratio(claims.algorithm_p50_ms, plain.algorithm_p50_ms),
+            extender_rss_kib: bench.extender.peak_rss_kib().unwrap_or(0),
+            bursts: vec![plain, claims],
+        })
+    }
+    .await;
+    provisioner.abort();
+    bench.extender.stop(Duration::from_secs(5)).await;
+    bench.kube_local.shutdown().await;
+    result
+}
+
+impl std::fmt::Display for OverheadResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "kube-scheduler with the extender, {} nodes (kube-local):",
+            self.nodes
+        )?;
+        writeln!(
+            f,
+            "{:<8} {:>5} {:>8} {:>9} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>9}",
+            "burst",
+            "pods",
+            "pods/s",
+            "attempts",
+            "alg mean",
+            "alg p50",
+            "att mean",
+            "att p50",
+            "ext filter",
+            "cpu k8s",
+            "cpu ext"
+        )?;
+        for b in &self.bursts {
+            writeln!(
+                f,
+                "{:<8} {:>5} {:>8.1} {:>9.0} {:>8.2}ms {:>7.2}ms {:>8.2}ms {:>7.2}ms {:>9.2}ms {:>8.1}s {:>8.1}s",
+                b.label,
+                b.pods,
+                b.pods_per_second,
+                b.attempts,
+                b.algorithm_mean_ms,
+                b.algorithm_p50_ms,
+                b.attempt_mean_ms,
+                b.attempt_p50_ms,
+                b.extender_filter_mean_ms,
+                b.cpu_kube_local_s,
+                b.cpu_extender_s
+            )?;
+        }
+        write!(
+            f,
+            "claims/plain scheduling algorithm: mean {:.2}x, p50 {:.2}x; extender peak RSS {} MiB",
+            self.algorithm_mean_ratio,
+            self.algorithm_p50_ratio,
+            self.extender_rss_kib / 1024
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = "h_bucket{a=\"x\",le=\"0.001\"} 1\nh_bucket{a=\"x\",le=\"0.002\"} 1\n\
+        h_bucket{a=\"x\",le=\"0.004\"} 1\nh_bucket{a=\"x\",le=\"+Inf\"} 1\n";
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_of_new_observations() {
+        // Since BEFORE: 2 observations ≤ 1 ms, 2 in (1, 2] ms, 4 in (2, 4] ms
+        // over two label sets.
+        let after = "h_bucket{a=\"x\",le=\"0.001\"} 2\nh_bucket{a=\"x\",le=\"0.002\"} 3\n\
+            h_bucket{a=\"x\",le=\"0.004\"} 5\nh_bucket{a=\"x\",le=\"+Inf\"} 5\n\
+            h_bucket{a=\"y\",le=\"0.001\"} 1\nh_bucket{a=\"y\",le=\"0.002\"} 2\n\
+            h_bucket{a=\"y\",le=\"0.004\"} 4\nh_bucket{a=\"y\",le=\"+Inf\"} 4\n";
+        let cases = [(0.25, 0.001), (0.5, 0.002), (0.75, 0.003), (1.0, 0.004)];
+        for (q, want) in cases {
+            let got = quantile_between(BEFORE, after, "h", q);
+            assert!((got - want).abs() < 1e-9, "q={q}: {got} != {want}");
+        }
+    }
+
+    #[test]
+    fn quantile_of_nothing_new_is_zero_and_inf_bucket_gives_its_floor() {
+        assert_eq!(quantile_between(BEFORE, BEFORE, "h", 0.5), 0.0);
+        let after = "h_bucket{a=\"x\",le=\"0.001\"} 1\nh_bucket{a=\"x\",le=\"0.002\"} 1\n\
+            h_bucket{a=\"x\",le=\"0.004\"} 1\nh_bucket{a=\"x\",le=\"+Inf\"} 3\n";
+        assert_eq!(quantile_between(BEFORE, after, "h", 0.5), 0.004);
+    }
+}
