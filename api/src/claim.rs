@@ -17,8 +17,72 @@ pub enum Unsupported {
         "claim asks for access mode {0}; a node-local LVM volume supports only ReadWriteOnce and ReadWriteOncePod"
     )]
     AccessMode(String),
-    #[error("claim has a data source; lvmpin cannot clone or restore volumes")]
-    DataSource,
+    #[error(
+        "claim has a data source of kind {0}; lvmpin restores only a VolumeSnapshot (apiGroup snapshot.storage.k8s.io) or clones a PersistentVolumeClaim"
+    )]
+    DataSource(String),
+    #[error(
+        "claim's dataSourceRef names namespace {0}; lvmpin restores and clones only within the claim's namespace"
+    )]
+    DataSourceNamespace(String),
+}
+
+/// What a claim restores or clones (its `dataSourceRef`, else its
+/// `dataSource`; the API server keeps the two equal when both are set).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClaimSource {
+    /// A VolumeSnapshot of the claim's namespace.
+    Snapshot(String),
+    /// A PersistentVolumeClaim of the claim's namespace.
+    Claim(String),
+}
+
+impl ClaimSource {
+    pub fn name(&self) -> &str {
+        match self {
+            ClaimSource::Snapshot(n) | ClaimSource::Claim(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for ClaimSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClaimSource::Snapshot(n) => write!(f, "VolumeSnapshot {n}"),
+            ClaimSource::Claim(n) => write!(f, "PersistentVolumeClaim {n}"),
+        }
+    }
+}
+
+/// The claim's source, if it has one; an error for sources lvmpin cannot use.
+pub fn claim_source(pvc: &PersistentVolumeClaim) -> Result<Option<ClaimSource>, Unsupported> {
+    let Some(spec) = pvc.spec.as_ref() else {
+        return Ok(None);
+    };
+    let (group, kind, name, namespace) = match (&spec.data_source_ref, &spec.data_source) {
+        (Some(r), _) => (
+            r.api_group.as_deref(),
+            r.kind.as_str(),
+            r.name.as_str(),
+            r.namespace.as_deref(),
+        ),
+        (None, Some(r)) => (
+            r.api_group.as_deref(),
+            r.kind.as_str(),
+            r.name.as_str(),
+            None,
+        ),
+        (None, None) => return Ok(None),
+    };
+    if let Some(ns) = namespace.filter(|ns| Some(*ns) != pvc.metadata.namespace.as_deref()) {
+        return Err(Unsupported::DataSourceNamespace(ns.to_string()));
+    }
+    match (group.unwrap_or_default(), kind) {
+        (SNAPSHOT_GROUP, SNAPSHOT_KIND) => Ok(Some(ClaimSource::Snapshot(name.to_string()))),
+        ("", "PersistentVolumeClaim") => Ok(Some(ClaimSource::Claim(name.to_string()))),
+        ("", kind) => Err(Unsupported::DataSource(kind.to_string())),
+        (group, kind) => Err(Unsupported::DataSource(format!("{kind}.{group}"))),
+    }
 }
 
 impl Unsupported {
@@ -26,7 +90,9 @@ impl Unsupported {
     pub fn reason(&self) -> &'static str {
         match self {
             Unsupported::NoAccessModes | Unsupported::AccessMode(_) => "UnsupportedAccessMode",
-            Unsupported::DataSource => "UnsupportedDataSource",
+            Unsupported::DataSource(_) | Unsupported::DataSourceNamespace(_) => {
+                "UnsupportedDataSource"
+            }
         }
     }
 }
@@ -46,15 +112,13 @@ pub fn unsupported(pvc: &PersistentVolumeClaim) -> Option<Unsupported> {
     {
         return Some(Unsupported::AccessMode(bad.clone()));
     }
-    if spec.is_some_and(|s| s.data_source.is_some() || s.data_source_ref.is_some()) {
-        return Some(Unsupported::DataSource);
-    }
-    None
+    claim_source(pvc).err()
 }
 use thiserror::Error;
 
 use crate::names::ANN_LOCAL_DISK_SIZE;
 use crate::quantity::{QuantityError, parse_quantity_bytes};
+use crate::snapshot::{SNAPSHOT_GROUP, SNAPSHOT_KIND};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ClaimSizeError {
@@ -133,6 +197,77 @@ mod tests {
             ..Default::default()
         });
         p
+    }
+
+    #[test]
+    fn sources() {
+        use k8s_openapi::api::core::v1::{TypedLocalObjectReference, TypedObjectReference};
+        let with = |source: Option<(&str, &str)>, reference: Option<(&str, &str, Option<&str>)>| {
+            let mut p = pvc(Some("1Gi"), None);
+            p.metadata.namespace = Some("ns".into());
+            let spec = p.spec.as_mut().unwrap();
+            spec.data_source = source.map(|(group, kind)| TypedLocalObjectReference {
+                api_group: Some(group.to_string()).filter(|g| !g.is_empty()),
+                kind: kind.into(),
+                name: "src".into(),
+            });
+            spec.data_source_ref = reference.map(|(group, kind, ns)| TypedObjectReference {
+                api_group: Some(group.to_string()).filter(|g| !g.is_empty()),
+                kind: kind.into(),
+                name: "src".into(),
+                namespace: ns.map(str::to_string),
+            });
+            claim_source(&p)
+        };
+        let snap = Ok(Some(ClaimSource::Snapshot("src".into())));
+        let claim = Ok(Some(ClaimSource::Claim("src".into())));
+        let cases = [
+            ("none", with(None, None), Ok(None)),
+            (
+                "snapshot",
+                with(Some((SNAPSHOT_GROUP, "VolumeSnapshot")), None),
+                snap.clone(),
+            ),
+            (
+                "claim",
+                with(Some(("", "PersistentVolumeClaim")), None),
+                claim.clone(),
+            ),
+            (
+                "ref wins",
+                with(
+                    Some(("", "PersistentVolumeClaim")),
+                    Some((SNAPSHOT_GROUP, "VolumeSnapshot", None)),
+                ),
+                snap.clone(),
+            ),
+            (
+                "ref in own namespace",
+                with(None, Some(("", "PersistentVolumeClaim", Some("ns")))),
+                claim,
+            ),
+            (
+                "snapshot without group",
+                with(Some(("", "VolumeSnapshot")), None),
+                Err(Unsupported::DataSource("VolumeSnapshot".into())),
+            ),
+            (
+                "other kind",
+                with(None, Some(("example.com", "Backup", None))),
+                Err(Unsupported::DataSource("Backup.example.com".into())),
+            ),
+            (
+                "other namespace",
+                with(
+                    None,
+                    Some((SNAPSHOT_GROUP, "VolumeSnapshot", Some("other"))),
+                ),
+                Err(Unsupported::DataSourceNamespace("other".into())),
+            ),
+        ];
+        for (name, got, want) in cases {
+            assert_eq!(got, want, "{name}");
+        }
     }
 
     #[test]

@@ -12,12 +12,15 @@ pub mod names;
 pub mod node;
 pub mod patch;
 pub mod quantity;
+pub mod snapshot;
 pub mod text;
 pub mod thin;
 pub mod volume;
 pub mod volume_id;
 
-pub use claim::{ClaimSizeError, Unsupported, claim_size_bytes, unsupported};
+pub use claim::{
+    ClaimSizeError, ClaimSource, Unsupported, claim_size_bytes, claim_source, unsupported,
+};
 pub use lvm_node::{
     LvmNode, LvmNodeSpec, LvmNodeStatus, LvmNodeSummary, NodeCondition, ThinPoolStatus,
     VolumeGroupStatus,

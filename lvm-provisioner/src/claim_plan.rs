@@ -72,6 +72,8 @@ pub struct ProvisionSpec {
     pub claim_namespace: String,
     pub claim_name: String,
     pub claim_uid: String,
+    /// The snapshot or claim a restore or clone is made from (thin only).
+    pub source: Option<lvmpin_api::ClaimSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +192,23 @@ pub fn decide(
             message: format!("storage class {class_name} has no {PARAM_VOLUME_GROUP} parameter"),
         };
     };
+    let thin_pool = class_param(class, PARAM_THIN_POOL).map(str::to_string);
+    // `unsupported` above refused every other kind of source.
+    let source = lvmpin_api::claim_source(pvc).ok().flatten();
+    if let Some(source) = &source
+        && thin_pool.is_none()
+    {
+        return ClaimDecision::Refuse {
+            reason: "UnsupportedDataSource",
+            message: format!(
+                "claim {claim} is made from {}, but StorageClass {class_name} is linear (no parameter {PARAM_THIN_POOL}); lvmpin restores and clones only thin volumes",
+                crate::restore_plan::describe(
+                    pvc.metadata.namespace.as_deref().unwrap_or_default(),
+                    source
+                )
+            ),
+        };
+    }
     let size_bytes = match lvmpin_api::claim_size_bytes(pvc) {
         Ok(s) => s,
         Err(e) => {
@@ -201,7 +220,7 @@ pub fn decide(
     };
     ClaimDecision::Provision(ProvisionSpec {
         vg: vg.to_string(),
-        thin_pool: class_param(class, PARAM_THIN_POOL).map(str::to_string),
+        thin_pool,
         thin_limits,
         volume_name: volume_name_for_claim(uid),
         size_bytes,
@@ -211,6 +230,7 @@ pub fn decide(
         claim_namespace: pvc.metadata.namespace.clone().unwrap_or_default(),
         claim_name: pvc.metadata.name.clone().unwrap_or_default(),
         claim_uid: uid.to_string(),
+        source,
     })
 }
 
@@ -220,7 +240,11 @@ mod tests {
     use lvmpin_testkit::{ClaimBuilder, class};
 
     fn provision(vg: &str, size: u64) -> ClaimDecision {
-        ClaimDecision::Provision(ProvisionSpec {
+        ClaimDecision::Provision(spec(vg, size))
+    }
+
+    fn spec(vg: &str, size: u64) -> ProvisionSpec {
+        ProvisionSpec {
             vg: vg.into(),
             thin_pool: None,
             thin_limits: None,
@@ -230,13 +254,19 @@ mod tests {
             claim_namespace: "ns".into(),
             claim_name: "data".into(),
             claim_uid: "u1".into(),
-        })
+            source: None,
+        }
     }
 
     #[test]
     fn table() {
         let ours = class("fast", DRIVER_NAME, &[(PARAM_VOLUME_GROUP, "vg0")]);
         let foreign = class("other", "ebs.csi.aws.com", &[]);
+        let thin = class(
+            "fast",
+            DRIVER_NAME,
+            &[(PARAM_VOLUME_GROUP, "vg0"), (PARAM_THIN_POOL, "pool")],
+        );
         let base = || {
             ClaimBuilder::new("ns", "data", "u1")
                 .class("fast")
@@ -285,6 +315,34 @@ mod tests {
                 ClaimDecision::WaitForClass("fast".into()),
             ),
             (
+                "restore in a thin class",
+                base()
+                    .selected_node("n1")
+                    .data_source_in("snapshot.storage.k8s.io", "VolumeSnapshot", "s")
+                    .build(),
+                Some(&thin),
+                ClaimDecision::Provision(ProvisionSpec {
+                    thin_pool: Some("pool".into()),
+                    thin_limits: Some(lvmpin_api::thin::ThinLimits::default()),
+                    source: Some(lvmpin_api::ClaimSource::Snapshot("s".into())),
+                    ..spec("vg0", 1 << 30)
+                }),
+            ),
+            (
+                "clone in a thin class",
+                base()
+                    .selected_node("n1")
+                    .data_source("PersistentVolumeClaim", "src")
+                    .build(),
+                Some(&thin),
+                ClaimDecision::Provision(ProvisionSpec {
+                    thin_pool: Some("pool".into()),
+                    thin_limits: Some(lvmpin_api::thin::ThinLimits::default()),
+                    source: Some(lvmpin_api::ClaimSource::Claim("src".into())),
+                    ..spec("vg0", 1 << 30)
+                }),
+            ),
+            (
                 "declared size wins",
                 base().selected_node("n1").local_disk_size("2Gi").build(),
                 Some(&ours),
@@ -330,6 +388,20 @@ mod tests {
                 &no_vg,
                 "InvalidStorageClass",
                 PARAM_VOLUME_GROUP,
+            ),
+            (
+                base()
+                    .data_source_in("snapshot.storage.k8s.io", "VolumeSnapshot", "s")
+                    .build(),
+                &ours,
+                "UnsupportedDataSource",
+                "made from VolumeSnapshot ns/s, but StorageClass fast is linear",
+            ),
+            (
+                base().data_source("Backup", "b").build(),
+                &ours,
+                "UnsupportedDataSource",
+                "data source of kind Backup",
             ),
         ];
         for (pvc, class, want_reason, want_text) in cases {

@@ -55,6 +55,9 @@ pub enum Error {
         claim: String,
         reason: String,
     },
+    /// A restore or clone whose source cannot be used here (yet).
+    #[error("cannot make the volume from its source: {0}")]
+    Source(String),
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("encoding a patch: {0}")]
@@ -84,6 +87,7 @@ impl Error {
             Error::InvalidClaim { .. } => "invalid_claim",
             Error::ClassNotFound(_) => "class_not_found",
             Error::ForeignVolume { .. } => "foreign_volume",
+            Error::Source(_) => "source",
             Error::Kube(_) => "kube",
             Error::Json(_) => "json",
             Error::Join(_) => "join",

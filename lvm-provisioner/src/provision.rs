@@ -60,6 +60,30 @@ pub async fn provision<B: VolumeBackend>(
         info!(claim = %key(pvc), "provisioning already under way; retrying later");
         return Ok(Action::requeue(IN_FLIGHT_WAIT));
     };
+    // A restore or clone: the LV it starts from must be here, in the same
+    // VG, thin and no larger than the claim (restore_plan.rs).
+    let source = match &spec.source {
+        None => None,
+        Some(s) => {
+            let class_name = class.metadata.name.as_deref().unwrap_or_default();
+            match crate::restore::source_volume(ctx, class_name, spec, s).await {
+                Ok(id) => Some(id.lv),
+                Err(e @ Error::Source(_)) => {
+                    ctx.metrics.operation("provision", e.metric_label());
+                    events::warn(
+                        &ctx.recorder,
+                        &pvc.object_ref(&()),
+                        "ProvisioningFailed",
+                        "Provisioning",
+                        e.to_string(),
+                    )
+                    .await;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
     let req = CreateVolume {
         vg: spec.vg.clone(),
         name: spec.volume_name.clone(),
@@ -71,7 +95,7 @@ pub async fn provision<B: VolumeBackend>(
             claim_name: spec.claim_name.clone(),
             pv_name: spec.volume_name.clone(),
         },
-        source: None,
+        source,
     };
     // A class may name a VG this agent was not told to manage; for this node
     // that VG does not exist.

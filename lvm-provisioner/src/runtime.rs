@@ -305,6 +305,8 @@ impl<B: VolumeBackend + Clone> Agent<B> {
 
         tokio::spawn(lvm_node_writer::run(ctx.clone(), shutdown.clone()));
         tokio::spawn(storage_capacity::run(ctx.clone(), shutdown.clone()));
+        // Off (logged once) while the snapshot CRDs are not installed.
+        tokio::spawn(crate::snapshot_contents::run(ctx.clone(), shutdown.clone()));
 
         {
             let ctx = ctx.clone();

@@ -7,7 +7,8 @@ use lvmpin_api::names::PARAM_VOLUME_GROUP;
 use lvmpin_api::thin::ThinLimits;
 
 use crate::facts::{ClaimFacts, ClaimKey, ClassFacts, PodFacts, PvFacts};
-use crate::index::FastMap;
+use crate::index::{FastMap, NodeEntry};
+use crate::sources::{Snapshots, SourceView, describe, source_node};
 use crate::thin::demand_key;
 
 /// One unbound claim of ours that the pod needs room for.
@@ -21,11 +22,14 @@ pub struct Want {
     pub bytes: u64,
 }
 
-/// A bound claim: its volume lives on `node`, so the pod must go there.
+/// A bound claim: its volume lives on `node`, so the pod must go there. Or
+/// an unbound claim restoring or cloning a thin volume on `node`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pin {
     pub claim: ClaimKey,
     pub node: String,
+    /// The source (`VolumeSnapshot ns/name`, …) of a restore or clone.
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +67,15 @@ pub fn pod_demand(
     claims: &FastMap<ClaimKey, ClaimFacts>,
     classes: &HashMap<String, ClassFacts>,
     pvs: &FastMap<String, PvFacts>,
+    snapshots: &Snapshots,
+    nodes: &FastMap<String, NodeEntry>,
 ) -> Result<Demand, String> {
+    let view = SourceView {
+        claims,
+        pvs,
+        nodes,
+        snapshots,
+    };
     let mut wants = Vec::new();
     // Per want, its thin pool.
     let mut pools: Vec<Option<&str>> = Vec::new();
@@ -97,7 +109,11 @@ pub fn pod_demand(
                 .and_then(|pv| pv.node.clone())
                 .or_else(|| claim.selected_node.clone());
             match node {
-                Some(node) => pins.push(Pin { claim: key, node }),
+                Some(node) => pins.push(Pin {
+                    claim: key,
+                    node,
+                    source: None,
+                }),
                 None if pvs.contains_key(volume) => {}
                 None => {
                     return Err(format!(
@@ -123,6 +139,19 @@ pub fn pod_demand(
                 .as_ref()
                 .map(|pool| (pool.as_str(), limits.unwrap_or_default())),
         };
+        if let Some(source) = &claim.source {
+            match source_node(claim, class, source, view) {
+                Ok(node) => pins.push(Pin {
+                    claim: key.clone(),
+                    node,
+                    source: Some(describe(&key.namespace, source)),
+                }),
+                Err(e) => {
+                    refusals.push(format!("claim {key}: {e}"));
+                    continue;
+                }
+            }
+        }
         match &claim.size {
             Ok(bytes) => {
                 if let Some((pool, limits)) = thin {
@@ -184,7 +213,14 @@ mod tests {
         .map(|c| (c.name.clone(), c))
         .collect();
         let pvs = pvs.into_iter().map(|p| (p.name.clone(), p)).collect();
-        pod_demand(pod, &claims, &classes, &pvs)
+        pod_demand(
+            pod,
+            &claims,
+            &classes,
+            &pvs,
+            &Snapshots::default(),
+            &FastMap::default(),
+        )
     }
 
     fn needs(d: Demand) -> (Vec<(String, Vec<u64>)>, Vec<Pin>) {
@@ -233,6 +269,8 @@ mod tests {
             &claims,
             &classes,
             &FastMap::default(),
+            &Snapshots::default(),
+            &FastMap::default(),
         );
         let (per_vg, _) = needs(got.unwrap());
         assert_eq!(
@@ -246,6 +284,8 @@ mod tests {
             &pod_with(&["a", "d"]),
             &claims,
             &classes,
+            &FastMap::default(),
+            &Snapshots::default(),
             &FastMap::default(),
         );
         assert!(
@@ -356,9 +396,9 @@ mod tests {
             (
                 claim_named("a")
                     .size_bytes(10)
-                    .data_source("PersistentVolumeClaim", "src")
+                    .data_source("Backup", "src")
                     .facts(),
-                "data source",
+                "data source of kind Backup",
             ),
         ];
         for (claim, want) in cases {

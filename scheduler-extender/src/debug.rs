@@ -178,7 +178,14 @@ pub fn why_view(
         .clone();
     let reserved_on = state.reservations.get(&pod.uid).map(|h| h.node.clone());
     let ix = &state.index;
-    let demand = pod_demand(&pod, &ix.claims, &ix.classes, &ix.pvs);
+    let demand = pod_demand(
+        &pod,
+        &ix.claims,
+        &ix.classes,
+        &ix.pvs,
+        &ix.snapshots,
+        &ix.nodes,
+    );
     let claims = claim_views(&pod, demand.as_ref().ok());
     let mut names: Vec<String> = ix
         .nodes

@@ -126,7 +126,14 @@ pub fn filter(
         index: ix,
         reservations: res,
     } = state;
-    let demand = match pod_demand(pod, &ix.claims, &ix.classes, &ix.pvs) {
+    let demand = match pod_demand(
+        pod,
+        &ix.claims,
+        &ix.classes,
+        &ix.pvs,
+        &ix.snapshots,
+        &ix.nodes,
+    ) {
         Ok(d) => d,
         Err(e) => {
             return FilterOutcome {
@@ -538,7 +545,14 @@ pub fn prioritize(
 ) -> Vec<i64> {
     let ix = &state.index;
     let res = &state.reservations;
-    let Ok(demand) = pod_demand(pod, &ix.claims, &ix.classes, &ix.pvs) else {
+    let Ok(demand) = pod_demand(
+        pod,
+        &ix.claims,
+        &ix.classes,
+        &ix.pvs,
+        &ix.snapshots,
+        &ix.nodes,
+    ) else {
         return vec![0; nodes.len()];
     };
     let Demand::Needs { per_vg, pins, .. } = &demand else {

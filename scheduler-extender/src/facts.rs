@@ -53,6 +53,8 @@ pub struct ClaimFacts {
     /// `spec.volumeName`: set once the claim is bound.
     pub volume_name: Option<String>,
     pub selected_node: Option<String>,
+    /// What the claim restores or clones (see `sources.rs`).
+    pub source: Option<lvmpin_api::ClaimSource>,
 }
 
 impl ClaimFacts {
@@ -231,6 +233,7 @@ pub fn claim_facts(pvc: &PersistentVolumeClaim) -> Option<ClaimFacts> {
         selected_node: annotations
             .and_then(|a| a.get(ANN_SELECTED_NODE).cloned())
             .filter(|n| !n.is_empty()),
+        source: lvmpin_api::claim_source(pvc).ok().flatten(),
     })
 }
 

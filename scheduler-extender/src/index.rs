@@ -75,6 +75,9 @@ pub struct Index {
     node_log_start: u64,
     /// What the last filter resolved per asked node (see `node_view`).
     pub(crate) view: Option<Box<NodeView>>,
+    /// VolumeSnapshots and their contents, for restores (no reservation
+    /// total depends on them, so they bump no generation).
+    pub snapshots: crate::sources::Snapshots,
 }
 
 /// A relisted set of claims keyed for lookups. Building it hashes and moves

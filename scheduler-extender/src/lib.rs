@@ -27,6 +27,8 @@ pub mod node_view;
 pub mod placement;
 pub mod reservations;
 pub mod runtime;
+pub mod snapshot_watch;
+pub mod sources;
 pub mod thin;
 pub mod watch;
 pub mod wire;

@@ -116,10 +116,16 @@ pub fn evaluate(
 
 /// Why a node other than the one holding `pin`'s volume cannot take the pod.
 pub fn pin_reason(pin: &Pin) -> String {
-    format!(
-        "claim {} is bound to a volume on node {}",
-        pin.claim, pin.node
-    )
+    match &pin.source {
+        Some(source) => format!(
+            "claim {} is made from {source}, which is on node {}: a thin restore or clone stays on its source's node",
+            pin.claim, pin.node
+        ),
+        None => format!(
+            "claim {} is bound to a volume on node {}",
+            pin.claim, pin.node
+        ),
+    }
 }
 
 /// kube-scheduler's extender scores run 0..=10.
@@ -232,6 +238,7 @@ mod tests {
         let pin = |n: &str| Pin {
             claim: ClaimKey::new("ns", "old"),
             node: n.into(),
+            source: None,
         };
         let reserved: HashMap<String, u64> = [("vg1".to_string(), 20 * GI)].into();
         type Case<'a> = (

@@ -95,6 +95,11 @@ pub fn spawn_tasks(
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = watch::spawn_all(client.clone(), app.clone(), shutdown);
+    tasks.push(tokio::spawn(crate::snapshot_watch::run(
+        client.clone(),
+        app.clone(),
+        shutdown.clone(),
+    )));
     if let Some(queue) = app.events.take_queue() {
         tasks.push(tokio::spawn(events::publish(
             client.clone(),
@@ -246,8 +251,9 @@ mod tests {
             Duration::from_secs(300),
             &shutdown,
         );
-        // One watch per kind, the Event publisher, the election loop and upkeep.
-        assert_eq!(tasks.len(), watch::KINDS.len() + 3);
+        // One watch per kind, the snapshot watches (waiting for their API
+        // here), the Event publisher, the election loop and upkeep.
+        assert_eq!(tasks.len(), watch::KINDS.len() + 4);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             tasks.iter().all(|t| !t.is_finished()),

@@ -36,25 +36,25 @@ pub const KINDS: [&str; 7] = [
 ];
 
 /// How one kind's objects update the state.
-struct Feed<K, F, P> {
-    kind: &'static str,
-    facts: fn(&K) -> Option<F>,
-    apply: fn(&mut State, F),
-    delete: fn(&mut State, F),
+pub(crate) struct Feed<K, F, P> {
+    pub kind: &'static str,
+    pub facts: fn(&K) -> Option<F>,
+    pub apply: fn(&mut State, F),
+    pub delete: fn(&mut State, F),
     /// The part of a relist that needs no state (keying 100,000 claims),
     /// done before the state lock is taken: filters wait for that lock.
-    prepare: fn(Vec<F>) -> P,
+    pub prepare: fn(Vec<F>) -> P,
     /// Installs a relist; returns what it replaced, freed after the lock
     /// is released for the same reason.
-    replace: fn(&mut State, P) -> P,
+    pub replace: fn(&mut State, P) -> P,
 }
 
 /// `prepare` for kinds whose relist is cheap: nothing.
-fn as_is<F>(all: Vec<F>) -> Vec<F> {
+pub(crate) fn as_is<F>(all: Vec<F>) -> Vec<F> {
     all
 }
 
-async fn run_feed<K, F, P>(
+pub(crate) async fn run_feed<K, F, P>(
     api: Api<K>,
     app: Arc<App>,
     feed: Feed<K, F, P>,

@@ -109,6 +109,17 @@ impl ClaimBuilder {
         self
     }
 
+    /// A data source in an API group (`VolumeSnapshot` in
+    /// `snapshot.storage.k8s.io` for a restore).
+    pub fn data_source_in(mut self, group: &str, kind: &str, name: &str) -> Self {
+        self.spec().data_source = Some(TypedLocalObjectReference {
+            api_group: Some(group.into()),
+            kind: kind.into(),
+            name: name.into(),
+        });
+        self
+    }
+
     pub fn local_disk_size(self, q: &str) -> Self {
         self.annotate(ANN_LOCAL_DISK_SIZE, q)
     }

@@ -77,6 +77,19 @@ pub const AGENT: Component = Component {
         // events.rs: kube-runtime's Recorder (events.k8s.io/v1).
         call("create", "events.k8s.io", "events"),
         call("patch", "events.k8s.io", "events"),
+        // snapshot_contents.rs: the API check (a list of one), this node's
+        // contents by label, the annotation, finalizer and status patches.
+        call("list", "snapshot.storage.k8s.io", "volumesnapshotcontents"),
+        call("watch", "snapshot.storage.k8s.io", "volumesnapshotcontents"),
+        call("patch", "snapshot.storage.k8s.io", "volumesnapshotcontents"),
+        call(
+            "patch",
+            "snapshot.storage.k8s.io",
+            "volumesnapshotcontents/status",
+        ),
+        // restore.rs: the snapshot a restore starts from, and its content.
+        call("get", "snapshot.storage.k8s.io", "volumesnapshots"),
+        call("get", "snapshot.storage.k8s.io", "volumesnapshotcontents"),
         // storage_capacity.rs: this node's CSIStorageCapacity objects.
         ApiCall {
             namespace: Some("lvmpin-system"),
@@ -118,6 +131,11 @@ pub const EXTENDER: Component = Component {
         call("watch", "", "pods"),
         call("list", "apps", "statefulsets"),
         call("watch", "apps", "statefulsets"),
+        // snapshot_watch.rs: the API check (a list of one), then watches.
+        call("list", "snapshot.storage.k8s.io", "volumesnapshots"),
+        call("watch", "snapshot.storage.k8s.io", "volumesnapshots"),
+        call("list", "snapshot.storage.k8s.io", "volumesnapshotcontents"),
+        call("watch", "snapshot.storage.k8s.io", "volumesnapshotcontents"),
         // bind.rs: a pod not yet in the cache, selected-node, the binding.
         call("get", "", "pods"),
         call("patch", "", "persistentvolumeclaims"),

@@ -1,0 +1,270 @@
+//! VolumeSnapshots end to end on the upstream control plane (kube-local) with
+//! the upstream snapshot-controller (`--enable-distributed-snapshotting`) and
+//! CRDs (`bash hack/snapshot-controller/build.sh`), the real agents and
+//! extender on their service accounts' RBAC.
+//!
+//! On a kernel without device-mapper lvm2 runs metadata-only and cannot make
+//! thin pools ("Can't create thin-pool without using device-mapper kernel
+//! driver"), so the test bed's class is linear: this checks the protocol
+//! around a refused snapshot (the label-scoped content watch, the content's
+//! error status and Events, the extender's and agent's refusal of a restore
+//! in a linear class, and the finalizer release on deletion). Thin snapshots
+//! and restores with data are checked in the QEMU guest.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
+};
+use lvmpin_api::LvmNode;
+use lvmpin_api::names::DRIVER_NAME;
+use lvmpin_api::snapshot::{
+    VolumeSnapshot, VolumeSnapshotContent, VolumeSnapshotSource, VolumeSnapshotSpec,
+};
+use lvmpin_e2e::{Backend, failed_scheduling, start_on};
+use lvmpin_sim::testbed::{Testbed, TestbedOptions};
+use lvmpin_sim::{wait, workload};
+use serde_json::json;
+
+const MI: u64 = 1 << 20;
+const WAIT: Duration = Duration::from_secs(90);
+const NS: &str = "default";
+
+async fn until<T, F, Fut>(tb: &Testbed, what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match wait::until(what, WAIT, Duration::from_millis(200), f).await {
+        Ok(v) => v,
+        Err(e) => panic!("{}", tb.with_logs(e)),
+    }
+}
+
+async fn create_class(tb: &Testbed) {
+    let gvk = GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshotClass");
+    let ar = ApiResource::from_gvk(&gvk);
+    let class: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshotClass",
+        "metadata": {"name": "lvm"},
+        "driver": DRIVER_NAME,
+        "deletionPolicy": "Delete",
+    }))
+    .unwrap();
+    Api::<DynamicObject>::all_with(tb.client(), &ar)
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+}
+
+/// Notes of Events with `reason` about the object `name`, in `NS`.
+async fn notes(tb: &Testbed, reason: &str, name: &str) -> Vec<String> {
+    Api::<Event>::namespaced(tb.client(), NS)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
+    let tb = start_on(
+        Backend::Kube,
+        TestbedOptions {
+            nodes: 2,
+            vg_bytes: 256 * MI,
+            snapshot_controller: Some(vec!["--enable-distributed-snapshotting".into()]),
+            ..TestbedOptions::default()
+        },
+    )
+    .await;
+    let client = tb.client();
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS);
+    let pods = Api::<Pod>::namespaced(client.clone(), NS);
+    claims
+        .create(
+            &PostParams::default(),
+            &workload::claim(NS, "data", "lvmpin", "16Mi"),
+        )
+        .await
+        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &workload::pod(NS, "app", &["data".into()]),
+    )
+    .await
+    .unwrap();
+    let placed = tb
+        .wait_bound(NS, &["app".to_string()], WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let node = placed["app"].clone();
+    let pv_name = until(&tb, "claim data bound", || {
+        let claims = claims.clone();
+        async move {
+            let c = claims.get("data").await.ok()?;
+            c.spec?.volume_name.filter(|v| !v.is_empty())
+        }
+    })
+    .await;
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&pv_name)
+        .await
+        .unwrap();
+    let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
+
+    create_class(&tb).await;
+    let snapshots = Api::<VolumeSnapshot>::namespaced(client.clone(), NS);
+    let snap = VolumeSnapshot::new(
+        "snap",
+        VolumeSnapshotSpec {
+            source: VolumeSnapshotSource {
+                persistent_volume_claim_name: Some("data".into()),
+                volume_snapshot_content_name: None,
+            },
+            volume_snapshot_class_name: Some("lvm".into()),
+        },
+    );
+    snapshots
+        .create(&PostParams::default(), &snap)
+        .await
+        .unwrap();
+
+    // The controller labels the content with the source's node; that
+    // node's agent refuses it on the status, as the sidecar would.
+    let contents = Api::<VolumeSnapshotContent>::all(client.clone());
+    let content = until(&tb, "the content's error status", || {
+        let contents = contents.clone();
+        async move {
+            let l = contents.list(&ListParams::default()).await.ok()?;
+            l.items.into_iter().find(|c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.error.as_ref())
+                    .and_then(|e| e.message.as_deref())
+                    .is_some_and(|m| m.contains("linear volume"))
+            })
+        }
+    })
+    .await;
+    assert_eq!(content.managed_by(), Some(node.as_str()));
+    assert_eq!(
+        content.spec.source.volume_handle.as_deref(),
+        Some(handle.as_str())
+    );
+    let status = content.status.clone().unwrap();
+    assert_eq!(status.ready_to_use, Some(false));
+    assert_eq!(status.snapshot_handle, None, "nothing was made");
+    let message = status.error.unwrap().message.unwrap();
+    assert!(message.contains(&handle), "{message}");
+    let on_snapshot = until(
+        &tb,
+        "a SnapshotCreationFailed Event on the VolumeSnapshot",
+        || {
+            let tb = &tb;
+            async move {
+                let n = notes(tb, "SnapshotCreationFailed", "snap").await;
+                n.into_iter().next()
+            }
+        },
+    )
+    .await;
+    assert!(on_snapshot.contains("linear volume"), "{on_snapshot}");
+    let lvs: usize = tb.lvs().unwrap().values().map(Vec::len).sum();
+    assert_eq!(lvs, 1, "only the source LV exists: {:?}", tb.lvs());
+    // Refused once: the content is not written again while it stays the
+    // same (checked across the node agent's next capacity scan).
+    let content_name = content.metadata.name.clone().unwrap();
+    let version = contents
+        .get(&content_name)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let nodes = Api::<LvmNode>::all(client.clone());
+    let scanned = |n: &LvmNode| n.status.as_ref().and_then(|s| s.last_scan_time.clone());
+    let first = scanned(&nodes.get(&node).await.unwrap());
+    until(&tb, "another scan of the source's node", || {
+        let nodes = nodes.clone();
+        let node = node.clone();
+        let first = first.clone();
+        async move { (scanned(&nodes.get(&node).await.ok()?) != first).then_some(()) }
+    })
+    .await;
+    let again = contents
+        .get(&content_name)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    assert_eq!(again, version, "a refused content is written again");
+
+    // A restore in the (linear) class: no node fits, the reason names it.
+    let mut restore = workload::claim(NS, "restored", "lvmpin", "16Mi");
+    restore.spec.as_mut().unwrap().data_source =
+        Some(k8s_openapi::api::core::v1::TypedLocalObjectReference {
+            api_group: Some("snapshot.storage.k8s.io".into()),
+            kind: "VolumeSnapshot".into(),
+            name: "snap".into(),
+        });
+    claims
+        .create(&PostParams::default(), &restore)
+        .await
+        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &workload::pod(NS, "restorer", &["restored".into()]),
+    )
+    .await
+    .unwrap();
+    let why = until(&tb, "FailedScheduling naming the linear class", || {
+        let tb = &tb;
+        async move {
+            failed_scheduling(tb)
+                .await
+                .into_iter()
+                .find(|n| n.starts_with("restorer:") && n.contains("is linear"))
+        }
+    })
+    .await;
+    assert!(why.contains("VolumeSnapshot default/snap"), "{why}");
+    let restorer = pods.get("restorer").await.unwrap();
+    assert!(restorer.spec.unwrap().node_name.is_none());
+
+    // Deleting the snapshot (Delete policy): the controller marks the
+    // content, the agent drops the finalizer, both objects go.
+    pods.delete("restorer", &DeleteParams::default())
+        .await
+        .unwrap();
+    claims
+        .delete("restored", &DeleteParams::default())
+        .await
+        .unwrap();
+    snapshots
+        .delete("snap", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(&tb, "the VolumeSnapshot and its content gone", || {
+        let snapshots = snapshots.clone();
+        let contents = contents.clone();
+        let content_name = content_name.clone();
+        async move {
+            let snap_gone = snapshots.get_opt("snap").await.ok()?.is_none();
+            let content_gone = contents.get_opt(&content_name).await.ok()?.is_none();
+            (snap_gone && content_gone).then_some(())
+        }
+    })
+    .await;
+    let lvs: usize = tb.lvs().unwrap().values().map(Vec::len).sum();
+    assert_eq!(lvs, 1, "the source LV stays: {:?}", tb.lvs());
+    tb.shutdown().await;
+}
