@@ -9,7 +9,10 @@
 //! filter and score with extender calls; `scheduling_attempt_duration_seconds`,
 //! the whole attempt) and the extender's own filter time, and counts pods/s.
 //!
-//! No agents run: 1,000 loop-backed VGs do not fit one machine. A stand-in
+//! No agents run: 1,000 loop-backed VGs do not fit one machine. Each node
+//! gets the LvmNode report and CSIStorageCapacity an agent would publish
+//! (kube-scheduler's VolumeBinding reads the latter, since our CSIDriver has
+//! `storageCapacity: true`). A stand-in
 //! makes the PV for each claim once kube-scheduler's PreBind has written
 //! `selected-node`, as the agent would, so the PV controller binds it and
 //! PreBind returns. What it costs shows in the claim burst's pods/s, not in
@@ -25,7 +28,7 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -106,6 +109,19 @@ fn lvm_node(name: &str) -> LvmNode {
         ..Default::default()
     });
     n
+}
+
+/// What an agent on `node` publishes for the class (see
+/// lvm-provisioner/src/storage_capacity.rs).
+fn storage_capacity(node: &str) -> Result<CSIStorageCapacity> {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("lvmpin-{node}"), "namespace": install::NAMESPACE},
+        "storageClassName": CLASS,
+        "nodeTopology": {"matchLabels": {TOPOLOGY_KEY: node}},
+        "capacity": format!("{}", 1000 * GI),
+        "maximumVolumeSize": format!("{}", 1000 * GI),
+    }))
+    .map_err(|e| Error::ApiServer(format!("building CSIStorageCapacity for {node}: {e}")))
 }
 
 /// The PV an agent on `node` would make for `pvc` (see
@@ -362,9 +378,13 @@ async fn setup(opts: &OverheadOptions, bins: &Binaries, dir: &std::path::Path) -
     let names: Vec<String> = (0..opts.nodes).map(|i| format!("node-{i:04}")).collect();
     let nodes = Api::<Node>::all(client.clone());
     let lvm_nodes = Api::<LvmNode>::all(client.clone());
+    let capacities = Api::<CSIStorageCapacity>::namespaced(client.clone(), install::NAMESPACE);
     futures::stream::iter(names.iter().map(|n| {
-        let (nodes, lvm_nodes) = (nodes.clone(), lvm_nodes.clone());
+        let (nodes, lvm_nodes, capacities) = (nodes.clone(), lvm_nodes.clone(), capacities.clone());
         async move {
+            capacities
+                .create(&PostParams::default(), &storage_capacity(n)?)
+                .await?;
             nodes
                 .create(&PostParams::default(), &workload::node(n))
                 .await?;
