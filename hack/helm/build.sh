@@ -2,18 +2,12 @@
 # Builds helm (helm.sh/helm/v3, cmd/helm, at the version go.mod pins) as a
 # static binary: <target>/helm/helm. tests/tests/helm_chart.rs runs its
 # `helm lint` and `helm template` on charts/lvmpin.
-#
-# Go's caches go to $LVMPIN_GO_CACHE (default: the ignored .cache/ of this
-# checkout), as for hack/kube-local.
+# Go's caches: see hack/go-env.sh.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cache="${LVMPIN_GO_CACHE:-$root/.cache}"
-out="${CARGO_TARGET_DIR:-$root/target}/helm"
-
-command -v go >/dev/null || { echo "helm needs Go on PATH" >&2; exit 1; }
-mkdir -p "$cache" "$out"
-export GOCACHE="$cache/go-build" GOMODCACHE="$cache/go-mod" GOFLAGS=-buildvcs=false CGO_ENABLED=0
+. "$here/../go-env.sh"
+go_env helm
+export CGO_ENABLED=0
 
 cd "$here"
 version="$(go list -m -f '{{.Version}}' helm.sh/helm/v3)"

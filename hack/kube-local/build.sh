@@ -7,13 +7,8 @@
 # 10-15 minutes on 2 cores; a warm one a few seconds.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-cache="${LVMPIN_GO_CACHE:-$root/.cache}"
-out="${CARGO_TARGET_DIR:-$root/target}/kube-local"
-
-command -v go >/dev/null || { echo "kube-local needs Go (1.26 or newer) on PATH" >&2; exit 1; }
-mkdir -p "$cache" "$out"
-export GOCACHE="$cache/go-build" GOMODCACHE="$cache/go-mod" GOFLAGS=-buildvcs=false
+. "$here/../go-env.sh"
+go_env kube-local
 
 cd "$here"
 version="$(go list -m -f '{{.Version}}' k8s.io/kubernetes)"
