@@ -218,7 +218,20 @@ impl Index {
 
     pub fn upsert_pv(&mut self, p: PvFacts) {
         self.bump();
-        self.pvs.insert(p.name.clone(), p);
+        let name = p.name.clone();
+        self.pvs.insert(name.clone(), p);
+        // A claim bound before its PV was seen, with no selected-node (a
+        // static or migrated PV), learns its node only now. Our PVs are named
+        // like their LV, so `by_lv` finds the claim without a scan.
+        if let Some(key) = self.by_lv.get(&name).cloned()
+            && self.unsettled.contains(&key)
+            && self
+                .claims
+                .get(&key)
+                .is_some_and(|c| c.volume_name.as_deref() == Some(name.as_str()) && self.settled(c))
+        {
+            self.unsettled.remove(&key);
+        }
     }
 
     pub fn remove_pv(&mut self, name: &str) {
@@ -234,7 +247,14 @@ impl Index {
     /// lock); returns the old ones, to be freed without the lock too.
     pub fn install_pvs(&mut self, table: FastMap<String, PvFacts>) -> FastMap<String, PvFacts> {
         self.bump();
-        std::mem::replace(&mut self.pvs, table)
+        let old = std::mem::replace(&mut self.pvs, table);
+        // As in `upsert_pv`; only the unsettled few are looked at.
+        let unsettled = std::mem::take(&mut self.unsettled);
+        self.unsettled = unsettled
+            .into_iter()
+            .filter(|key| !self.claims.get(key).is_some_and(|c| self.settled(c)))
+            .collect();
+        old
     }
 
     pub fn upsert_pod(&mut self, p: PodFacts) {
@@ -632,6 +652,41 @@ mod tests {
             ix.zone_picks.is_empty(),
             "a gone StatefulSet takes its picks along"
         );
+    }
+
+    #[test]
+    fn a_claim_bound_before_its_pv_is_seen_settles_when_the_pv_arrives() {
+        use crate::testutil::{IntoFacts as _, claim_named, lvm_node};
+        // (how the PV arrives, PV name, settled after it): our PVs are named
+        // like their LV; another name only settles on a relist.
+        let cases = [
+            ("watch event", "pvc-uid-late", true),
+            ("relist", "pvc-uid-late", true),
+            ("watch event, other name", "static-pv", false),
+            ("relist, other name", "static-pv", true),
+        ];
+        for (how, pv, settled) in cases {
+            let mut ix = Index::default();
+            let mut report = lvm_node("n1", "vg1", 100, 90, 1);
+            if let Some(lvm) = report.lvm.as_mut() {
+                lvm.vgs[0].volumes = ["pvc-uid-late".to_string()].into();
+            }
+            ix.upsert_lvm(report);
+            // Bound without selected-node: its node comes from the PV only.
+            ix.upsert_claim(claim_named("late").size("1Gi").volume(pv).facts());
+            let key = ClaimKey::new("ns", "late");
+            assert!(ix.unsettled.contains(&key), "{how}: no PV yet");
+            let facts = PvFacts {
+                name: pv.into(),
+                node: Some("n1".into()),
+            };
+            if how.starts_with("relist") {
+                ix.install_pvs(pv_table(vec![facts]));
+            } else {
+                ix.upsert_pv(facts);
+            }
+            assert_eq!(!ix.unsettled.contains(&key), settled, "{how}");
+        }
     }
 
     #[test]
