@@ -3,7 +3,7 @@
 //! (`--csi-only`) and runs only the snapshot checks of the `csi_vm_check`
 //! example: the agent library's `LvmBackend` makes snapshots, restores and
 //! clones, and their data is compared by checksum through the agent's
-//! NodeStage/NodePublish mounts. The full `csi_vm` test runs the same checks.
+//! NodeStage/NodePublish mounts. The `csi_vm` test leaves these out.
 //!
 //! This test never skips: missing QEMU, kernel package or tools fail it.
 
