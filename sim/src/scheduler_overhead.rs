@@ -409,6 +409,10 @@ async fn setup(opts: &OverheadOptions, bins: &Binaries, dir: &std::path::Path) -
             format!("127.0.0.1:{port}"),
             "--kubeconfig".into(),
             kube_local.ready.kubeconfig.display().to_string(),
+            // No agent rewrites the synthetic reports; a burst may outlast
+            // the default 5 minutes of silence after which nodes take no
+            // new claims.
+            "--agent-silence=24h".into(),
         ],
         vec![("RUST_LOG".into(), "warn".into())],
         dir.join("extender.log"),
