@@ -29,8 +29,10 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// True when the kernel has device-mapper; otherwise LVM runs metadata-only.
+/// The control node existing proves nothing: lvm creates it even without
+/// device-mapper, so this opens it, as the agent does.
 pub fn device_mapper_present() -> bool {
-    Path::new("/dev/mapper/control").exists()
+    lvmpin_lvm::device_mapper_available()
 }
 
 fn run(cmd: &mut Command) -> Result<String> {
