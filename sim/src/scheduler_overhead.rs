@@ -175,7 +175,13 @@ fn buckets(text: &str, name: &str) -> BTreeMap<u64, f64> {
     let prefix = format!("{name}_bucket{{");
     let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with(&prefix)) {
-        let Some(le) = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+        // The `le` label itself, not the tail of another label's name
+        // (kube-scheduler's `profile="…"`).
+        let Some(le) = [",le=\"", "{le=\""]
+            .iter()
+            .find_map(|k| line.split_once(k))
+            .and_then(|(_, r)| r.split('"').next())
+        else {
             continue;
         };
         let Some(count) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
@@ -522,17 +528,17 @@ impl std::fmt::Display for OverheadResult {
 mod tests {
     use super::*;
 
-    const BEFORE: &str = "h_bucket{a=\"x\",le=\"0.001\"} 1\nh_bucket{a=\"x\",le=\"0.002\"} 1\n\
-        h_bucket{a=\"x\",le=\"0.004\"} 1\nh_bucket{a=\"x\",le=\"+Inf\"} 1\n";
+    const BEFORE: &str = "h_bucket{profile=\"x\",le=\"0.001\"} 1\nh_bucket{profile=\"x\",le=\"0.002\"} 1\n\
+        h_bucket{profile=\"x\",le=\"0.004\"} 1\nh_bucket{profile=\"x\",le=\"+Inf\"} 1\n";
 
     #[test]
     fn quantiles_interpolate_within_the_bucket_of_new_observations() {
         // Since BEFORE: 2 observations ≤ 1 ms, 2 in (1, 2] ms, 4 in (2, 4] ms
         // over two label sets.
-        let after = "h_bucket{a=\"x\",le=\"0.001\"} 2\nh_bucket{a=\"x\",le=\"0.002\"} 3\n\
-            h_bucket{a=\"x\",le=\"0.004\"} 5\nh_bucket{a=\"x\",le=\"+Inf\"} 5\n\
-            h_bucket{a=\"y\",le=\"0.001\"} 1\nh_bucket{a=\"y\",le=\"0.002\"} 2\n\
-            h_bucket{a=\"y\",le=\"0.004\"} 4\nh_bucket{a=\"y\",le=\"+Inf\"} 4\n";
+        let after = "h_bucket{profile=\"x\",le=\"0.001\"} 2\nh_bucket{profile=\"x\",le=\"0.002\"} 3\n\
+            h_bucket{profile=\"x\",le=\"0.004\"} 5\nh_bucket{profile=\"x\",le=\"+Inf\"} 5\n\
+            h_bucket{profile=\"y\",le=\"0.001\"} 1\nh_bucket{profile=\"y\",le=\"0.002\"} 2\n\
+            h_bucket{profile=\"y\",le=\"0.004\"} 4\nh_bucket{profile=\"y\",le=\"+Inf\"} 4\n";
         let cases = [(0.25, 0.001), (0.5, 0.002), (0.75, 0.003), (1.0, 0.004)];
         for (q, want) in cases {
             let got = quantile_between(BEFORE, after, "h", q);
@@ -543,8 +549,8 @@ mod tests {
     #[test]
     fn quantile_of_nothing_new_is_zero_and_inf_bucket_gives_its_floor() {
         assert_eq!(quantile_between(BEFORE, BEFORE, "h", 0.5), 0.0);
-        let after = "h_bucket{a=\"x\",le=\"0.001\"} 1\nh_bucket{a=\"x\",le=\"0.002\"} 1\n\
-            h_bucket{a=\"x\",le=\"0.004\"} 1\nh_bucket{a=\"x\",le=\"+Inf\"} 3\n";
+        let after = "h_bucket{profile=\"x\",le=\"0.001\"} 1\nh_bucket{profile=\"x\",le=\"0.002\"} 1\n\
+            h_bucket{profile=\"x\",le=\"0.004\"} 1\nh_bucket{profile=\"x\",le=\"+Inf\"} 3\n";
         assert_eq!(quantile_between(BEFORE, after, "h", 0.5), 0.004);
     }
 }
