@@ -202,18 +202,7 @@ impl Lvm {
         };
         // lvm may copy the source's tags to a snapshot; a claim's volume
         // carries its own owner and nothing else of ours.
-        let stray = stray_tags(&created.tags, &wanted);
-        if !stray.is_empty() {
-            let out = self.run(args::deltags(
-                self.metadata_only(),
-                &req.vg,
-                &req.name,
-                &stray,
-            ))?;
-            if !out.success() {
-                return Err(self.failure(out, &req.vg, &req.name, 0));
-            }
-        }
+        self.drop_stray_tags(&req.vg, &req.name, &created.tags, &wanted)?;
         if !created.active {
             let out = self.run(args::activate(self.metadata_only(), &req.vg, &req.name))?;
             if !out.success() {
@@ -281,19 +270,9 @@ impl Lvm {
         // A snapshot that took over its origin's claim tags would read as
         // nobody's; it must read as the content's.
         let wanted = snapshot_owner_tags(&req.owner);
-        let stray = stray_tags(&created.tags, &wanted);
-        let created = if stray.is_empty() {
+        let created = if !self.drop_stray_tags(&req.vg, &req.name, &created.tags, &wanted)? {
             created
         } else {
-            let out = self.run(args::deltags(
-                self.metadata_only(),
-                &req.vg,
-                &req.name,
-                &stray,
-            ))?;
-            if !out.success() {
-                return Err(self.failure(out, &req.vg, &req.name, 0));
-            }
             self.find_lv(&req.vg, &req.name)?
                 .ok_or_else(|| Error::LvNotFound {
                     vg: req.vg.clone(),
@@ -425,6 +404,26 @@ impl Lvm {
 
     /// Turns a failed command into the most specific error. `requested` is the
     /// number of bytes the command tried to allocate.
+    /// Removes lvmpin tags of `lv` that are not `wanted` (lvm may copy a
+    /// source's tags to a snapshot). Returns whether any were removed.
+    fn drop_stray_tags(
+        &self,
+        vg: &str,
+        lv: &str,
+        tags: &[String],
+        wanted: &[String],
+    ) -> Result<bool> {
+        let stray = stray_tags(tags, wanted);
+        if stray.is_empty() {
+            return Ok(false);
+        }
+        let out = self.run(args::deltags(self.metadata_only(), vg, lv, &stray))?;
+        if !out.success() {
+            return Err(self.failure(out, vg, lv, 0));
+        }
+        Ok(true)
+    }
+
     fn failure(&self, out: Output, vg: &str, lv: &str, requested: u64) -> Error {
         match classify(&out.stderr) {
             Failure::VgNotFound => Error::VgNotFound { vg: vg.to_string() },
