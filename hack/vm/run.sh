@@ -5,10 +5,13 @@
 # "VM TEST: FAIL" and exits 0 only on PASS.
 #
 #   hack/vm/run.sh --guest <binary> [--extra <binary>]... [--timeout SECONDS]
-#                  [--disk-mib N] [-- guest args...]
+#                  [--disk-mib N] [--hostfwd HOSTPORT:GUESTPORT]
+#                  [-- guest args...]
 #
 # Each --extra program goes to /usr/sbin/<its name> in the guest, with the
-# shared libraries it needs.
+# shared libraries it needs. --hostfwd gives the guest a user-mode network
+# (the guest is 10.0.2.15, the host's loopback is 10.0.2.2) and forwards
+# 127.0.0.1:HOSTPORT on the host to GUESTPORT in the guest.
 #
 # Cached under target/vm-cache/ (or $LVMPIN_VM_CACHE): the kernel package, its
 # unpacked tree, and the base initramfs (everything but the guest program).
@@ -24,6 +27,7 @@ extras=()
 timeout_s=240
 disk_mib=2048
 guest_args=()
+hostfwd=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
     --extra) extras+=("$2"); shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --disk-mib) disk_mib=$2; shift 2 ;;
+    --hostfwd) hostfwd=$2; shift 2 ;;
     --) shift; guest_args=("$@"); break ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -39,6 +44,12 @@ done
 fail() { echo "VM TEST: FAIL ($*)"; exit 1; }
 [ -n "$guest" ] && [ -x "$guest" ] || fail "--guest must name an executable"
 for x in "${extras[@]}"; do [ -x "$x" ] || fail "--extra $x is not an executable"; done
+net=()
+if [ -n "$hostfwd" ]; then
+  [[ "$hostfwd" =~ ^[0-9]+:[0-9]+$ ]] || fail "--hostfwd wants HOSTPORT:GUESTPORT, got $hostfwd"
+  net=(-netdev "user,id=net0,hostfwd=tcp:127.0.0.1:${hostfwd%%:*}-:${hostfwd##*:}"
+       -device virtio-net-pci,netdev=net0)
+fi
 for tool in apt-cache apt-get dpkg-deb depmod modprobe qemu-system-x86_64 busybox cpio ldd flock; do
   command -v "$tool" >/dev/null || fail "missing host tool: $tool"
 done
@@ -46,7 +57,14 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/lvmpin-vm.XXXXXX")
 qemu_pid=""
 cleanup() {
-  if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then kill -9 "$qemu_pid" 2>/dev/null || true; fi
+  if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+    # $qemu_pid is `timeout`, which passes TERM on to QEMU; a KILL would
+    # leave QEMU running without it.
+    kill -TERM "$qemu_pid" 2>/dev/null || true
+    wait "$qemu_pid" 2>/dev/null || true
+    # Stopped from outside: what the guest printed is still worth seeing.
+    cat "$work/console.log" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -131,7 +149,7 @@ CONF
   : > "$r/modules.list"
   # dm_snapshot: lvcreate --snapshot checks for the snapshot target even when
   # it makes a thin snapshot, and the guest has no modprobe to load it.
-  for m in virtio_pci virtio_blk dm_mod dm_thin_pool dm_snapshot ext4 xfs 9p 9pnet_virtio; do
+  for m in virtio_pci virtio_blk virtio_net dm_mod dm_thin_pool dm_snapshot ext4 xfs 9p 9pnet_virtio; do
     modprobe -d "$ktree" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
   done | awk '!seen[$0]++' | while read -r ko; do
     name=$(basename "$ko")
@@ -172,6 +190,7 @@ timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 \
   -append "console=ttyS0 panic=-1 loglevel=4" \
   -drive "file=$work/disk.raw,format=raw,if=virtio,cache=unsafe" \
   -virtfs "local,path=$work/results,mount_tag=results,security_model=none,id=results" \
+  "${net[@]}" \
   </dev/null > "$work/console.log" 2>&1 &
 qemu_pid=$!
 wait "$qemu_pid"

@@ -1,5 +1,6 @@
 //! Builders for the objects a simulated cluster needs: nodes, the lvmpin
-//! StorageClass, and StatefulSet-like sets of pods with their claims.
+//! StorageClass, claims (also from a VolumeSnapshot or another claim),
+//! VolumeSnapshots, and StatefulSet-like sets of pods with their claims.
 //!
 //! There is no StatefulSet controller in the simulator, so a "StatefulSet" here
 //! is what that controller would create: pods `<set>-<i>` and, per volume claim
@@ -11,15 +12,18 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{Container, PodTemplateSpec, VolumeMount};
 use k8s_openapi::api::core::v1::{
     Node, NodeCondition, NodeSpec, NodeStatus, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Volume, VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, TypedLocalObjectReference, Volume,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use lvmpin_api::names::{
     ANN_LOCAL_DISK_SIZE, DRIVER_NAME, PARAM_FSTYPE, PARAM_VOLUME_GROUP, TOPOLOGY_KEY, ZONE_LABEL,
 };
+use lvmpin_api::snapshot::{VolumeSnapshot, VolumeSnapshotSource, VolumeSnapshotSpec};
 
 /// [`node`] in `zone` (the well-known zone label).
 pub fn zoned_node(name: &str, zone: &str) -> Node {
@@ -84,6 +88,81 @@ pub fn storage_class(name: &str, volume_group: &str) -> StorageClass {
         allow_volume_expansion: Some(true),
         ..Default::default()
     }
+}
+
+/// [`claim`] restored from the VolumeSnapshot `snapshot`.
+pub fn restore_claim(
+    namespace: &str,
+    name: &str,
+    class: &str,
+    size: &str,
+    snapshot: &str,
+) -> PersistentVolumeClaim {
+    with_source(
+        claim(namespace, name, class, size),
+        Some("snapshot.storage.k8s.io"),
+        "VolumeSnapshot",
+        snapshot,
+    )
+}
+
+/// [`claim`] cloned from the claim `source` of the same namespace.
+pub fn clone_claim(
+    namespace: &str,
+    name: &str,
+    class: &str,
+    size: &str,
+    source: &str,
+) -> PersistentVolumeClaim {
+    with_source(
+        claim(namespace, name, class, size),
+        None,
+        "PersistentVolumeClaim",
+        source,
+    )
+}
+
+fn with_source(
+    mut c: PersistentVolumeClaim,
+    api_group: Option<&str>,
+    kind: &str,
+    name: &str,
+) -> PersistentVolumeClaim {
+    if let Some(spec) = c.spec.as_mut() {
+        spec.data_source = Some(TypedLocalObjectReference {
+            api_group: api_group.map(str::to_string),
+            kind: kind.into(),
+            name: name.into(),
+        });
+    }
+    c
+}
+
+/// A VolumeSnapshot of the claim `source` with the snapshot class `class`.
+pub fn volume_snapshot(name: &str, source: &str, class: &str) -> VolumeSnapshot {
+    VolumeSnapshot::new(
+        name,
+        VolumeSnapshotSpec {
+            source: VolumeSnapshotSource {
+                persistent_volume_claim_name: Some(source.into()),
+                volume_snapshot_content_name: None,
+            },
+            volume_snapshot_class_name: Some(class.into()),
+        },
+    )
+}
+
+/// A VolumeSnapshotClass of lvmpin's driver (no typed API for it here: the
+/// agent never reads classes) and the resource to create it with.
+pub fn volume_snapshot_class(name: &str, deletion_policy: &str) -> (DynamicObject, ApiResource) {
+    let gvk = GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshotClass");
+    let ar = ApiResource::from_gvk(&gvk);
+    let mut class = DynamicObject::new(name, &ar);
+    class.data = serde_json::json!({
+        "driver": DRIVER_NAME,
+        "deletionPolicy": deletion_policy,
+    });
+    (class, ar)
 }
 
 /// A claim of `size` (a quantity) in `class`.

@@ -11,6 +11,7 @@ use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 
 pub mod helm;
 pub mod invariants;
+pub mod vm_node;
 
 pub use invariants::{Expected, assert_invariants};
 pub use lvmpin_sim::testbed::{Backend, Mode};

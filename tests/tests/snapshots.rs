@@ -16,18 +16,12 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
-};
+use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use lvmpin_api::LvmNode;
-use lvmpin_api::names::DRIVER_NAME;
-use lvmpin_api::snapshot::{
-    VolumeSnapshot, VolumeSnapshotContent, VolumeSnapshotSource, VolumeSnapshotSpec,
-};
+use lvmpin_api::snapshot::{VolumeSnapshot, VolumeSnapshotContent};
 use lvmpin_e2e::{Backend, failed_scheduling, start_on};
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 use lvmpin_sim::{wait, workload};
-use serde_json::json;
 
 const MI: u64 = 1 << 20;
 const WAIT: Duration = Duration::from_secs(90);
@@ -45,16 +39,7 @@ where
 }
 
 async fn create_class(tb: &Testbed) {
-    let gvk = GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshotClass");
-    let ar = ApiResource::from_gvk(&gvk);
-    let class: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "snapshot.storage.k8s.io/v1",
-        "kind": "VolumeSnapshotClass",
-        "metadata": {"name": "lvm"},
-        "driver": DRIVER_NAME,
-        "deletionPolicy": "Delete",
-    }))
-    .unwrap();
+    let (class, ar) = workload::volume_snapshot_class("lvm", "Delete");
     Api::<DynamicObject>::all_with(tb.client(), &ar)
         .create(&PostParams::default(), &class)
         .await
@@ -124,16 +109,7 @@ async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
 
     create_class(&tb).await;
     let snapshots = Api::<VolumeSnapshot>::namespaced(client.clone(), NS);
-    let snap = VolumeSnapshot::new(
-        "snap",
-        VolumeSnapshotSpec {
-            source: VolumeSnapshotSource {
-                persistent_volume_claim_name: Some("data".into()),
-                volume_snapshot_content_name: None,
-            },
-            volume_snapshot_class_name: Some("lvm".into()),
-        },
-    );
+    let snap = workload::volume_snapshot("snap", "data", "lvm");
     snapshots
         .create(&PostParams::default(), &snap)
         .await
@@ -209,13 +185,7 @@ async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
     assert_eq!(again, version, "a refused content is written again");
 
     // A restore in the (linear) class: no node fits, the reason names it.
-    let mut restore = workload::claim(NS, "restored", "lvmpin", "16Mi");
-    restore.spec.as_mut().unwrap().data_source =
-        Some(k8s_openapi::api::core::v1::TypedLocalObjectReference {
-            api_group: Some("snapshot.storage.k8s.io".into()),
-            kind: "VolumeSnapshot".into(),
-            name: "snap".into(),
-        });
+    let restore = workload::restore_claim(NS, "restored", "lvmpin", "16Mi", "snap");
     claims
         .create(&PostParams::default(), &restore)
         .await

@@ -15,6 +15,7 @@ use crate::{VG, step};
 
 pub const KUBELET_DIR: &str = "/var/lib/kubelet";
 pub const CSI_SOCKET: &str = "/var/lib/kubelet/plugins/lvm.lvmpin.io/csi.sock";
+pub const NODE: &str = "vm-node";
 const HTTP: &str = "127.0.0.1:9808";
 
 pub struct Agent {
@@ -35,10 +36,15 @@ async fn wait_for(path: &Path) -> Result<()> {
 }
 
 impl Agent {
-    pub async fn start(binary: &Path) -> Result<Self> {
-        step("start lvmpin-agent --csi-only (production socket layout)");
+    /// `--csi-only`, or `--kubeconfig` and more: `mode_args`.
+    pub async fn start(binary: &Path, mode_args: &[&str]) -> Result<Self> {
+        step(&format!(
+            "start lvmpin-agent {} (production socket layout)",
+            mode_args.first().copied().unwrap_or_default()
+        ));
         let child = Command::new(binary)
-            .args(["--csi-only", "--node-name", "vm-node", "--volume-group", VG])
+            .args(mode_args)
+            .args(["--node-name", NODE, "--volume-group", VG])
             .args(["--csi-socket", CSI_SOCKET, "--kubelet-dir", KUBELET_DIR])
             .args(["--metrics-listen", HTTP, "--lvm-timeout", "120s"])
             .env("RUST_LOG", "warn,lvmpin_provisioner=info")

@@ -11,6 +11,7 @@ mod agent;
 mod cycles;
 mod hostile;
 mod kubelet;
+mod node_server;
 mod sanity;
 mod snapshots;
 
@@ -47,6 +48,10 @@ struct Args {
     /// Leave the snapshot checks out (tests/snapshot_vm.rs runs them alone).
     #[arg(long, conflicts_with = "only_snapshots")]
     skip_snapshots: bool,
+    /// Be a node of a cluster whose control plane runs on the host: serve
+    /// the host's requests on this TCP port (see node_server.rs).
+    #[arg(long, conflicts_with_all = ["only_snapshots", "skip_snapshots"])]
+    serve: Option<u16>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +91,10 @@ async fn run(args: Args) -> Result<()> {
     sh("lvm", &["pvcreate", "-y", &disk])?;
     sh("lvm", &["vgcreate", VG, &disk])?;
 
-    let mut agent = agent::Agent::start(&args.agent).await?;
+    if let Some(port) = args.serve {
+        return node_server::serve(&args.agent, port).await;
+    }
+    let mut agent = agent::Agent::start(&args.agent, &["--csi-only"]).await?;
     agent::registration(&agent).await?;
     let mut k = kubelet::Kubelet::connect(&agent).await?;
     k.identity().await?;

@@ -79,7 +79,7 @@ fn snapshot(lv: &str, uid: &str, source: &str) -> CreateSnapshot {
 
 /// 1 MiB of bytes that differ per `seed` (xorshift), so that checksums tell
 /// the files apart.
-fn payload(seed: u64) -> Vec<u8> {
+pub fn payload(seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..MIB)
         .map(|_| {
@@ -91,7 +91,7 @@ fn payload(seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn sha(bytes: &[u8]) -> String {
+pub fn sha(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -99,7 +99,7 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 /// Writes a file and makes it durable (file and directory fsync).
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let mut f = std::fs::File::create(dir.join(name))?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -108,7 +108,7 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 }
 
 /// The checksum of `dir/name`, or `None` if there is no such file.
-fn checksum(dir: &Path, name: &str) -> Result<Option<String>> {
+pub fn checksum(dir: &Path, name: &str) -> Result<Option<String>> {
     match std::fs::read(dir.join(name)) {
         Ok(b) => Ok(Some(sha(&b))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
