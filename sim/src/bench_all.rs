@@ -8,7 +8,9 @@
 //!   `bench extender-scale` (`scale_bench`);
 //! - the agent's memory and reads per claim, from `bench agent-scale`;
 //! - pods/s from creation to bound and RSS per process, from the burst bench
-//!   (`bench::run`, decisive mode, the simulator's control plane).
+//!   (`bench::run`, decisive mode, the simulator's control plane);
+//! - kube-scheduler's own algorithm time with and without lvmpin claims,
+//!   from `bench scheduler-overhead` (kube-local, needs its Go build).
 //!
 //! A part that cannot run here (no cargo for the floor, no root or lvm2 for
 //! the agents) gives a row saying why instead of a number.
@@ -22,6 +24,7 @@ use crate::agent_scale::{self, AgentScaleOptions};
 use crate::bench::{self, BenchOptions};
 use crate::error::{Error, Result};
 use crate::scale_bench;
+use crate::scheduler_overhead::{self, CapacityCheck, OverheadOptions};
 use crate::testbed::process::{Binaries, cargo_command};
 use crate::testbed::{Backend, Mode};
 
@@ -37,6 +40,10 @@ pub struct AllOptions {
     /// Pods and nodes of the burst.
     pub burst_pods: usize,
     pub burst_nodes: usize,
+    /// Nodes and pods per burst of the kube-scheduler overhead part; 0
+    /// nodes leaves it out.
+    pub scheduler_nodes: usize,
+    pub scheduler_pods: usize,
     /// Leave out the parts that need root and lvm2 (agents on loop devices).
     pub no_agents: bool,
 }
@@ -50,6 +57,8 @@ impl Default for AllOptions {
             agent_claims: 2000,
             burst_pods: 100,
             burst_nodes: 10,
+            scheduler_nodes: 100,
+            scheduler_pods: 100,
             no_agents: false,
         }
     }
@@ -287,6 +296,44 @@ fn burst_rows(r: &bench::BenchResult) -> Vec<Row> {
     ]
 }
 
+fn scheduler_rows(r: &scheduler_overhead::OverheadResult) -> Vec<Row> {
+    r.bursts
+        .iter()
+        .flat_map(|b| {
+            let at = format!(
+                "{}, {} nodes (storageCapacity {})",
+                b.label, r.nodes, b.storage_capacity
+            );
+            [
+                row(
+                    "kube-scheduler",
+                    format!("algorithm p50, {at}"),
+                    b.algorithm_p50_ms,
+                    "ms",
+                ),
+                row(
+                    "kube-scheduler",
+                    format!("algorithm p50 / claim-less, {at}"),
+                    b.algorithm_p50_ratio,
+                    "x",
+                ),
+                row(
+                    "kube-scheduler",
+                    format!("extender filter mean, {at}"),
+                    b.extender_filter_mean_ms,
+                    "ms",
+                ),
+                row(
+                    "kube-scheduler",
+                    format!("pods/s to a node, {at}"),
+                    b.pods_per_second,
+                    "1/s",
+                ),
+            ]
+        })
+        .collect()
+}
+
 /// Runs every part in turn (never two at once: each is timed) and returns
 /// the rows. The scale part failing fails the run; the others give a row
 /// saying why.
@@ -298,6 +345,21 @@ pub async fn run(opts: &AllOptions, bins: &Binaries, dir: &Path) -> Result<Vec<R
     for &(nodes, claims) in &opts.scale_sizes {
         let r = scale_bench::run_one(nodes, claims, opts.scale_requests, bins, dir).await?;
         rows.extend(scale_rows(&r));
+    }
+    const SCHED: &str = "kube-scheduler algorithm with claims";
+    if opts.scheduler_nodes == 0 {
+        rows.push(skipped("kube-scheduler", SCHED, "--scheduler-nodes 0"));
+    } else {
+        let sched = OverheadOptions {
+            nodes: opts.scheduler_nodes,
+            pods: opts.scheduler_pods,
+            timeout: Duration::from_secs(600),
+            capacity_check: CapacityCheck::Both,
+        };
+        match scheduler_overhead::run(&sched, bins).await {
+            Ok(r) => rows.extend(scheduler_rows(&r)),
+            Err(e) => rows.push(skipped("kube-scheduler", SCHED, e.to_string())),
+        }
     }
     if opts.no_agents {
         rows.push(skipped("agent", "agent overhead per claim", "--no-agents"));

@@ -15,7 +15,7 @@ use lvmpin_sim::control_plane::{ControlPlane, ControlPlaneOptions};
 use lvmpin_sim::demo::{self, DemoOptions};
 use lvmpin_sim::scale_bench::{self, ScaleOptions};
 use lvmpin_sim::scheduler::{ExtenderConfig, SchedulerConfig};
-use lvmpin_sim::scheduler_overhead::{self, OverheadOptions};
+use lvmpin_sim::scheduler_overhead::{self, CapacityCheck, OverheadOptions};
 use lvmpin_sim::testbed::{Backend, Binaries, Cluster, Mode, Testbed, TestbedOptions};
 use lvmpin_sim::workload;
 
@@ -206,6 +206,13 @@ enum BenchKind {
         /// Nodes of the burst, each with a loop-backed VG.
         #[arg(long, default_value_t = 10)]
         burst_nodes: usize,
+        /// Nodes of the kube-scheduler overhead part (kube-local); 0 leaves
+        /// it out.
+        #[arg(long, default_value_t = 100)]
+        scheduler_nodes: usize,
+        /// Pods per burst of the kube-scheduler overhead part.
+        #[arg(long, default_value_t = 100)]
+        scheduler_pods: usize,
         /// Leave out the agent and burst parts (they need root and lvm2).
         #[arg(long)]
         no_agents: bool,
@@ -262,6 +269,10 @@ enum BenchKind {
         pods: usize,
         #[arg(long, default_value = "600s")]
         timeout: humantime::Duration,
+        /// Which claim bursts to run: with the CSIDriver's storageCapacity
+        /// as installed (on), turned off, or both.
+        #[arg(long, value_enum, default_value = "both")]
+        capacity_check: CapacityCheck,
         /// Also write the result here as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -550,6 +561,8 @@ async fn main() -> Result<()> {
                     agent_claims,
                     burst_pods,
                     burst_nodes,
+                    scheduler_nodes,
+                    scheduler_pods,
                     no_agents,
                     json,
                 }),
@@ -563,6 +576,8 @@ async fn main() -> Result<()> {
                 agent_claims,
                 burst_pods,
                 burst_nodes,
+                scheduler_nodes,
+                scheduler_pods,
                 no_agents,
             };
             let release = !cfg!(debug_assertions);
@@ -618,6 +633,7 @@ async fn main() -> Result<()> {
                     nodes,
                     pods,
                     timeout,
+                    capacity_check,
                     json,
                 }),
             ..
@@ -627,6 +643,7 @@ async fn main() -> Result<()> {
                 nodes,
                 pods,
                 timeout: timeout.into(),
+                capacity_check,
             };
             let release = !cfg!(debug_assertions);
             let bins =

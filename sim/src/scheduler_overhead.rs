@@ -3,8 +3,12 @@
 //! configuration users deploy, kube-controller-manager's PV controller) and
 //! the real extender, with `nodes` Nodes whose LvmNode reports have room.
 //!
-//! One run, two bursts of `pods` pods: first pods without claims, then the
-//! same pods each with one lvmpin claim. Per burst it reads kube-scheduler's
+//! One run, bursts of `pods` pods: first pods without claims, then the same
+//! pods each with one lvmpin claim, and then again with the CSIDriver's
+//! `storageCapacity` turned off, which leaves VolumeBinding's check of
+//! CSIStorageCapacity objects out of kube-scheduler's filter (what the
+//! extender costs is then apart from what that check costs; see
+//! [`CapacityCheck`]). Per burst it reads kube-scheduler's
 //! histograms (pkg/scheduler/metrics: `scheduling_algorithm_duration_seconds`,
 //! filter and score with extender calls; `scheduling_attempt_duration_seconds`,
 //! the whole attempt) and the extender's own filter time, and counts pods/s.
@@ -28,7 +32,7 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
+use k8s_openapi::api::storage::v1::{CSIDriver, CSIStorageCapacity, StorageClass};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -55,12 +59,31 @@ pub struct OverheadOptions {
     pub nodes: usize,
     pub pods: usize,
     pub timeout: Duration,
+    pub capacity_check: CapacityCheck,
+}
+
+/// Which claim bursts run. With the CSIDriver's `storageCapacity: true`
+/// kube-scheduler's VolumeBinding checks each node against the
+/// CSIStorageCapacity objects (k8s.io/kubernetes
+/// `pkg/scheduler/framework/plugins/volumebinding/binder.go`,
+/// `hasEnoughCapacity`); with `false` it skips that check and the extender
+/// alone judges capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CapacityCheck {
+    /// Only the claim burst with `storageCapacity: true` (as installed).
+    On,
+    /// Only the claim burst with `storageCapacity: false`.
+    Off,
+    /// Both claim bursts, `true` first.
+    Both,
 }
 
 /// One burst, from kube-scheduler's and the extender's own metrics.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Burst {
     pub label: String,
+    /// The CSIDriver's `storageCapacity` during the burst.
+    pub storage_capacity: bool,
     pub pods: usize,
     pub seconds: f64,
     pub pods_per_second: f64,
@@ -77,15 +100,15 @@ pub struct Burst {
     /// components) and by the extender.
     pub cpu_kube_local_s: f64,
     pub cpu_extender_s: f64,
+    /// This burst's algorithm mean and p50 over the claim-less burst's.
+    pub algorithm_mean_ratio: f64,
+    pub algorithm_p50_ratio: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OverheadResult {
     pub nodes: usize,
     pub bursts: Vec<Burst>,
-    /// Claim burst over claim-less burst, algorithm mean and p50.
-    pub algorithm_mean_ratio: f64,
-    pub algorithm_p50_ratio: f64,
     pub extender_rss_kib: u64,
 }
 
@@ -253,6 +276,7 @@ struct Bench {
     extender: ManagedProcess,
     extender_url: String,
     http: HttpClient<HttpConnector, Empty<Bytes>>,
+    storage_capacity: bool,
 }
 
 impl Bench {
@@ -347,6 +371,7 @@ impl Bench {
         let ((s0, c0), (s1, c1)) = (ext(&before.extender), ext(&after.extender));
         Ok(Burst {
             label: label.to_string(),
+            storage_capacity: self.storage_capacity,
             pods,
             seconds,
             pods_per_second: pods as f64 / seconds.max(1e-9),
@@ -362,7 +387,18 @@ impl Bench {
                 / 1e6,
             cpu_extender_s: after.cpu_extender_us.saturating_sub(before.cpu_extender_us) as f64
                 / 1e6,
+            ..Burst::default()
         })
+    }
+
+    /// Sets the CSIDriver's `storageCapacity` (a mutable field).
+    async fn set_storage_capacity(&mut self, on: bool) -> Result<()> {
+        let patch = json!({"spec": {"storageCapacity": on}});
+        Api::<CSIDriver>::all(self.client.clone())
+            .patch(DRIVER_NAME, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.storage_capacity = on;
+        Ok(())
     }
 }
 
@@ -446,6 +482,8 @@ async fn setup(opts: &OverheadOptions, bins: &Binaries, dir: &std::path::Path) -
         extender,
         extender_url,
         http,
+        // As manifests/base/csidriver.yaml installs it.
+        storage_capacity: true,
     })
 }
 
@@ -458,14 +496,27 @@ pub async fn run(opts: &OverheadOptions, bins: &Binaries) -> Result<OverheadResu
     let provisioner = tokio::spawn(stand_in_provisioner(bench.client.clone()));
     let result = async {
         let plain = bench.burst("plain", opts.pods, false, opts.timeout).await?;
-        let claims = bench.burst("claims", opts.pods, true, opts.timeout).await?;
+        let mut bursts = vec![plain.clone()];
+        if opts.capacity_check != CapacityCheck::Off {
+            bursts.push(bench.burst("claims", opts.pods, true, opts.timeout).await?);
+        }
+        if opts.capacity_check != CapacityCheck::On {
+            bench.set_storage_capacity(false).await?;
+            bursts.push(
+                bench
+                    .burst("claims-nocap", opts.pods, true, opts.timeout)
+                    .await?,
+            );
+        }
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        for b in &mut bursts {
+            b.algorithm_mean_ratio = ratio(b.algorithm_mean_ms, plain.algorithm_mean_ms);
+            b.algorithm_p50_ratio = ratio(b.algorithm_p50_ms, plain.algorithm_p50_ms);
+        }
         Ok(OverheadResult {
             nodes: opts.nodes,
-            algorithm_mean_ratio: ratio(claims.algorithm_mean_ms, plain.algorithm_mean_ms),
-            algorithm_p50_ratio: ratio(claims.algorithm_p50_ms, plain.algorithm_p50_ms),
             extender_rss_kib: bench.extender.peak_rss_kib().unwrap_or(0),
-            bursts: vec![plain, claims],
+            bursts,
         })
     }
     .await;
@@ -484,8 +535,9 @@ impl std::fmt::Display for OverheadResult {
         )?;
         writeln!(
             f,
-            "{:<8} {:>5} {:>8} {:>9} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>9}",
+            "{:<13} {:>6} {:>5} {:>8} {:>9} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>9} {:>11}",
             "burst",
+            "sc-cap",
             "pods",
             "pods/s",
             "attempts",
@@ -495,13 +547,15 @@ impl std::fmt::Display for OverheadResult {
             "att p50",
             "ext filter",
             "cpu k8s",
-            "cpu ext"
+            "cpu ext",
+            "alg p50 ×"
         )?;
         for b in &self.bursts {
             writeln!(
                 f,
-                "{:<8} {:>5} {:>8.1} {:>9.0} {:>8.2}ms {:>7.2}ms {:>8.2}ms {:>7.2}ms {:>9.2}ms {:>8.1}s {:>8.1}s",
+                "{:<13} {:>6} {:>5} {:>8.1} {:>9.0} {:>8.2}ms {:>7.2}ms {:>8.2}ms {:>7.2}ms {:>9.2}ms {:>8.1}s {:>8.1}s {:>10.2}x",
                 b.label,
+                b.storage_capacity,
                 b.pods,
                 b.pods_per_second,
                 b.attempts,
@@ -511,14 +565,13 @@ impl std::fmt::Display for OverheadResult {
                 b.attempt_p50_ms,
                 b.extender_filter_mean_ms,
                 b.cpu_kube_local_s,
-                b.cpu_extender_s
+                b.cpu_extender_s,
+                b.algorithm_p50_ratio
             )?;
         }
         write!(
             f,
-            "claims/plain scheduling algorithm: mean {:.2}x, p50 {:.2}x; extender peak RSS {} MiB",
-            self.algorithm_mean_ratio,
-            self.algorithm_p50_ratio,
+            "sc-cap: the CSIDriver's storageCapacity; alg p50 ×: over the claim-less burst; extender peak RSS {} MiB",
             self.extender_rss_kib / 1024
         )
     }
