@@ -304,6 +304,14 @@ fn scheduler_rows(r: &scheduler_overhead::OverheadResult) -> Vec<Row> {
                 "{}, {} nodes (storageCapacity {})",
                 b.label, r.nodes, b.storage_capacity
             );
+            let extender = b.extender_p50_ratio.map(|r| {
+                row(
+                    "kube-scheduler",
+                    format!("algorithm p50 / same without extender, {at}"),
+                    r,
+                    "x",
+                )
+            });
             [
                 row(
                     "kube-scheduler",
@@ -330,6 +338,8 @@ fn scheduler_rows(r: &scheduler_overhead::OverheadResult) -> Vec<Row> {
                     "1/s",
                 ),
             ]
+            .into_iter()
+            .chain(extender)
         })
         .collect()
 }
@@ -355,6 +365,8 @@ pub async fn run(opts: &AllOptions, bins: &Binaries, dir: &Path) -> Result<Vec<R
             pods: opts.scheduler_pods,
             timeout: Duration::from_secs(600),
             capacity_check: CapacityCheck::Both,
+            managed: true,
+            chunks: 4,
         };
         match scheduler_overhead::run(&sched, bins).await {
             Ok(r) => rows.extend(scheduler_rows(&r)),

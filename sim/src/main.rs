@@ -273,6 +273,14 @@ enum BenchKind {
         /// as installed (on), turned off, or both.
         #[arg(long, value_enum, default_value = "both")]
         capacity_check: CapacityCheck,
+        /// Run kube-scheduler with decisive-managed.yaml and add a claim
+        /// burst the extender does not see (the baseline of what it adds);
+        /// false: decisive.yaml, every pod goes to the extender.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        managed: bool,
+        /// Rounds the claim bursts are made in, alternating their kinds.
+        #[arg(long, default_value_t = 4)]
+        chunks: usize,
         /// Also write the result here as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -634,6 +642,8 @@ async fn main() -> Result<()> {
                     pods,
                     timeout,
                     capacity_check,
+                    managed,
+                    chunks,
                     json,
                 }),
             ..
@@ -644,6 +654,8 @@ async fn main() -> Result<()> {
                 pods,
                 timeout: timeout.into(),
                 capacity_check,
+                managed,
+                chunks,
             };
             let release = !cfg!(debug_assertions);
             let bins =

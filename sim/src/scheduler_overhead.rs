@@ -60,6 +60,59 @@ pub struct OverheadOptions {
     pub pods: usize,
     pub timeout: Duration,
     pub capacity_check: CapacityCheck,
+    /// Run kube-scheduler with `decisive-managed.yaml`, which sends the
+    /// extender only pods requesting `lvmpin.io/local-storage`, and add a
+    /// claim burst whose pods do not request it: the same claims judged by
+    /// kube-scheduler alone, the baseline of what the extender adds.
+    pub managed: bool,
+    /// Rounds the claim bursts are made in, alternating their kinds.
+    pub chunks: usize,
+}
+
+/// The extended resource of `decisive-managed.yaml`'s `managedResources`
+/// (added by manifests/managed-resource's admission policy in a cluster).
+const MANAGED_RESOURCE: &str = "lvmpin.io/local-storage";
+const ALGORITHM: &str = "scheduler_scheduling_algorithm_duration_seconds";
+const ATTEMPT: &str = "scheduler_scheduling_attempt_duration_seconds";
+
+/// What the pods of a burst carry.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    claims: bool,
+    /// Requests the managed resource (matters only with `managed`).
+    extender_resource: bool,
+}
+
+impl Kind {
+    fn label(self, storage_capacity: bool) -> String {
+        let mut l = String::from(if self.claims { "claims" } else { "plain" });
+        if self.claims && !self.extender_resource {
+            l.push_str("-noext");
+        }
+        if !storage_capacity {
+            l.push_str("-nocap");
+        }
+        l
+    }
+
+    fn extender_called(self, managed: bool) -> bool {
+        !managed || self.extender_resource
+    }
+}
+
+/// What manifests/managed-resource's policy adds to a pod with a claim.
+fn request_managed_resource(pod: &mut Pod) {
+    let one = || {
+        BTreeMap::from([(
+            MANAGED_RESOURCE.to_string(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+        )])
+    };
+    if let Some(c) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        let r = c.resources.get_or_insert_default();
+        r.requests.get_or_insert_default().extend(one());
+        r.limits.get_or_insert_default().extend(one());
+    }
 }
 
 /// Which claim bursts run. With the CSIDriver's `storageCapacity: true`
@@ -84,6 +137,8 @@ pub struct Burst {
     pub label: String,
     /// The CSIDriver's `storageCapacity` during the burst.
     pub storage_capacity: bool,
+    /// Whether kube-scheduler sent these pods to the extender.
+    pub extender_called: bool,
     pub pods: usize,
     pub seconds: f64,
     pub pods_per_second: f64,
@@ -103,6 +158,9 @@ pub struct Burst {
     /// This burst's algorithm mean and p50 over the claim-less burst's.
     pub algorithm_mean_ratio: f64,
     pub algorithm_p50_ratio: f64,
+    /// With `managed`, for the burst the extender judged: its algorithm p50
+    /// over that of the same claims judged without the extender.
+    pub extender_p50_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -221,39 +279,65 @@ fn buckets(text: &str, name: &str) -> BTreeMap<u64, f64> {
     out
 }
 
-/// The `q` quantile of the observations between two scrapes, interpolated
-/// linearly within the bucket it falls in, as Prometheus'
-/// histogram_quantile does.
-fn quantile_between(before: &str, after: &str, name: &str, q: f64) -> f64 {
-    let (b0, b1) = (buckets(before, name), buckets(after, name));
-    let diff: Vec<(f64, f64)> = b1
-        .iter()
-        .map(|(k, c)| (f64::from_bits(*k), c - b0.get(k).copied().unwrap_or(0.0)))
-        .collect();
-    let total = diff.last().map_or(0.0, |&(_, c)| c);
-    if total <= 0.0 {
-        return 0.0;
-    }
-    let rank = q * total;
-    let mut prev = (0.0, 0.0);
-    for &(bound, count) in &diff {
-        if count >= rank && count > 0.0 {
-            if bound.is_infinite() {
-                return prev.0;
-            }
-            let within = (rank - prev.1) / (count - prev.1).max(f64::MIN_POSITIVE);
-            return prev.0 + (bound - prev.0) * within;
-        }
-        prev = (bound, count);
-    }
-    prev.0
+/// The observations of one histogram between two scrapes, summed over its
+/// label sets; deltas of several scrapes add up.
+#[derive(Debug, Clone, Default)]
+struct Delta {
+    /// Cumulative counts by bucket bound (as bits, so +Inf sorts last).
+    buckets: BTreeMap<u64, f64>,
+    sum: f64,
+    count: f64,
 }
 
-fn mean_between(before: &str, after: &str, name: &str) -> (f64, f64) {
-    let sc = |t: &str| crate::bench::histogram_sum_count(t, name).unwrap_or((0.0, 0.0));
-    let ((s0, c0), (s1, c1)) = (sc(before), sc(after));
-    let count = c1 - c0;
-    ((s1 - s0) / count.max(1.0), count)
+impl Delta {
+    fn between(before: &str, after: &str, name: &str) -> Self {
+        let (b0, b1) = (buckets(before, name), buckets(after, name));
+        let sc = |t: &str| crate::bench::histogram_sum_count(t, name).unwrap_or((0.0, 0.0));
+        let ((s0, c0), (s1, c1)) = (sc(before), sc(after));
+        Delta {
+            buckets: b1
+                .iter()
+                .map(|(k, c)| (*k, c - b0.get(k).copied().unwrap_or(0.0)))
+                .collect(),
+            sum: s1 - s0,
+            count: c1 - c0,
+        }
+    }
+
+    fn add(&mut self, other: &Delta) {
+        for (k, c) in &other.buckets {
+            *self.buckets.entry(*k).or_insert(0.0) += c;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
+    fn mean(&self) -> f64 {
+        self.sum / self.count.max(1.0)
+    }
+
+    /// The `q` quantile, interpolated linearly within the bucket it falls
+    /// in, as Prometheus' histogram_quantile does.
+    fn quantile(&self, q: f64) -> f64 {
+        let total = self.buckets.values().last().copied().unwrap_or(0.0);
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let rank = q * total;
+        let mut prev = (0.0, 0.0);
+        for (&bits, &count) in &self.buckets {
+            let bound = f64::from_bits(bits);
+            if count >= rank && count > 0.0 {
+                if bound.is_infinite() {
+                    return prev.0;
+                }
+                let within = (rank - prev.1) / (count - prev.1).max(f64::MIN_POSITIVE);
+                return prev.0 + (bound - prev.0) * within;
+            }
+            prev = (bound, count);
+        }
+        prev.0
+    }
 }
 
 async fn http_text(http: &HttpClient<HttpConnector, Empty<Bytes>>, url: &str) -> Option<String> {
@@ -277,6 +361,7 @@ struct Bench {
     extender_url: String,
     http: HttpClient<HttpConnector, Empty<Bytes>>,
     storage_capacity: bool,
+    managed: bool,
 }
 
 impl Bench {
@@ -292,19 +377,22 @@ impl Bench {
         })
     }
 
-    /// Create `pods` pods (with a claim each when `claims`) at once and wait
+    /// Creates `pods` pods of `kind` (`label-<from>`…) at once and waits
     /// until every one has a node.
-    async fn burst(
+    async fn chunk(
         &self,
+        kind: Kind,
         label: &str,
+        from: usize,
         pods: usize,
-        claims: bool,
         timeout: Duration,
-    ) -> Result<Burst> {
+    ) -> Result<()> {
         let claims_api = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), NS);
         let pods_api = Api::<Pod>::namespaced(self.client.clone(), NS);
-        let names: Vec<String> = (0..pods).map(|i| format!("{label}-{i}")).collect();
-        if claims {
+        let names: Vec<String> = (from..from + pods)
+            .map(|i| format!("{label}-{i}"))
+            .collect();
+        if kind.claims {
             futures::stream::iter(names.iter().map(|n| {
                 let pvc = workload::claim(NS, &format!("data-{n}"), CLASS, "1Gi");
                 let api = claims_api.clone();
@@ -314,40 +402,36 @@ impl Bench {
             .try_collect::<Vec<()>>()
             .await?;
         }
-        let before = self.scrape().await?;
-        let start = Instant::now();
         futures::stream::iter(names.iter().map(|n| {
-            let volumes = if claims {
+            let volumes = if kind.claims {
                 vec![format!("data-{n}")]
             } else {
                 vec![]
             };
-            let pod = workload::pod(NS, n, &volumes);
+            let mut pod = workload::pod(NS, n, &volumes);
+            if kind.extender_resource {
+                request_managed_resource(&mut pod);
+            }
             let api = pods_api.clone();
             async move { api.create(&PostParams::default(), &pod).await.map(drop) }
         }))
         .buffer_unordered(CREATE_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
-        let prefix = format!("{label}-");
+        let names: std::collections::BTreeSet<String> = names.into_iter().collect();
         wait::until(
             &format!("{pods} {label} pods to have a node"),
             timeout,
             Duration::from_millis(100),
             || {
                 let api = pods_api.clone();
-                let prefix = prefix.clone();
+                let names = &names;
                 async move {
                     let list = api.list(&ListParams::default()).await.ok()?;
                     let placed = list
                         .items
                         .iter()
-                        .filter(|p| {
-                            p.metadata
-                                .name
-                                .as_ref()
-                                .is_some_and(|n| n.starts_with(&prefix))
-                        })
+                        .filter(|p| p.metadata.name.as_ref().is_some_and(|n| names.contains(n)))
                         .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
                         .count();
                     (placed == pods).then_some(())
@@ -355,40 +439,92 @@ impl Bench {
             },
         )
         .await?;
-        let seconds = start.elapsed().as_secs_f64();
-        let after = self.scrape().await?;
-        let (b, a) = (&before.scheduler, &after.scheduler);
-        let alg = "scheduler_scheduling_algorithm_duration_seconds";
-        let att = "scheduler_scheduling_attempt_duration_seconds";
-        let (alg_mean, _) = mean_between(b, a, alg);
-        let (att_mean, attempts) = mean_between(b, a, att);
-        let ext = |t: &str| {
-            let name = "lvmpin_extender_request_duration_seconds";
-            let s = crate::bench::sample_sum(t, &format!("{name}_sum"), "verb=\"filter\"");
-            let c = crate::bench::sample_sum(t, &format!("{name}_count"), "verb=\"filter\"");
-            (s.unwrap_or(0.0), c.unwrap_or(0.0))
-        };
-        let ((s0, c0), (s1, c1)) = (ext(&before.extender), ext(&after.extender));
-        Ok(Burst {
-            label: label.to_string(),
-            storage_capacity: self.storage_capacity,
-            pods,
-            seconds,
-            pods_per_second: pods as f64 / seconds.max(1e-9),
-            attempts,
-            algorithm_mean_ms: alg_mean * 1e3,
-            algorithm_p50_ms: quantile_between(b, a, alg, 0.5) * 1e3,
-            attempt_mean_ms: att_mean * 1e3,
-            attempt_p50_ms: quantile_between(b, a, att, 0.5) * 1e3,
-            extender_filter_mean_ms: (s1 - s0) / (c1 - c0).max(1.0) * 1e3,
-            cpu_kube_local_s: after
-                .cpu_kube_local_us
-                .saturating_sub(before.cpu_kube_local_us) as f64
-                / 1e6,
-            cpu_extender_s: after.cpu_extender_us.saturating_sub(before.cpu_extender_us) as f64
-                / 1e6,
-            ..Burst::default()
-        })
+        Ok(())
+    }
+
+    /// `pods` pods of each of `kinds`, made in `chunks` rounds that
+    /// alternate the kinds (and their order), so that the kinds meet the
+    /// same cluster: pods and PVs accumulate as the bursts go on.
+    async fn bursts(
+        &self,
+        kinds: &[Kind],
+        pods: usize,
+        chunks: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Burst>> {
+        #[derive(Default)]
+        struct Acc {
+            seconds: f64,
+            algorithm: Delta,
+            attempt: Delta,
+            ext_sum: f64,
+            ext_count: f64,
+            cpu_kube_local_us: u64,
+            cpu_extender_us: u64,
+        }
+        let chunks = chunks.clamp(1, pods.max(1));
+        let mut acc: Vec<Acc> = kinds.iter().map(|_| Acc::default()).collect();
+        let labels: Vec<String> = kinds
+            .iter()
+            .map(|k| k.label(self.storage_capacity))
+            .collect();
+        for c in 0..chunks {
+            let (from, to) = (pods * c / chunks, pods * (c + 1) / chunks);
+            let order: Vec<usize> = if c % 2 == 0 {
+                (0..kinds.len()).collect()
+            } else {
+                (0..kinds.len()).rev().collect()
+            };
+            for i in order {
+                let before = self.scrape().await?;
+                let start = Instant::now();
+                self.chunk(kinds[i], &labels[i], from, to - from, timeout)
+                    .await?;
+                let seconds = start.elapsed().as_secs_f64();
+                let after = self.scrape().await?;
+                let a = &mut acc[i];
+                a.seconds += seconds;
+                let (sb, sa) = (&before.scheduler, &after.scheduler);
+                a.algorithm.add(&Delta::between(sb, sa, ALGORITHM));
+                a.attempt.add(&Delta::between(sb, sa, ATTEMPT));
+                let ext = |t: &str| {
+                    let name = "lvmpin_extender_request_duration_seconds";
+                    let s = crate::bench::sample_sum(t, &format!("{name}_sum"), "verb=\"filter\"");
+                    let c =
+                        crate::bench::sample_sum(t, &format!("{name}_count"), "verb=\"filter\"");
+                    (s.unwrap_or(0.0), c.unwrap_or(0.0))
+                };
+                let ((s0, c0), (s1, c1)) = (ext(&before.extender), ext(&after.extender));
+                a.ext_sum += s1 - s0;
+                a.ext_count += c1 - c0;
+                a.cpu_kube_local_us += after
+                    .cpu_kube_local_us
+                    .saturating_sub(before.cpu_kube_local_us);
+                a.cpu_extender_us += after.cpu_extender_us.saturating_sub(before.cpu_extender_us);
+            }
+        }
+        Ok(kinds
+            .iter()
+            .zip(labels)
+            .zip(acc)
+            .map(|((kind, label), a)| Burst {
+                label,
+                storage_capacity: self.storage_capacity,
+                extender_called: kind.extender_called(self.managed),
+                pods,
+                seconds: a.seconds,
+                pods_per_second: pods as f64 / a.seconds.max(1e-9),
+                attempts: a.attempt.count,
+                algorithm_mean_ms: a.algorithm.mean() * 1e3,
+                algorithm_p50_ms: a.algorithm.quantile(0.5) * 1e3,
+                attempt_mean_ms: a.attempt.mean() * 1e3,
+                attempt_p50_ms: a.attempt.quantile(0.5) * 1e3,
+                extender_filter_mean_ms: a.ext_sum / a.ext_count.max(1.0) * 1e3,
+                cpu_kube_local_s: a.cpu_kube_local_us as f64 / 1e6,
+                cpu_extender_s: a.cpu_extender_us as f64 / 1e6,
+                ..Burst::default()
+            })
+            .collect())
     }
 
     /// Sets the CSIDriver's `storageCapacity` (a mutable field).
@@ -407,7 +543,11 @@ async fn setup(opts: &OverheadOptions, bins: &Binaries, dir: &std::path::Path) -
     let extender_url = format!("http://127.0.0.1:{port}");
     let kube_local = KubeLocal::start(
         dir,
-        &kube_local::scheduler_config("decisive"),
+        &kube_local::scheduler_config(if opts.managed {
+            "decisive-managed"
+        } else {
+            "decisive"
+        }),
         Some(&extender_url),
         Duration::from_secs(180),
     )
@@ -484,6 +624,7 @@ async fn setup(opts: &OverheadOptions, bins: &Binaries, dir: &std::path::Path) -
         http,
         // As manifests/base/csidriver.yaml installs it.
         storage_capacity: true,
+        managed: opts.managed,
     })
 }
 
@@ -495,18 +636,44 @@ pub async fn run(opts: &OverheadOptions, bins: &Binaries) -> Result<OverheadResu
     let mut bench = setup(opts, bins, dir.path()).await?;
     let provisioner = tokio::spawn(stand_in_provisioner(bench.client.clone()));
     let result = async {
-        let plain = bench.burst("plain", opts.pods, false, opts.timeout).await?;
+        let plain_kind = Kind {
+            claims: false,
+            extender_resource: false,
+        };
+        let plain = bench
+            .bursts(&[plain_kind], opts.pods, 1, opts.timeout)
+            .await?
+            .remove(0);
         let mut bursts = vec![plain.clone()];
-        if opts.capacity_check != CapacityCheck::Off {
-            bursts.push(bench.burst("claims", opts.pods, true, opts.timeout).await?);
+        let mut claim_kinds = vec![];
+        if opts.managed {
+            claim_kinds.push(Kind {
+                claims: true,
+                extender_resource: false,
+            });
         }
-        if opts.capacity_check != CapacityCheck::On {
-            bench.set_storage_capacity(false).await?;
-            bursts.push(
-                bench
-                    .burst("claims-nocap", opts.pods, true, opts.timeout)
-                    .await?,
-            );
+        claim_kinds.push(Kind {
+            claims: true,
+            extender_resource: true,
+        });
+        let caps = match opts.capacity_check {
+            CapacityCheck::On => &[true][..],
+            CapacityCheck::Off => &[false][..],
+            CapacityCheck::Both => &[true, false][..],
+        };
+        for &cap in caps {
+            bench.set_storage_capacity(cap).await?;
+            let mut b = bench
+                .bursts(&claim_kinds, opts.pods, opts.chunks, opts.timeout)
+                .await?;
+            if let [without, with] = &mut b[..] {
+                with.extender_p50_ratio = Some(if without.algorithm_p50_ms > 0.0 {
+                    with.algorithm_p50_ms / without.algorithm_p50_ms
+                } else {
+                    0.0
+                });
+            }
+            bursts.extend(b);
         }
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         for b in &mut bursts {
@@ -535,9 +702,10 @@ impl std::fmt::Display for OverheadResult {
         )?;
         writeln!(
             f,
-            "{:<13} {:>6} {:>5} {:>8} {:>9} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>9} {:>11}",
+            "{:<19} {:>6} {:>4} {:>5} {:>8} {:>9} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>9} {:>11} {:>9}",
             "burst",
             "sc-cap",
+            "ext",
             "pods",
             "pods/s",
             "attempts",
@@ -548,14 +716,16 @@ impl std::fmt::Display for OverheadResult {
             "ext filter",
             "cpu k8s",
             "cpu ext",
-            "alg p50 ×"
+            "alg p50 ×",
+            "ext adds"
         )?;
         for b in &self.bursts {
             writeln!(
                 f,
-                "{:<13} {:>6} {:>5} {:>8.1} {:>9.0} {:>8.2}ms {:>7.2}ms {:>8.2}ms {:>7.2}ms {:>9.2}ms {:>8.1}s {:>8.1}s {:>10.2}x",
+                "{:<19} {:>6} {:>4} {:>5} {:>8.1} {:>9.0} {:>8.2}ms {:>7.2}ms {:>8.2}ms {:>7.2}ms {:>9.2}ms {:>8.1}s {:>8.1}s {:>10.2}x {:>9}",
                 b.label,
                 b.storage_capacity,
+                if b.extender_called { "yes" } else { "no" },
                 b.pods,
                 b.pods_per_second,
                 b.attempts,
@@ -566,12 +736,15 @@ impl std::fmt::Display for OverheadResult {
                 b.extender_filter_mean_ms,
                 b.cpu_kube_local_s,
                 b.cpu_extender_s,
-                b.algorithm_p50_ratio
+                b.algorithm_p50_ratio,
+                b.extender_p50_ratio
+                    .map(|r| format!("{:+.1}%", (r - 1.0) * 100.0))
+                    .unwrap_or_default()
             )?;
         }
         write!(
             f,
-            "sc-cap: the CSIDriver's storageCapacity; alg p50 ×: over the claim-less burst; extender peak RSS {} MiB",
+            "sc-cap: the CSIDriver's storageCapacity; ext: pods sent to the extender; alg p50 ×: over the claim-less burst;\next adds: algorithm p50 over that of the same claims without the extender; extender peak RSS {} MiB",
             self.extender_rss_kib / 1024
         )
     }
@@ -594,16 +767,54 @@ mod tests {
             h_bucket{profile=\"y\",le=\"0.004\"} 4\nh_bucket{profile=\"y\",le=\"+Inf\"} 4\n";
         let cases = [(0.25, 0.001), (0.5, 0.002), (0.75, 0.003), (1.0, 0.004)];
         for (q, want) in cases {
-            let got = quantile_between(BEFORE, after, "h", q);
+            let got = Delta::between(BEFORE, after, "h").quantile(q);
             assert!((got - want).abs() < 1e-9, "q={q}: {got} != {want}");
         }
     }
 
     #[test]
     fn quantile_of_nothing_new_is_zero_and_inf_bucket_gives_its_floor() {
-        assert_eq!(quantile_between(BEFORE, BEFORE, "h", 0.5), 0.0);
+        assert_eq!(Delta::between(BEFORE, BEFORE, "h").quantile(0.5), 0.0);
         let after = "h_bucket{profile=\"x\",le=\"0.001\"} 1\nh_bucket{profile=\"x\",le=\"0.002\"} 1\n\
             h_bucket{profile=\"x\",le=\"0.004\"} 1\nh_bucket{profile=\"x\",le=\"+Inf\"} 3\n";
-        assert_eq!(quantile_between(BEFORE, after, "h", 0.5), 0.004);
+        assert_eq!(Delta::between(BEFORE, after, "h").quantile(0.5), 0.004);
+    }
+
+    #[test]
+    fn deltas_of_several_rounds_add_up() {
+        // Round one: 2 observations ≤ 1 ms; round two: 2 in (2, 4] ms.
+        let mid = "h_bucket{le=\"0.001\"} 3\nh_bucket{le=\"0.002\"} 3\n\
+            h_bucket{le=\"0.004\"} 3\nh_bucket{le=\"+Inf\"} 3\nh_sum 0.002\nh_count 3\n";
+        let end = "h_bucket{le=\"0.001\"} 3\nh_bucket{le=\"0.002\"} 3\n\
+            h_bucket{le=\"0.004\"} 5\nh_bucket{le=\"+Inf\"} 5\nh_sum 0.008\nh_count 5\n";
+        let start = BEFORE.to_string() + "h_sum 0.0005\nh_count 1\n";
+        let mut d = Delta::between(&start, mid, "h");
+        d.add(&Delta::between(mid, end, "h"));
+        assert_eq!(d.count, 4.0);
+        assert!((d.mean() - 0.001875).abs() < 1e-12, "{}", d.mean());
+        for (q, want) in [(0.5, 0.001), (0.75, 0.003), (1.0, 0.004)] {
+            let got = d.quantile(q);
+            assert!((got - want).abs() < 1e-9, "q={q}: {got} != {want}");
+        }
+    }
+
+    #[test]
+    fn burst_labels_name_what_differs() {
+        let k = |claims, extender_resource| Kind {
+            claims,
+            extender_resource,
+        };
+        let cases = [
+            (k(false, false), true, "plain"),
+            (k(true, true), true, "claims"),
+            (k(true, false), true, "claims-noext"),
+            (k(true, false), false, "claims-noext-nocap"),
+            (k(true, true), false, "claims-nocap"),
+        ];
+        for (kind, cap, want) in cases {
+            assert_eq!(kind.label(cap), want);
+        }
+        assert!(k(true, false).extender_called(false));
+        assert!(!k(true, false).extender_called(true));
     }
 }
