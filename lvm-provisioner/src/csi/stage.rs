@@ -85,6 +85,12 @@ pub fn plan(
 /// already fills its device; lvmpin does the same through the grow
 /// NodeExpandVolume uses (`Mounter::grow`). A filesystem just made by mkfs
 /// fills its device, and a read-only stage must not write.
+///
+/// The grow runs after the mount, online, for ext4 too: resize2fs on an
+/// unmounted ext4 that has been mounted since its last check insists on
+/// `e2fsck -f` first, a full read of the filesystem on every stage, while
+/// the online grow needs only the mount (and CAP_SYS_RESOURCE, which the
+/// privileged agent has).
 pub fn grows_on_stage(formatted_now: bool, read_only: bool) -> bool {
     !formatted_now && !read_only
 }
