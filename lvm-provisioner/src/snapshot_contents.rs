@@ -3,8 +3,11 @@
 //! snapshotting), it does what the upstream csi-snapshotter sidecar does for
 //! a CSI driver (the step is `snapshot_plan::content_step`): takes the thin
 //! snapshot, fills the content's status, and on deletion applies the
-//! deletion policy and drops the finalizer. Snapshots stay off, without
-//! errors, while the snapshot CRDs are not installed.
+//! deletion policy and drops the finalizer. A pre-provisioned content
+//! (`spec.source.snapshotHandle`) is checked against this node's lvmpin
+//! snapshot LVs instead; one that no node has claimed yet is labelled by
+//! the agent that holds its LV. Snapshots stay off, without errors, while the
+//! snapshot CRDs are not installed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +31,10 @@ use crate::backend::{CreateSnapshot, SnapshotOwner, VolumeBackend};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::snapshot_plan::{ContentStep, content_step, creation_time_nanos, snapshot_refusal};
+use crate::snapshot_plan::{
+    ContentStep, HandleTarget, check_refusal, content_step, creation_time_nanos, snapshot_refusal,
+    unclaimed_handle,
+};
 
 /// How often a missing snapshot API is looked for again.
 const RECHECK: Duration = Duration::from_secs(300);
@@ -72,15 +78,57 @@ pub async fn run<B: VolumeBackend>(ctx: Arc<Context<B>>, shutdown: CancellationT
     let selector = format!("{LABEL_MANAGED_BY}={}", ctx.config.node_name);
     info!(%selector, "watching this node's VolumeSnapshotContents");
     let api = Api::<VolumeSnapshotContent>::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default().labels(&selector))
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, ctx)
+    let own = Controller::new(api.clone(), watcher::Config::default().labels(&selector))
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = ?e, "snapshot content controller");
             }
-        })
-        .await;
+        });
+    // Contents without the label: the snapshot-controller labels every
+    // content it creates, so these are pre-provisioned ones (or another
+    // driver's, skipped unread).
+    let unlabelled = format!("!{LABEL_MANAGED_BY}");
+    let unclaimed = Controller::new(api, watcher::Config::default().labels(&unlabelled))
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile_unclaimed, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = ?e, "unclaimed snapshot content controller");
+            }
+        });
+    futures::join!(own, unclaimed);
+}
+
+/// Labels a pre-provisioned content with this node when its handle names one
+/// of this node's lvmpin snapshot LVs (`snapshot_plan::unclaimed_handle`).
+/// Anything else is left alone: the LV may be on another node.
+pub async fn reconcile_unclaimed<B: VolumeBackend>(
+    content: Arc<VolumeSnapshotContent>,
+    ctx: Arc<Context<B>>,
+) -> Result<Action> {
+    let Some(snapshot) = unclaimed_handle(&content, &ctx.config.volume_groups) else {
+        return Ok(Action::await_change());
+    };
+    let scan = ctx.backend.scan().await?;
+    if HandleTarget::of(scan.volume(&snapshot.vg, &snapshot.lv)) != HandleTarget::Snapshot {
+        return Ok(Action::await_change());
+    }
+    let name = content.name_any();
+    // The resourceVersion makes the label a compare-and-swap: of two agents
+    // that both answer, the second gets a conflict and, on its retry, finds
+    // the content labelled.
+    let patch = json!({"metadata": {
+        "resourceVersion": content.resource_version(),
+        "labels": {LABEL_MANAGED_BY: ctx.config.node_name},
+    }});
+    Api::<VolumeSnapshotContent>::all(ctx.client.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    info!(content = %name, %snapshot, "pre-provisioned content claimed for this node");
+    ctx.backoff.reset(&format!("VolumeSnapshotContent/{name}"));
+    Ok(Action::await_change())
 }
 
 pub fn error_policy<B: VolumeBackend>(
@@ -109,10 +157,39 @@ pub async fn reconcile<B: VolumeBackend>(
         ContentStep::Create { source, name: lv } => {
             create(&ctx, &api, &content, &source, &lv).await?;
         }
+        ContentStep::Check { snapshot } => check(&ctx, &api, &content, &snapshot).await?,
+        ContentStep::CheckFailed(message) => {
+            refuse(&ctx, &api, &content, Failure::Check, &message).await?;
+        }
         ContentStep::Delete { snapshot } => {
-            ctx.backend
+            let removed = ctx
+                .backend
                 .remove_snapshot(&snapshot.vg, &snapshot.lv, &owner(&content))
-                .await?;
+                .await;
+            match removed {
+                Ok(()) => {}
+                // A pre-provisioned content usually names a snapshot LV made
+                // for another content (re-imported after Retain), whose tags
+                // name that one: nothing proves the LV is this content's, so
+                // it stays, the finalizer goes, and a Warning Event says so.
+                Err(Error::OwnedByAnother { .. })
+                    if content.spec.source.snapshot_handle.is_some() =>
+                {
+                    let note = format!(
+                        "snapshot {snapshot} is left in place: its lvmpin tags name another VolumeSnapshotContent, so deletionPolicy Delete does not remove it"
+                    );
+                    warn!(content = %name, %note, "snapshot not deleted");
+                    events::warn(
+                        &ctx.recorder,
+                        &content.object_ref(&()),
+                        "SnapshotDeleteSkipped",
+                        "DeleteSnapshot",
+                        note,
+                    )
+                    .await;
+                }
+                Err(e) => return Err(e),
+            }
             ctx.status_dirty.notify_one();
             // As the sidecar's `clearVolumeContentStatus`: the handle goes
             // with the snapshot, so a retry does not delete twice.
@@ -167,7 +244,7 @@ async fn create<B: VolumeBackend>(
     }
     if let Some(message) = refusal {
         // A final error: the error is on the status and told on both objects.
-        refuse(ctx, api, content, &message).await?;
+        refuse(ctx, api, content, Failure::Create, &message).await?;
         return Ok(());
     }
     // Before the lvm call, as the sidecar: the snapshot-controller does not
@@ -194,7 +271,7 @@ async fn create<B: VolumeBackend>(
         Ok(v) => v,
         // Final errors: retrying cannot make the source thin.
         Err(e @ (Error::InvalidSource { .. } | Error::OwnedByAnother { .. })) => {
-            refuse(ctx, api, content, &e.to_string()).await?;
+            refuse(ctx, api, content, Failure::Create, &e.to_string()).await?;
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -219,11 +296,84 @@ async fn create<B: VolumeBackend>(
     Ok(())
 }
 
+/// A pre-provisioned content: the sidecar's `checkandUpdateContentStatus`,
+/// with the scan in place of ListSnapshots. Reads only; the status is filled
+/// when the handle names an lvmpin snapshot LV in a VG this agent serves.
+async fn check<B: VolumeBackend>(
+    ctx: &Context<B>,
+    api: &Api<VolumeSnapshotContent>,
+    content: &VolumeSnapshotContent,
+    snapshot: &VolumeId,
+) -> Result<()> {
+    let scan = ctx.backend.scan().await?;
+    let found = scan
+        .volume(&snapshot.vg, &snapshot.lv)
+        .filter(|_| ctx.config.volume_groups.contains(&snapshot.vg));
+    let target = HandleTarget::of(found);
+    if let Some(message) = check_refusal(snapshot, &ctx.config.node_name, target) {
+        refuse(ctx, api, content, Failure::Check, &message).await?;
+        return Ok(());
+    }
+    let Some(lv) = found else {
+        return Ok(());
+    };
+    let created = lv
+        .created_unix
+        .map(creation_time_nanos)
+        .unwrap_or_else(now_nanos);
+    // A thin snapshot is as large as its origin was when taken: the size a
+    // restore needs at least.
+    let status = json!({"status": {
+        "snapshotHandle": snapshot.to_string(),
+        "readyToUse": true,
+        "creationTime": created,
+        "restoreSize": i64::try_from(lv.size_bytes).unwrap_or(i64::MAX),
+        "error": null,
+    }});
+    let name = content.name_any();
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    ctx.metrics.operation("snapshot_check", "success");
+    info!(content = %name, %snapshot, "pre-provisioned snapshot found and ready");
+    Ok(())
+}
+
 fn now_nanos() -> i64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Which sidecar step failed; the wording and Event reasons are the
+/// sidecar's (`createSnapshot`, `checkandUpdateContentStatus`).
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Create,
+    Check,
+}
+
+impl Failure {
+    fn prefix(self) -> &'static str {
+        match self {
+            Failure::Create => "Failed to create snapshot",
+            Failure::Check => "Failed to check and update snapshot content",
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Failure::Create => "SnapshotCreationFailed",
+            Failure::Check => "SnapshotContentCheckandUpdateFailed",
+        }
+    }
+
+    fn action(self) -> &'static str {
+        match self {
+            Failure::Create => "CreateSnapshot",
+            Failure::Check => "ListSnapshots",
+        }
+    }
 }
 
 /// The sidecar's `updateContentErrorStatusWithEvent`: the same message is
@@ -232,10 +382,11 @@ async fn refuse<B: VolumeBackend>(
     ctx: &Context<B>,
     api: &Api<VolumeSnapshotContent>,
     content: &VolumeSnapshotContent,
+    failure: Failure,
     message: &str,
 ) -> Result<()> {
     let name = content.name_any();
-    let note = format!("Failed to create snapshot: {message}");
+    let note = format!("{}: {message}", failure.prefix());
     let same = content
         .status
         .as_ref()
@@ -254,12 +405,12 @@ async fn refuse<B: VolumeBackend>(
         .await?;
     ctx.metrics.operation("snapshot", "refused");
     warn!(content = %name, %message, "snapshot refused");
-    let reason = "SnapshotCreationFailed";
+    let (reason, action) = (failure.reason(), failure.action());
     events::warn(
         &ctx.recorder,
         &content.object_ref(&()),
         reason,
-        "CreateSnapshot",
+        action,
         note.clone(),
     )
     .await;
@@ -273,7 +424,7 @@ async fn refuse<B: VolumeBackend>(
             uid: r.uid.clone(),
             ..Default::default()
         };
-        events::warn(&ctx.recorder, &regarding, reason, "CreateSnapshot", note).await;
+        events::warn(&ctx.recorder, &regarding, reason, action, note).await;
     }
     Ok(())
 }

@@ -13,9 +13,16 @@ use lvmpin_api::snapshot::{
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentStep {
-    /// Not the agent's business (another driver, a pre-provisioned content,
-    /// deletion not yet confirmed by the snapshot-controller).
+    /// Not the agent's business (another driver, deletion not yet confirmed
+    /// by the snapshot-controller).
     Ignore(&'static str),
+    /// A pre-provisioned content (`spec.source.snapshotHandle`) not ready
+    /// yet: check that the handle names an lvmpin snapshot LV on this node and
+    /// fill the status from it (the sidecar's `checkandUpdateContentStatus`).
+    Check { snapshot: VolumeId },
+    /// A pre-provisioned content whose handle cannot name one of our LVs:
+    /// the message goes on `status.error` and in a Warning Event.
+    CheckFailed(String),
     /// Take the snapshot (again, after an error: creation is idempotent).
     Create {
         source: VolumeId,
@@ -100,8 +107,17 @@ pub fn content_step(c: &VolumeSnapshotContent) -> ContentStep {
             ContentStep::Done
         };
     }
+    if let Some(handle) = c.spec.source.snapshot_handle.as_deref() {
+        // As the sidecar's `syncContent`: a pre-provisioned content is
+        // checked (ListSnapshots there, the scan here), never created, and
+        // needs no VolumeSnapshot bound to it yet.
+        return match parse_handle(handle) {
+            Ok(snapshot) => ContentStep::Check { snapshot },
+            Err(message) => ContentStep::CheckFailed(message),
+        };
+    }
     let Some(handle) = c.spec.source.volume_handle.as_deref() else {
-        return ContentStep::Ignore("pre-provisioned contents are not checked by lvmpin");
+        return ContentStep::Ignore("content names neither a volume nor a snapshot");
     };
     let Ok(source) = handle.parse::<VolumeId>() else {
         return ContentStep::Ignore("source volume handle is not <vg>/<lv>");
@@ -122,6 +138,84 @@ pub fn content_step(c: &VolumeSnapshotContent) -> ContentStep {
         source,
         name: crate::backend::snapshot_lv_name(&uid),
     }
+}
+
+/// Handles longer than this are cut in messages (a handle is user input on a
+/// pre-provisioned content).
+const HANDLE_ECHO: usize = 256;
+
+/// A snapshot handle as lvmpin writes them, `<vg>/<lv>`.
+fn parse_handle(handle: &str) -> Result<VolumeId, String> {
+    handle.parse().map_err(|_| {
+        format!(
+            "snapshot handle {:?} is not <volume group>/<logical volume>",
+            lvmpin_api::text::cut(handle, HANDLE_ECHO)
+        )
+    })
+}
+
+/// What the scan says of the LV a pre-provisioned handle names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleTarget {
+    /// Not in a volume group this agent serves, or no such LV.
+    Missing,
+    /// A thin snapshot LV with lvmpin's snapshot tags.
+    Snapshot,
+    /// An LV with lvmpin's claim tags: a volume, not a snapshot.
+    Volume,
+    /// An LV without lvmpin's tags.
+    Foreign,
+}
+
+impl HandleTarget {
+    pub fn of(found: Option<&crate::backend::Volume>) -> Self {
+        match found {
+            None => Self::Missing,
+            Some(v) if v.is_snapshot() => Self::Snapshot,
+            Some(v) if v.owner.is_some() => Self::Volume,
+            Some(_) => Self::Foreign,
+        }
+    }
+}
+
+/// Why a pre-provisioned content's handle is not one of this node's lvmpin
+/// snapshots, if it is not. Only a snapshot LV carrying lvmpin's snapshot
+/// tags proves the handle is ours: anything else is reported, never touched.
+pub fn check_refusal(snapshot: &VolumeId, node: &str, target: HandleTarget) -> Option<String> {
+    let snapshot = lvmpin_api::text::cut(&snapshot.to_string(), HANDLE_ECHO);
+    match target {
+        HandleTarget::Snapshot => None,
+        HandleTarget::Missing => Some(format!("snapshot {snapshot} does not exist on node {node}")),
+        HandleTarget::Volume => Some(format!(
+            "{snapshot} is an lvmpin volume, not a snapshot; a pre-provisioned content must name a snapshot LV"
+        )),
+        HandleTarget::Foreign => Some(format!(
+            "{snapshot} has no lvmpin snapshot tags; lvmpin uses only snapshots it made"
+        )),
+    }
+}
+
+/// The handle of a content no node has claimed (no `managed-by` label) that
+/// this agent should look for on its node: a pre-provisioned content of this
+/// driver, alive, with a handle of the `<vg>/<lv>` form in one of `vgs`.
+///
+/// The snapshot-controller labels only the contents it creates for a
+/// VolumeSnapshot (external-snapshotter
+/// `pkg/common-controller/snapshot_controller.go`, `createSnapshotContent`
+/// via `getManagedByNode`); a pre-provisioned content is written by a person
+/// and a node-deployed sidecar sees it only if labelled by hand
+/// (`cmd/csi-snapshotter/main.go`, the `--node-deployment` label selector).
+/// The agent that finds the LV among its own lvmpin snapshots labels it, so
+/// that the content watch and the extender (restores) find the node.
+pub fn unclaimed_handle(c: &VolumeSnapshotContent, vgs: &[String]) -> Option<VolumeId> {
+    if c.spec.driver != DRIVER_NAME
+        || c.managed_by().is_some()
+        || c.metadata.deletion_timestamp.is_some()
+    {
+        return None;
+    }
+    let snapshot = parse_handle(c.spec.source.snapshot_handle.as_deref()?).ok()?;
+    vgs.contains(&snapshot.vg).then_some(snapshot)
 }
 
 /// Why a source volume cannot be snapshotted, if it cannot: it must be one
@@ -149,7 +243,9 @@ pub fn creation_time_nanos(unix_seconds: i64) -> i64 {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use lvmpin_api::snapshot::{VolumeSnapshotContentSpec, VolumeSnapshotContentStatus};
+    use lvmpin_api::snapshot::{
+        LABEL_MANAGED_BY, VolumeSnapshotContentSpec, VolumeSnapshotContentStatus,
+    };
     use std::collections::BTreeMap;
 
     #[derive(Clone, Copy, Default)]
@@ -276,7 +372,42 @@ mod tests {
                     pre_provisioned: true,
                     ..d
                 },
-                ContentStep::Ignore("pre-provisioned contents are not checked by lvmpin"),
+                ContentStep::Check {
+                    snapshot: VolumeId::new("vg0", "old"),
+                },
+            ),
+            (
+                "pre-provisioned, not bound yet",
+                C {
+                    pre_provisioned: true,
+                    no_ref_uid: true,
+                    ..d
+                },
+                ContentStep::Check {
+                    snapshot: VolumeId::new("vg0", "old"),
+                },
+            ),
+            (
+                "pre-provisioned, ready",
+                C {
+                    pre_provisioned: true,
+                    handle: true,
+                    ready: true,
+                    ..d
+                },
+                ContentStep::Done,
+            ),
+            (
+                "pre-provisioned, error status: checked again",
+                C {
+                    pre_provisioned: true,
+                    handle: false,
+                    ready: false,
+                    ..d
+                },
+                ContentStep::Check {
+                    snapshot: VolumeId::new("vg0", "old"),
+                },
             ),
             ("deleted with Delete", gone, delete),
             (
@@ -335,6 +466,131 @@ mod tests {
         ];
         for (name, c, want) in cases {
             assert_eq!(content_step(&content(c)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn malformed_pre_provisioned_handles_fail_with_a_bounded_message() {
+        let long = "x".repeat(10_000);
+        for (handle, want) in [
+            ("old", "\"old\" is not"),
+            ("", "\"\" is not"),
+            ("a/b/c", "is not <volume group>/<logical volume>"),
+            ("/lv", "is not"),
+            (long.as_str(), "is not"),
+        ] {
+            let mut c = content(C {
+                pre_provisioned: true,
+                ..Default::default()
+            });
+            c.spec.source.snapshot_handle = Some(handle.into());
+            match content_step(&c) {
+                ContentStep::CheckFailed(m) => {
+                    assert!(m.contains(want), "{handle:.40}: {m}");
+                    assert!(m.len() < 400, "{handle:.40}: {} bytes", m.len());
+                }
+                other => panic!("{handle:.40}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pre_provisioned_checks() {
+        use crate::backend::{Owner, SnapshotOwner, Volume};
+        let id = VolumeId::new("vg0", "snap-x");
+        let snap = Volume {
+            snapshot_owner: Some(SnapshotOwner::default()),
+            ..Default::default()
+        };
+        let claim = Volume {
+            owner: Some(Owner::default()),
+            ..Default::default()
+        };
+        let bare = Volume::default();
+        let cases = [
+            (Some(&snap), HandleTarget::Snapshot, None),
+            (
+                None,
+                HandleTarget::Missing,
+                Some("snapshot vg0/snap-x does not exist on node n1"),
+            ),
+            (
+                Some(&claim),
+                HandleTarget::Volume,
+                Some("is an lvmpin volume, not a snapshot"),
+            ),
+            (
+                Some(&bare),
+                HandleTarget::Foreign,
+                Some("has no lvmpin snapshot tags"),
+            ),
+        ];
+        let long = VolumeId::new("vg0", "x".repeat(10_000));
+        let m = check_refusal(&long, "n1", HandleTarget::Missing).unwrap();
+        assert!(m.len() < 400 && m.contains("does not exist"), "{m:.80}");
+        for (found, target, want) in cases {
+            assert_eq!(HandleTarget::of(found), target);
+            let got = check_refusal(&id, "n1", target);
+            match (got, want) {
+                (None, None) => {}
+                (Some(m), Some(w)) => assert!(m.contains(w), "{m}"),
+                (got, want) => panic!("{target:?}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unclaimed_handles() {
+        let vgs = vec!["vg0".to_string()];
+        let pre = || {
+            content(C {
+                pre_provisioned: true,
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            unclaimed_handle(&pre(), &vgs),
+            Some(VolumeId::new("vg0", "old"))
+        );
+        let labelled = {
+            let mut c = pre();
+            c.metadata.labels = Some(
+                [(LABEL_MANAGED_BY.to_string(), "n2".to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+            c
+        };
+        let other_vg = {
+            let mut c = pre();
+            c.spec.source.snapshot_handle = Some("vg9/old".into());
+            c
+        };
+        let bad = {
+            let mut c = pre();
+            c.spec.source.snapshot_handle = Some("old".into());
+            c
+        };
+        let deleting = {
+            let mut c = pre();
+            c.metadata.deletion_timestamp = Some(Time(Default::default()));
+            c
+        };
+        let foreign = content(C {
+            pre_provisioned: true,
+            driver_other: true,
+            ..Default::default()
+        });
+        let dynamic = content(C::default());
+        for (name, c) in [
+            ("labelled", labelled),
+            ("another VG", other_vg),
+            ("malformed handle", bad),
+            ("being deleted", deleting),
+            ("another driver", foreign),
+            ("dynamic", dynamic),
+        ] {
+            assert_eq!(unclaimed_handle(&c, &vgs), None, "{name}");
         }
     }
 

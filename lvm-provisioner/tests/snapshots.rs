@@ -268,6 +268,232 @@ async fn a_retained_snapshot_keeps_its_lv() {
     assert!(backend.calls().is_empty());
 }
 
+// ---------- pre-provisioned contents (spec.source.snapshotHandle) ----------
+
+/// A pre-provisioned content as a person writes it: a snapshot handle, no
+/// volume handle, bound to a VolumeSnapshot, with `extra` merged in.
+fn pre_provisioned(handle: &str, extra: Value) -> VolumeSnapshotContent {
+    let mut v = json!({
+        "metadata": {"resourceVersion": "7"},
+        "spec": {"source": {"volumeHandle": null, "snapshotHandle": handle},
+            "volumeSnapshotClassName": null}
+    });
+    merge(&mut v, extra);
+    content(v)
+}
+
+/// A snapshot LV lvmpin made for another content (kept with Retain).
+fn retained_snapshot(backend: FakeBackend) -> FakeBackend {
+    backend.with_volume(Volume {
+        name: "snap-old".into(),
+        owner: None,
+        snapshot_owner: Some(SnapshotOwner {
+            content_uid: "old".into(),
+            content_name: "snapcontent-old".into(),
+        }),
+        created_unix: Some(1_764_518_400),
+        ..source_volume(Some("pool0"))
+    })
+}
+
+#[tokio::test]
+async fn a_pre_provisioned_content_naming_our_snapshot_gets_a_ready_status() {
+    let backend = retained_snapshot(backend(Some("pool0")));
+    let mut w = world(backend.clone(), config(0));
+    let c = Arc::new(pre_provisioned("vg0/snap-old", json!({})));
+    // No being-created annotation: nothing is created.
+    let calls = vec![
+        Call::patch(&format!("{CONTENT}/status"))
+            .content_type(MERGE_PATCH)
+            .body(json!({"status": {
+                "snapshotHandle": "vg0/snap-old",
+                "readyToUse": true,
+                "creationTime": 1_764_518_400_000_000_000_i64,
+                "restoreSize": GI,
+                "error": null,
+            }}))
+            .respond(200, serde_json::to_value(&*c).unwrap()),
+    ];
+    let action = w
+        .run(calls, snapshot_contents::reconcile(c, w.ctx.clone()))
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(backend.calls(), vec!["scan"]);
+}
+
+#[tokio::test]
+async fn a_ready_pre_provisioned_content_is_not_checked_again() {
+    let backend = retained_snapshot(backend(Some("pool0")));
+    let mut w = world(backend.clone(), config(0));
+    let c = Arc::new(pre_provisioned(
+        "vg0/snap-old",
+        json!({"status": {"snapshotHandle": "vg0/snap-old", "readyToUse": true}}),
+    ));
+    w.run(vec![], snapshot_contents::reconcile(c, w.ctx.clone()))
+        .await
+        .unwrap();
+    assert!(backend.calls().is_empty());
+}
+
+/// Each handle that is not one of this node's lvmpin snapshots gets the
+/// sidecar's error status and Warning Events, and nothing is made or removed.
+#[tokio::test]
+async fn a_pre_provisioned_content_naming_no_snapshot_of_ours_gets_an_error() {
+    let cases = [
+        (
+            "vg0/snap-gone",
+            "snapshot vg0/snap-gone does not exist on node n1",
+            true,
+        ),
+        (
+            "vg9/snap-old",
+            "snapshot vg9/snap-old does not exist on node n1",
+            true,
+        ),
+        (
+            "vg0/pvc-src",
+            "vg0/pvc-src is an lvmpin volume, not a snapshot; a pre-provisioned content must name a snapshot LV",
+            true,
+        ),
+        (
+            "vg0/foreign",
+            "vg0/foreign has no lvmpin snapshot tags; lvmpin uses only snapshots it made",
+            true,
+        ),
+        (
+            "no-slash",
+            "snapshot handle \"no-slash\" is not <volume group>/<logical volume>",
+            false,
+        ),
+    ];
+    for (handle, want, scans) in cases {
+        let backend = retained_snapshot(backend(Some("pool0"))).with_volume(Volume {
+            name: "foreign".into(),
+            owner: None,
+            ..source_volume(Some("pool0"))
+        });
+        let before = backend.snapshot();
+        let mut w = world(backend.clone(), config(0));
+        let c = Arc::new(pre_provisioned(handle, json!({})));
+        let body = serde_json::to_value(&*c).unwrap();
+        let note = format!("Failed to check and update snapshot content: {want}");
+        let expected = note.clone();
+        let calls = vec![
+            Call::patch(&format!("{CONTENT}/status"))
+                .content_type(MERGE_PATCH)
+                .check(move |b| {
+                    assert_eq!(b["status"]["readyToUse"], false, "{b}");
+                    assert_eq!(b["status"]["error"]["message"], expected.as_str(), "{b}");
+                    assert!(b["status"].get("snapshotHandle").is_none(), "{b}");
+                })
+                .respond(200, body),
+            Call::event("default", "Warning", "SnapshotContentCheckandUpdateFailed"),
+            Call::event("ns", "Warning", "SnapshotContentCheckandUpdateFailed"),
+        ];
+        let action = w
+            .run(calls, snapshot_contents::reconcile(c, w.ctx.clone()))
+            .await;
+        assert_eq!(action.unwrap(), Action::await_change(), "{handle}");
+        let want_calls: Vec<String> = if scans { vec!["scan".into()] } else { vec![] };
+        assert_eq!(backend.calls(), want_calls, "{handle}");
+        assert_eq!(backend.snapshot(), before, "{handle}: the backend changed");
+
+        // The same error is not written or told twice.
+        let mut w = world(backend.clone(), config(0));
+        let c = Arc::new(pre_provisioned(
+            handle,
+            json!({"status": {"readyToUse": false,
+                "error": {"message": note, "time": "2026-01-01T00:00:00Z"}}}),
+        ));
+        w.run(vec![], snapshot_contents::reconcile(c, w.ctx.clone()))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_unlabelled_pre_provisioned_content_is_claimed_by_the_node_holding_its_lv() {
+    let backend = retained_snapshot(backend(Some("pool0")));
+    let mut w = world(backend.clone(), config(0));
+    let unlabelled = json!({"metadata": {"labels": null}});
+    let c = Arc::new(pre_provisioned("vg0/snap-old", unlabelled.clone()));
+    let calls = vec![
+        Call::patch(CONTENT)
+            .content_type(MERGE_PATCH)
+            .body(json!({"metadata": {"resourceVersion": "7",
+                "labels": {LABEL_MANAGED_BY: "n1"}}}))
+            .respond(200, serde_json::to_value(&*c).unwrap()),
+    ];
+    let action = w
+        .run(
+            calls,
+            snapshot_contents::reconcile_unclaimed(c, w.ctx.clone()),
+        )
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(backend.calls(), vec!["scan"]);
+
+    // Not here, not a snapshot, or labelled already: no API call at all.
+    for (handle, extra) in [
+        ("vg0/snap-gone", unlabelled.clone()),
+        ("vg0/pvc-src", unlabelled.clone()),
+        (
+            "vg0/snap-old",
+            json!({"metadata": {"labels": {LABEL_MANAGED_BY: "n2"}}}),
+        ),
+        (
+            "vg0/snap-old",
+            json!({"metadata": {"labels": null}, "spec": {"driver": "other.io"}}),
+        ),
+    ] {
+        let mut w = world(backend.clone(), config(0));
+        let c = Arc::new(pre_provisioned(handle, extra));
+        w.run(
+            vec![],
+            snapshot_contents::reconcile_unclaimed(c, w.ctx.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(backend.snapshot().volume("vg0", "snap-old").is_some());
+}
+
+#[tokio::test]
+async fn deleting_a_pre_provisioned_content_keeps_an_lv_whose_tags_name_another() {
+    let backend = retained_snapshot(backend(Some("pool0")));
+    let mut w = world(backend.clone(), config(0));
+    let c = Arc::new(pre_provisioned(
+        "vg0/snap-old",
+        json!({
+            "metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z",
+                "annotations": {ANN_BEING_DELETED: "yes"}},
+            "status": {"snapshotHandle": "vg0/snap-old", "readyToUse": true}
+        }),
+    ));
+    let body = serde_json::to_value(&*c).unwrap();
+    let calls = vec![
+        Call::event("default", "Warning", "SnapshotDeleteSkipped").check(|b| {
+            let note = b["note"].as_str().unwrap();
+            assert!(note.contains("vg0/snap-old is left in place"), "{note}");
+        }),
+        Call::patch(&format!("{CONTENT}/status"))
+            .body(
+                json!({"status": {"snapshotHandle": null, "readyToUse": null,
+                "creationTime": null, "restoreSize": null}}),
+            )
+            .respond(200, body.clone()),
+        Call::patch(CONTENT)
+            .content_type(JSON_PATCH)
+            .respond(200, body),
+    ];
+    let action = w
+        .run(calls, snapshot_contents::reconcile(c, w.ctx.clone()))
+        .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(backend.calls(), vec!["remove_snapshot vg0/snap-old"]);
+    assert!(backend.snapshot().volume("vg0", "snap-old").is_some());
+}
+
 fn thin_class() -> k8s_openapi::api::storage::v1::StorageClass {
     class(
         "thin",

@@ -8,8 +8,10 @@
 //! driver"), so the test bed's class is linear: this checks the protocol
 //! around a refused snapshot (the label-scoped content watch, the content's
 //! error status and Events, the extender's and agent's refusal of a restore
-//! in a linear class, and the finalizer release on deletion). Thin snapshots
-//! and restores with data are checked in the QEMU guest.
+//! in a linear class, and the finalizer release on deletion), and
+//! pre-provisioned contents (claimed by the node holding the LV, checked,
+//! refused). Thin snapshots and restores with data are checked in the QEMU
+//! guest.
 
 use std::time::Duration;
 
@@ -18,7 +20,11 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use lvmpin_api::LvmNode;
-use lvmpin_api::snapshot::{VolumeSnapshot, VolumeSnapshotContent};
+use lvmpin_api::names::DRIVER_NAME;
+use lvmpin_api::snapshot::{
+    ContentSource, LABEL_MANAGED_BY, SnapshotRef, VolumeSnapshot, VolumeSnapshotContent,
+    VolumeSnapshotContentSpec, VolumeSnapshotSource, VolumeSnapshotSpec,
+};
 use lvmpin_e2e::{Backend, failed_scheduling, start_on};
 use lvmpin_sim::testbed::{Testbed, TestbedOptions};
 use lvmpin_sim::{wait, workload};
@@ -236,5 +242,219 @@ async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
     .await;
     let lvs: usize = tb.lvs().unwrap().values().map(Vec::len).sum();
     assert_eq!(lvs, 1, "the source LV stays: {:?}", tb.lvs());
+    tb.shutdown().await;
+}
+
+/// A pre-provisioned content (`spec.source.snapshotHandle`), as a person
+/// writes one to bring back a retained snapshot.
+fn pre_provisioned(
+    name: &str,
+    handle: &str,
+    snapshot: &str,
+    node: Option<&str>,
+) -> VolumeSnapshotContent {
+    let mut c = VolumeSnapshotContent::new(
+        name,
+        VolumeSnapshotContentSpec {
+            volume_snapshot_ref: SnapshotRef {
+                namespace: Some(NS.into()),
+                name: Some(snapshot.into()),
+                uid: None,
+            },
+            source: ContentSource {
+                volume_handle: None,
+                snapshot_handle: Some(handle.into()),
+            },
+            deletion_policy: "Retain".into(),
+            driver: DRIVER_NAME.into(),
+            volume_snapshot_class_name: None,
+        },
+    );
+    if let Some(node) = node {
+        c.metadata.labels = Some([(LABEL_MANAGED_BY.to_string(), node.to_string())].into());
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_provisioned_contents_are_claimed_checked_and_refused() {
+    let tb = start_on(
+        Backend::Kube,
+        TestbedOptions {
+            nodes: 2,
+            vg_bytes: 256 * MI,
+            snapshot_controller: Some(vec!["--enable-distributed-snapshotting".into()]),
+            ..TestbedOptions::default()
+        },
+    )
+    .await;
+    tb.wait_ready(WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    let client = tb.client();
+    let node = tb.lvs().unwrap().keys().next().unwrap().clone();
+    let disk = tb.disk(&node).unwrap();
+    let vg = disk.vg.clone();
+    // The LV a deleted content with Retain left behind on `node`.
+    disk.create_snapshot_lv("snap-kept", 8 * MI, "old-uid", "snapcontent-old")
+        .unwrap();
+
+    let contents = Api::<VolumeSnapshotContent>::all(client.clone());
+    let snapshots = Api::<VolumeSnapshot>::namespaced(client.clone(), NS);
+    let pp = PostParams::default();
+    // No agent holds this one: it stays unlabelled and unanswered.
+    contents
+        .create(
+            &pp,
+            &pre_provisioned(
+                "pre-nowhere",
+                &format!("{vg}/snap-nowhere"),
+                "nowhere",
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+    // Unlabelled, naming the kept LV: the agent of `node` claims and checks it.
+    contents
+        .create(
+            &pp,
+            &pre_provisioned("pre-kept", &format!("{vg}/snap-kept"), "kept", None),
+        )
+        .await
+        .unwrap();
+    let kept = VolumeSnapshot::new(
+        "kept",
+        VolumeSnapshotSpec {
+            source: VolumeSnapshotSource {
+                persistent_volume_claim_name: None,
+                volume_snapshot_content_name: Some("pre-kept".into()),
+            },
+            volume_snapshot_class_name: None,
+        },
+    );
+    snapshots.create(&pp, &kept).await.unwrap();
+    // Labelled with `node` by hand, naming an LV that is not there.
+    contents
+        .create(
+            &pp,
+            &pre_provisioned(
+                "pre-missing",
+                &format!("{vg}/snap-missing"),
+                "missing",
+                Some(&node),
+            ),
+        )
+        .await
+        .unwrap();
+
+    let ready = until(&tb, "the kept content claimed and ready", || {
+        let contents = contents.clone();
+        async move {
+            let c = contents.get("pre-kept").await.ok()?;
+            c.is_ready().then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(ready.managed_by(), Some(node.as_str()));
+    let status = ready.status.unwrap();
+    assert_eq!(status.snapshot_handle, Some(format!("{vg}/snap-kept")));
+    assert_eq!(status.restore_size, Some((8 * MI) as i64));
+    assert!(status.creation_time.is_some_and(|t| t > 0));
+    let bound = until(&tb, "the VolumeSnapshot ready", || {
+        let snapshots = snapshots.clone();
+        async move {
+            let s = snapshots.get("kept").await.ok()?.status?;
+            (s.ready_to_use == Some(true)).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(
+        bound.bound_volume_snapshot_content_name.as_deref(),
+        Some("pre-kept")
+    );
+
+    let refused = until(&tb, "the missing content's error status", || {
+        let contents = contents.clone();
+        async move {
+            let s = contents.get("pre-missing").await.ok()?.status?;
+            s.error?.message
+        }
+    })
+    .await;
+    assert!(
+        refused.contains(&format!(
+            "snapshot {vg}/snap-missing does not exist on node {node}"
+        )),
+        "{refused}"
+    );
+    let told = until(&tb, "a SnapshotContentCheckandUpdateFailed Event", || {
+        let tb = &tb;
+        async move {
+            notes(tb, "SnapshotContentCheckandUpdateFailed", "pre-missing")
+                .await
+                .into_iter()
+                .next()
+        }
+    })
+    .await;
+    assert!(told.contains("does not exist"), "{told}");
+
+    // Across a later scan of every node, nobody claimed the content whose LV
+    // is nowhere.
+    let nodes = Api::<LvmNode>::all(client.clone());
+    let scanned = |n: &LvmNode| n.status.as_ref().and_then(|s| s.last_scan_time.clone());
+    for name in tb.lvs().unwrap().keys() {
+        let first = scanned(&nodes.get(name).await.unwrap());
+        until(&tb, "another scan", || {
+            let nodes = nodes.clone();
+            let first = first.clone();
+            async move { (scanned(&nodes.get(name).await.ok()?) != first).then_some(()) }
+        })
+        .await;
+    }
+    let nowhere = contents.get("pre-nowhere").await.unwrap();
+    assert_eq!(nowhere.managed_by(), None);
+    assert!(nowhere.status.is_none(), "{:?}", nowhere.status);
+
+    // Deleting with Retain: the VolumeSnapshot goes first (the controller
+    // marks its content being-deleted), then the contents; the LV stays.
+    snapshots
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(&tb, "the VolumeSnapshot gone", || {
+        let snapshots = snapshots.clone();
+        async move {
+            snapshots
+                .get_opt("kept")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    for name in ["pre-kept", "pre-missing", "pre-nowhere"] {
+        contents
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    until(&tb, "the pre-provisioned contents gone", || {
+        let contents = contents.clone();
+        async move {
+            for name in ["pre-kept", "pre-missing", "pre-nowhere"] {
+                if contents.get_opt(name).await.ok()?.is_some() {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    let lvs = tb.lvs().unwrap();
+    assert!(
+        lvs[&node].iter().any(|(lv, _)| lv == "snap-kept"),
+        "the retained LV stays: {lvs:?}"
+    );
     tb.shutdown().await;
 }

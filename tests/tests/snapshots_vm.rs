@@ -191,6 +191,10 @@ async fn thin_snapshot_restore_and_clone_with_the_upstream_control_plane() {
         Some(sha_a.clone())
     );
     assert_eq!(node.read(&restored.handle, "b.bin").await.unwrap(), None);
+    // kubelet calls no NodeExpandVolume for a restore: NodeStage must have
+    // grown the source's 64 MiB filesystem to the 96 MiB LV.
+    let size = node.fs_size(&restored.handle).await.unwrap();
+    assert!(size > 80 * MI, "restore's filesystem is {size} bytes");
 
     // A clone of the live source: both files, then each side on its own.
     schedule(

@@ -2,8 +2,10 @@
 //! `LvmBackend` (what the agent's snapshot reconcile calls), with the data
 //! checked through the running agent's NodeStage/NodePublish mounts: a
 //! restore holds the snapshot's files and nothing written after it, a clone
-//! is independent of its source, a snapshot outlives its origin, and the
-//! refusals (smaller restore, linear source, wrong owner) hold.
+//! is independent of its source, a snapshot outlives its origin, a larger
+//! restore's filesystem is grown by NodeStage itself, an xfs restore and
+//! clone mount beside their mounted source (same UUID), and the refusals
+//! (smaller restore, linear source, wrong owner) hold.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -139,10 +141,21 @@ fn ms(d: Duration) -> f64 {
 
 /// Stage and publish `lv` as ext4; returns the published directory.
 async fn mount(k: &mut Kubelet, lv: &str) -> Result<PathBuf> {
-    k.stage(&id(lv), &staging(lv), mount_cap(FS)).await?;
-    k.publish(&id(lv), &staging(lv), &target(lv), mount_cap(FS))
+    mount_as(k, lv, FS).await
+}
+
+async fn mount_as(k: &mut Kubelet, lv: &str, fs: &str) -> Result<PathBuf> {
+    k.stage(&id(lv), &staging(lv), mount_cap(fs)).await?;
+    k.publish(&id(lv), &staging(lv), &target(lv), mount_cap(fs))
         .await?;
     Ok(target(lv))
+}
+
+/// Bytes of the filesystem mounted at `dir`.
+fn fs_bytes(dir: &Path) -> Result<u64> {
+    let s =
+        nix::sys::statvfs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    Ok(s.blocks() as u64 * s.fragment_size() as u64)
 }
 
 async fn unmount(k: &mut Kubelet, lv: &str) -> Result<()> {
@@ -337,34 +350,20 @@ pub async fn all(k: &mut Kubelet) -> Result<()> {
         big.size_bytes == 256 * MIB && lv_size("pvc-vm-big")? == 256 * MIB,
         "larger restore: {big:?}"
     );
+    // No NodeExpandVolume: kubelet sends none for a restore, so NodeStage
+    // itself grows the source's 128 MiB filesystem to the 256 MiB LV.
     let big_dir = mount(k, "pvc-vm-big").await?;
     ensure!(
-        checksum(&big_dir, "a.bin")? == Some(sha(&a)),
-        "larger restore lost a.bin"
+        checksum(&big_dir, "a.bin")? == Some(sha(&a)) && checksum(&big_dir, "b.bin")?.is_none(),
+        "larger restore differs from the snapshot"
     );
-    let r = k
-        .node
-        .node_expand_volume(lvmpin_csi_proto::csi::v1::NodeExpandVolumeRequest {
-            volume_id: id("pvc-vm-big"),
-            volume_path: big_dir.display().to_string(),
-            capacity_range: Some(lvmpin_csi_proto::csi::v1::CapacityRange {
-                required_bytes: (256 * MIB) as i64,
-                limit_bytes: 0,
-            }),
-            staging_target_path: staging("pvc-vm-big").display().to_string(),
-            volume_capability: mount_cap(FS),
-            ..Default::default()
-        })
-        .await
-        .context("NodeExpandVolume of the larger restore")?
-        .into_inner();
-    let fs_total = nix::sys::statvfs::statvfs(&big_dir).map(|s| s.blocks() * s.fragment_size())?;
+    let fs_total = fs_bytes(&big_dir)?;
     ensure!(
         fs_total > 200 * MIB,
-        "filesystem of the larger restore is {fs_total} bytes after NodeExpandVolume ({r:?})"
+        "filesystem of the larger restore is {fs_total} bytes right after NodeStage"
     );
     println!(
-        "GUEST: snapshot: larger restore is a 256 MiB LV; NodeExpandVolume grew its filesystem to {fs_total} bytes"
+        "GUEST: snapshot: larger restore is a 256 MiB LV; NodeStage grew its filesystem to {fs_total} bytes and a.bin matches"
     );
     refused(
         "a restore smaller than its snapshot",
@@ -390,6 +389,9 @@ pub async fn all(k: &mut Kubelet) -> Result<()> {
             .all(|l| !matches!(l.trim(), "pvc-vm-small" | "pvc-vm-other")),
         "a refused restore left an LV"
     );
+
+    step("snapshot: xfs source (320 MiB), restore (384 MiB) and clone, all mounted at once");
+    xfs(k, &backend, &mut numbers).await?;
 
     step("snapshot: a snapshot of a linear volume is refused");
     let linear = backend
@@ -479,5 +481,61 @@ pub async fn all(k: &mut Kubelet) -> Result<()> {
     k.delete(&id("pvc-vm-linear")).await?;
     sh("lvm", &["lvremove", "-q", "--yes", &id(POOL)])?;
     println!("BENCH snapshot (TCG guest): {}", numbers.join(", "));
+    Ok(())
+}
+
+/// xfs refuses a second mount of a filesystem UUID, and a thin snapshot
+/// copies the UUID: the restore and the clone must mount while their source
+/// is mounted (NodeStage passes nouuid), hold its data (sha256), and the
+/// larger restore's filesystem is grown at NodeStage.
+async fn xfs(k: &mut Kubelet, backend: &LvmBackend, numbers: &mut Vec<String>) -> Result<()> {
+    const XFS: &str = "xfs";
+    let (x, y) = (payload(5), payload(6));
+    let (src, snap, restored, clone) = (
+        "pvc-vm-xfs-src",
+        "snap-vm-xfs",
+        "pvc-vm-xfs-restore",
+        "pvc-vm-xfs-clone",
+    );
+    // mkfs.xfs refuses filesystems below about 300 MiB.
+    let mut source = restore(src, 320 * MIB, snap);
+    source.source = None;
+    backend.create(source).await?;
+    let src_dir = mount_as(k, src, XFS).await?;
+    write_durably(&src_dir, "x.bin", &x)?;
+    backend.create_snapshot(snapshot(snap, "cx", src)).await?;
+    write_durably(&src_dir, "y.bin", &y)?;
+    let t = Instant::now();
+    backend.create(restore(restored, 384 * MIB, snap)).await?;
+    numbers.push(format!("xfs restore {:.0} ms", ms(t.elapsed())));
+    let r_dir = mount_as(k, restored, XFS).await?;
+    backend.create(restore(clone, 320 * MIB, src)).await?;
+    let c_dir = mount_as(k, clone, XFS).await?;
+    ensure!(
+        checksum(&r_dir, "x.bin")? == Some(sha(&x)) && checksum(&r_dir, "y.bin")?.is_none(),
+        "xfs restore differs from its snapshot"
+    );
+    ensure!(
+        checksum(&c_dir, "x.bin")? == Some(sha(&x)) && checksum(&c_dir, "y.bin")? == Some(sha(&y)),
+        "xfs clone does not hold its source's files"
+    );
+    write_durably(&c_dir, "z.bin", &x)?;
+    ensure!(
+        checksum(&src_dir, "z.bin")?.is_none() && checksum(&r_dir, "z.bin")?.is_none(),
+        "a write to the xfs clone appeared elsewhere"
+    );
+    let (src_fs, r_fs) = (fs_bytes(&src_dir)?, fs_bytes(&r_dir)?);
+    ensure!(
+        r_fs > src_fs + 40 * MIB,
+        "xfs restore's filesystem is {r_fs} bytes, its source's {src_fs}: not grown at NodeStage"
+    );
+    println!(
+        "GUEST: snapshot: xfs restore and clone mounted beside their source; sha256 match; restore grown at NodeStage to {r_fs} bytes"
+    );
+    for lv in [clone, restored, src] {
+        unmount(k, lv).await?;
+        k.delete(&id(lv)).await?;
+    }
+    backend.remove_snapshot(VG, snap, &content("cx")).await?;
     Ok(())
 }

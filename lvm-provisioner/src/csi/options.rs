@@ -3,6 +3,7 @@
 
 use nix::mount::MsFlags;
 
+use super::blkid::FsType;
 use super::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +82,31 @@ pub fn parse(mount_flags: &[String], read_only: bool) -> Result<MountOptions> {
     })
 }
 
+/// The options a filesystem is mounted with at NodeStage: the class's
+/// options, plus `nouuid` for xfs.
+///
+/// A restore or clone is a thin snapshot of its source, so its xfs carries
+/// the source's UUID, and xfs refuses to mount a second filesystem with a
+/// UUID that is already mounted. xfs is always mounted with `nouuid`, not
+/// only for LVs made from a source, as TopoLVM does (topolvm/topolvm
+/// `internal/driver/node.go`, `makeMountOptions`, "avoid duplicate UUIDs",
+/// for every xfs mount): the copy and its source are symmetric (the source
+/// staged after its restore collides just the same), a source-less LV may
+/// become one's source at any time, and the agent already refuses to mount
+/// one device twice by device number (`stage::plan`), which is the mistake
+/// the UUID check guards against on a node.
+pub fn for_filesystem(options: &MountOptions, fs: FsType) -> MountOptions {
+    let mut out = options.clone();
+    let present = out.data.split(',').any(|o| o == "nouuid");
+    if fs == FsType::Xfs && !present {
+        if !out.data.is_empty() {
+            out.data.push(',');
+        }
+        out.data.push_str("nouuid");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +140,27 @@ mod tests {
             assert_eq!(got.flags, flags, "{input:?}");
             assert_eq!(got.data, data, "{input:?}");
             assert_eq!(got.read_only(), flags.contains(MsFlags::MS_RDONLY));
+        }
+    }
+
+    #[test]
+    fn xfs_gets_nouuid_once() {
+        let cases = [
+            (FsType::Xfs, "", "nouuid"),
+            (FsType::Xfs, "discard", "discard,nouuid"),
+            (FsType::Xfs, "nouuid", "nouuid"),
+            (FsType::Xfs, "discard,nouuid", "discard,nouuid"),
+            (FsType::Ext4, "", ""),
+            (FsType::Ext4, "discard", "discard"),
+        ];
+        for (fs, data, want) in cases {
+            let opts = MountOptions {
+                flags: MsFlags::MS_NOATIME,
+                data: data.into(),
+            };
+            let got = for_filesystem(&opts, fs);
+            assert_eq!(got.data, want, "{fs} {data:?}");
+            assert_eq!(got.flags, MsFlags::MS_NOATIME);
         }
     }
 

@@ -1,15 +1,16 @@
 //! NodeStageVolume / NodeUnstageVolume: activate, format only if blank, mount
-//! at the staging path.
+//! at the staging path, and grow an existing filesystem to fill its device.
 
 use std::path::Path;
 
-use tracing::info;
+use tracing::{debug, info};
 
 use super::blkid::{FsType, Probe};
 use super::device;
 use super::error::{Error, Result};
 use super::mounter::{Mounter, unmount_all};
 use super::mountinfo::{DevNum, MountInfo, mount_at, mounts_of};
+use super::options;
 use super::request::{Access, Stage, Unmount};
 use super::source::{VolumeInfo, VolumeSource};
 use super::volume_id;
@@ -71,6 +72,29 @@ pub fn plan(
     Ok(StagePlan::Mount)
 }
 
+/// Whether NodeStage grows the filesystem to its device after mounting.
+///
+/// A restore or clone larger than its source is an LV larger than the
+/// filesystem it holds, and kubelet calls NodeExpandVolume only after a
+/// claim's resize, never for a restore, so stage is the one place it can
+/// happen. TopoLVM grows on every publish (topolvm/topolvm
+/// `internal/driver/node.go`, `nodePublishFilesystemVolume`, with
+/// k8s.io/mount-utils `resizefs_linux.go` `ResizeFs.NeedResize`/`Resize`).
+/// NeedResize answers yes for any ext4 or xfs on a writable device and lets
+/// resize2fs and xfs_growfs decide, which do nothing to a filesystem that
+/// already fills its device; lvmpin does the same through the grow
+/// NodeExpandVolume uses (`Mounter::grow`). A filesystem just made by mkfs
+/// fills its device, and a read-only stage must not write.
+///
+/// The grow runs after the mount, online, for ext4 too: resize2fs on an
+/// unmounted ext4 that has been mounted since its last check insists on
+/// `e2fsck -f` first, a full read of the filesystem on every stage, while
+/// the online grow needs only the mount (and CAP_SYS_RESOURCE, which the
+/// privileged agent has).
+pub fn grows_on_stage(formatted_now: bool, read_only: bool) -> bool {
+    !formatted_now && !read_only
+}
+
 pub fn stage(source: &dyn VolumeSource, mounter: &dyn Mounter, req: &Stage) -> Result<()> {
     let id = volume_id::parse(&req.volume_id)?;
     let device = match source.lookup(&id)? {
@@ -87,19 +111,21 @@ pub fn stage(source: &dyn VolumeSource, mounter: &dyn Mounter, req: &Stage) -> R
     };
     let dev = device::block_dev_num(&device)?
         .ok_or_else(|| Error::Backend(format!("{} is not a block device", device.display())))?;
-    if plan(
-        &mounter.mounts()?,
-        &req.staging,
-        dev,
-        fs,
-        options.read_only(),
-    )? == StagePlan::AlreadyStaged
-    {
+    let mounts = mounter.mounts()?;
+    if plan(&mounts, &req.staging, dev, fs, options.read_only())? == StagePlan::AlreadyStaged {
+        // A grow that failed after an earlier mount is retried by kubelet's
+        // next NodeStage, which lands here.
+        let staged = mount_at(&mounts, &req.staging).and_then(|m| FsType::parse(&m.fs_type));
+        if let Some(found) = staged
+            && grows_on_stage(false, options.read_only())
+        {
+            grow(mounter, &device, req, found)?;
+        }
         return Ok(());
     }
     std::fs::create_dir_all(&req.staging)
         .map_err(|e| Error::io("create staging directory", &req.staging, e))?;
-    let fs = match mounter.probe(&device)? {
+    let (fs, formatted_now) = match mounter.probe(&device)? {
         Probe::Blank if options.read_only() => {
             return Err(Error::FailedPrecondition(format!(
                 "{} is blank and cannot be formatted for a read-only stage",
@@ -110,11 +136,11 @@ pub fn stage(source: &dyn VolumeSource, mounter: &dyn Mounter, req: &Stage) -> R
             let fs = fs.unwrap_or(FsType::Ext4);
             info!(volume = %id, device = %device.display(), %fs, "device is blank: formatting");
             mounter.format(&device, fs)?;
-            fs
+            (fs, true)
         }
         Probe::Filesystem(t) => match (fs, FsType::parse(&t)) {
-            (Some(want), Some(found)) if want == found => found,
-            (None, Some(found)) => found,
+            (Some(want), Some(found)) if want == found => (found, false),
+            (None, Some(found)) => (found, false),
             (Some(want), _) => {
                 return Err(Error::FailedPrecondition(format!(
                     "{} already holds a {t} filesystem but {want} was asked for; it will not be reformatted",
@@ -135,8 +161,21 @@ pub fn stage(source: &dyn VolumeSource, mounter: &dyn Mounter, req: &Stage) -> R
             )));
         }
     };
-    mounter.mount(&device, &req.staging, fs, options)?;
+    let options = options::for_filesystem(options, fs);
+    mounter.mount(&device, &req.staging, fs, &options)?;
+    if grows_on_stage(formatted_now, options.read_only()) {
+        grow(mounter, &device, req, fs)?;
+    }
     info!(volume = %id, staging = %req.staging.display(), "staged");
+    Ok(())
+}
+
+/// Grows the filesystem mounted (read-write) at the staging path online; a
+/// failure fails the stage, so kubelet retries it rather than start a pod on
+/// a filesystem smaller than its claim.
+fn grow(mounter: &dyn Mounter, device: &Path, req: &Stage, fs: FsType) -> Result<()> {
+    mounter.grow(device, &req.staging, fs)?;
+    debug!(volume = %req.volume_id, %fs, "filesystem fills its device");
     Ok(())
 }
 
@@ -157,6 +196,23 @@ mod tests {
 
     fn table(text: &str) -> Vec<MountInfo> {
         parse(text).unwrap()
+    }
+
+    #[test]
+    fn grows_only_an_existing_writable_filesystem() {
+        let cases = [
+            ((false, false), true),
+            ((true, false), false),
+            ((false, true), false),
+            ((true, true), false),
+        ];
+        for ((formatted_now, read_only), want) in cases {
+            assert_eq!(
+                grows_on_stage(formatted_now, read_only),
+                want,
+                "formatted now {formatted_now}, read-only {read_only}"
+            );
+        }
     }
 
     #[test]

@@ -30,11 +30,12 @@ pub fn run(timeout_s: u32, guest_args: &[&str]) -> VmRun {
 }
 
 /// What the guest prints once each snapshot check has passed.
-pub const SNAPSHOT_CHECKS: [&str; 7] = [
+pub const SNAPSHOT_CHECKS: [&str; 8] = [
     "snapshot: idempotent, owned, not a claim volume",
     "snapshot: restore holds exactly a.bin (sha256 matches) and not b.bin",
     "snapshot: clone is independent of its source",
-    "snapshot: larger restore is a 256 MiB LV",
+    "snapshot: larger restore is a 256 MiB LV; NodeStage grew its filesystem",
+    "snapshot: xfs restore and clone mounted beside their source; sha256 match",
     "snapshot: refused a snapshot of a linear volume",
     "snapshot: survives its origin's deletion; restore from it holds exactly a.bin",
     "snapshot: removal refused for the wrong owner; restores outlive the snapshot",

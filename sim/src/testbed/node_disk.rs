@@ -149,6 +149,35 @@ impl NodeDisk {
         self.lvm(&args).map(|_| ())
     }
 
+    /// An LV carrying lvmpin's snapshot tags for the content `content_uid` /
+    /// `content_name`, as the agent leaves a snapshot whose content was
+    /// deleted with Retain (linear and inactive: the test bed may have no
+    /// device-mapper for a thin one; the agent reads only the tags).
+    pub fn create_snapshot_lv(
+        &self,
+        name: &str,
+        size_bytes: u64,
+        content_uid: &str,
+        content_name: &str,
+    ) -> Result<()> {
+        validate_name(name)?;
+        let size = format!("{size_bytes}b");
+        let vg = self.vg.clone();
+        let tags = lvmpin_lvm::snapshot_owner_tags(&lvmpin_lvm::SnapshotOwner {
+            content_uid: content_uid.into(),
+            content_name: content_name.into(),
+        });
+        let mut args = vec!["lvcreate", "-q", "-an", "-Zn", "-L", &size, "-n", name];
+        for tag in &tags {
+            args.extend(["--addtag", tag.as_str()]);
+        }
+        if !device_mapper_present() {
+            args.extend(["--driverloaded", "n"]);
+        }
+        args.push(&vg);
+        self.lvm(&args).map(|_| ())
+    }
+
     /// Remove an LV by name (`lvremove`).
     pub fn remove_lv(&self, name: &str) -> Result<()> {
         validate_name(name)?;
