@@ -105,7 +105,7 @@ pub fn pod_demand(
         }
         if let Some(volume) = &claim.volume_name {
             let node = pvs
-                .get(volume)
+                .get(&**volume)
                 .and_then(|pv| pv.node.clone())
                 .or_else(|| claim.selected_node.clone());
             match node {
@@ -114,7 +114,7 @@ pub fn pod_demand(
                     node,
                     source: None,
                 }),
-                None if pvs.contains_key(volume) => {}
+                None if pvs.contains_key(&**volume) => {}
                 None => {
                     return Err(format!(
                         "claim {key} is bound to PV {volume}, which is not in the extender's cache yet"

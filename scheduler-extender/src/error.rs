@@ -31,6 +31,8 @@ pub enum Error {
     },
     #[error("invalid {flag}: {message}")]
     Config { flag: &'static str, message: String },
+    #[error("starting the watches' runtime: {0}")]
+    WatchRuntime(#[source] std::io::Error),
     #[error("{what}: {source}")]
     Serve {
         what: String,
@@ -88,6 +90,7 @@ impl Error {
             Error::SelectedElsewhere { .. } => "selected_elsewhere",
             Error::Kube { .. } => "kube",
             Error::Config { .. } => "config",
+            Error::WatchRuntime(_) => "watch_runtime",
             Error::Serve { .. } => "serve",
         }
     }

@@ -5,6 +5,7 @@
 //! request is one pass over the nodes it was asked about.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Maps looked up once per asked node per request use a fast hasher; node
@@ -47,7 +48,7 @@ pub struct Index {
     /// binding would briefly promise those bytes twice.
     pub unsettled: FastSet<ClaimKey>,
     /// Claim per LV name (`pvc-<uid>`), to settle claims when a report lists them.
-    by_lv: FastMap<String, ClaimKey>,
+    by_lv: FastMap<Arc<str>, ClaimKey>,
     pub classes: HashMap<String, ClassFacts>,
     pub pvs: FastMap<String, PvFacts>,
     pub pods: HashMap<String, PodFacts>,
@@ -86,7 +87,7 @@ pub struct Index {
 #[derive(Debug, Default)]
 pub struct ClaimTable {
     claims: FastMap<ClaimKey, ClaimFacts>,
-    by_lv: FastMap<String, ClaimKey>,
+    by_lv: FastMap<Arc<str>, ClaimKey>,
 }
 
 impl ClaimTable {
@@ -223,7 +224,7 @@ impl Index {
         // A claim bound before its PV was seen, with no selected-node (a
         // static or migrated PV), learns its node only now. Our PVs are named
         // like their LV, so `by_lv` finds the claim without a scan.
-        if let Some(key) = self.by_lv.get(&name).cloned()
+        if let Some(key) = self.by_lv.get(name.as_str()).cloned()
             && self.unsettled.contains(&key)
             && self
                 .claims
@@ -388,7 +389,7 @@ impl Index {
         }
         if let Some(lvm) = &l.lvm {
             for lv in lvm.vgs.iter().flat_map(|vg| vg.volumes.iter()) {
-                let Some(key) = self.by_lv.get(lv) else {
+                let Some(key) = self.by_lv.get(lv.as_str()) else {
                     continue;
                 };
                 let settled = self
@@ -439,7 +440,7 @@ impl Index {
         c.selected_node.as_deref().or_else(|| {
             c.volume_name
                 .as_ref()
-                .and_then(|pv| self.pvs.get(pv))
+                .and_then(|pv| self.pvs.get(&**pv))
                 .and_then(|pv| pv.node.as_deref())
         })
     }

@@ -82,8 +82,8 @@ fn init_logs(format: &str) {
     }
 }
 
-async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
+async fn kube_config(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(&path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -94,8 +94,7 @@ async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client
         None => kube::Config::infer()
             .await
             .context("no in-cluster config and no kubeconfig")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    })
 }
 
 /// SIGTERM (what the kubelet sends) or Ctrl-C cancels `shutdown`.
@@ -154,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("--url-prefix must be empty or start with '/', got {url_prefix:?}");
     }
 
-    let client = kube_client(kubeconfig).await?;
+    let kube_config = kube_config(kubeconfig).await?;
     let election = if leader_elect {
         let identity = match identity {
             Some(i) => i,
@@ -190,6 +189,6 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
-    runtime::run(client, config, shutdown).await?;
+    runtime::run(kube_config, config, shutdown).await?;
     Ok(())
 }

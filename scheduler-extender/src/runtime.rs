@@ -2,6 +2,13 @@
 //! (reservation and zone-pick pruning, silent-agent marking, stale zone
 //! gauges), the Event publisher and the HTTP server, all stopped by one
 //! cancellation token. `run` returns after every task ended.
+//!
+//! The watches run on a runtime of their own (`Watches`), with a client of
+//! their own: decoding a relist of 100,000 claims is seconds of CPU, and on
+//! the HTTP server's worker threads every filter arriving meanwhile waited
+//! behind a page being decoded. On their own thread the kernel shares the
+//! cores between the two instead (docs/operations.md, "The extender at
+//! scale").
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -11,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum_server::accept::NoDelayAcceptor;
 use kube::Client;
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -50,15 +58,29 @@ pub struct Config {
     pub election: Option<LeaseConfig>,
 }
 
+/// Where the watch tasks run, and the client they list and watch with. The
+/// client's connections and its request queue are tasks of the runtime it
+/// was built in (kube's `Client::new` spawns its buffer worker there, and
+/// hyper its connections), so it must be built in `handle`'s.
+pub struct Watches {
+    pub client: Client,
+    pub handle: Handle,
+}
+
 /// Serves until `shutdown` is cancelled (or the server fails), then waits
 /// for every task to stop.
-pub async fn run(client: Client, config: Config, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    kube_config: kube::Config,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let Config {
         server,
         settings,
         agent_silence,
         election,
     } = config;
+    let client = kube_client(kube_config.clone())?;
     let leadership = Arc::new(match election {
         Some(_) => Leadership::elected(),
         None => Leadership::single(),
@@ -72,7 +94,15 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             client: client.clone(),
         }),
     ));
-    let tasks = spawn_tasks(client, app.clone(), election, agent_silence, &shutdown);
+    let (watch_runtime, watches) = watch_runtime(kube_config)?;
+    let tasks = spawn_tasks(
+        client,
+        watches,
+        app.clone(),
+        election,
+        agent_silence,
+        &shutdown,
+    );
     let served = serve(app, server, &shutdown).await;
     // A failed server stops the rest too.
     shutdown.cancel();
@@ -81,22 +111,57 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) ->
             tracing::error!(error = %e, "extender task failed");
         }
     }
+    // Its tasks have all ended; dropping it here would block in async code.
+    watch_runtime.shutdown_background();
     served
 }
 
-/// Starts the background tasks: one watch per kind, leader election when
-/// configured, the Event publisher and the upkeep loop. Each ends when
-/// `shutdown` is cancelled.
+/// A runtime of one worker thread for the watches, and their client built
+/// in it.
+fn watch_runtime(kube_config: kube::Config) -> Result<(tokio::runtime::Runtime, Watches)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("lvmpin-watch")
+        .enable_all()
+        .build()
+        .map_err(Error::WatchRuntime)?;
+    let client = {
+        let _in_watch_runtime = runtime.enter();
+        kube_client(kube_config)
+    };
+    match client {
+        Ok(client) => {
+            let handle = runtime.handle().clone();
+            Ok((runtime, Watches { client, handle }))
+        }
+        Err(e) => {
+            runtime.shutdown_background();
+            Err(e)
+        }
+    }
+}
+
+fn kube_client(config: kube::Config) -> Result<Client> {
+    Client::try_from(config).map_err(|source| Error::Kube {
+        action: "building the client".into(),
+        source,
+    })
+}
+
+/// Starts the background tasks: one watch per kind (on `watches`), leader
+/// election when configured, the Event publisher and the upkeep loop. Each
+/// ends when `shutdown` is cancelled.
 pub fn spawn_tasks(
     client: Client,
+    watches: Watches,
     app: Arc<App>,
     election: Option<LeaseConfig>,
     agent_silence: Duration,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks = watch::spawn_all(client.clone(), app.clone(), shutdown);
-    tasks.push(tokio::spawn(crate::snapshot_watch::run(
-        client.clone(),
+    let mut tasks = watch::spawn_all(&watches, app.clone(), shutdown);
+    tasks.push(watches.handle.spawn(crate::snapshot_watch::run(
+        watches.client,
         app.clone(),
         shutdown.clone(),
     )));
@@ -244,8 +309,13 @@ mod tests {
             renew_every: Duration::from_secs(4),
         };
         let shutdown = CancellationToken::new();
+        let watches = Watches {
+            client: client.clone(),
+            handle: Handle::current(),
+        };
         let tasks = spawn_tasks(
             client,
+            watches,
             app(Leadership::elected()),
             Some(lease),
             Duration::from_secs(300),

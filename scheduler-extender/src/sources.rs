@@ -162,7 +162,7 @@ fn claim_source_node(
         return Err(format!("source claim {key} is not bound yet"));
     };
     view.pvs
-        .get(volume)
+        .get(&**volume)
         .and_then(|pv| pv.node.clone())
         .or_else(|| source.selected_node.clone())
         .ok_or_else(|| {

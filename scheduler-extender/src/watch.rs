@@ -13,9 +13,9 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Resource;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
 use lvmpin_api::LvmNode;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,7 @@ use crate::context::App;
 use crate::engine::State;
 use crate::facts;
 use crate::index::{ClaimTable, pv_table};
+use crate::runtime::Watches;
 
 pub const KINDS: [&str; 7] = [
     "LvmNode",
@@ -116,14 +117,16 @@ fn pod_entry(p: &Pod) -> Option<(facts::PodFacts, bool)> {
     Some((facts::pod_facts(p), facts::pod_is_terminal(p)))
 }
 
-/// Starts one watch task per kind; each ends when `shutdown` is cancelled.
+/// Starts one watch task per kind on `watches`' runtime; each ends when
+/// `shutdown` is cancelled.
 pub fn spawn_all(
-    client: Client,
+    watches: &Watches,
     app: Arc<App>,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let Watches { client, handle } = watches;
     vec![
-        tokio::spawn(run_feed(
+        handle.spawn(run_feed(
             Api::<LvmNode>::all(client.clone()),
             app.clone(),
             Feed {
@@ -139,7 +142,7 @@ pub fn spawn_all(
             },
             shutdown.clone(),
         )),
-        tokio::spawn(run_feed(
+        handle.spawn(run_feed(
             Api::<PersistentVolumeClaim>::all(client.clone()),
             app.clone(),
             Feed {
@@ -152,7 +155,7 @@ pub fn spawn_all(
             },
             shutdown.clone(),
         )),
-        tokio::spawn(run_feed(
+        handle.spawn(run_feed(
             Api::<PersistentVolume>::all(client.clone()),
             app.clone(),
             Feed {
@@ -165,7 +168,7 @@ pub fn spawn_all(
             },
             shutdown.clone(),
         )),
-        tokio::spawn(run_feed(
+        handle.spawn(run_feed(
             Api::<StorageClass>::all(client.clone()),
             app.clone(),
             Feed {
@@ -181,7 +184,7 @@ pub fn spawn_all(
             },
             shutdown.clone(),
         )),
-        tokio::spawn(run_feed(
+        handle.spawn(run_feed(
             Api::<Node>::all(client.clone()),
             app.clone(),
             Feed {
@@ -197,7 +200,7 @@ pub fn spawn_all(
             },
             shutdown.clone(),
         )),
-        tokio::spawn(run_feed(
+        handle.spawn(run_feed(
             Api::<StatefulSet>::all(client.clone()),
             app.clone(),
             Feed {
@@ -213,8 +216,8 @@ pub fn spawn_all(
             },
             shutdown.clone(),
         )),
-        tokio::spawn(run_feed(
-            Api::<Pod>::all(client),
+        handle.spawn(run_feed(
+            Api::<Pod>::all(client.clone()),
             app,
             Feed {
                 kind: "Pod",

@@ -16,6 +16,7 @@ use lvmpin_scheduler_extender::engine::Settings;
 use lvmpin_scheduler_extender::facts::ClaimKey;
 use lvmpin_scheduler_extender::leader::Leadership;
 use lvmpin_scheduler_extender::reservations::Hold;
+use lvmpin_scheduler_extender::runtime::Watches;
 use lvmpin_scheduler_extender::watch;
 use serde_json::{Value, json};
 
@@ -135,7 +136,11 @@ async fn lists_then_watch_events_drive_the_index_and_readiness() {
         expires: Instant::now() + Duration::from_secs(300),
     });
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let tasks = watch::spawn_all(client, app.clone(), &shutdown);
+    let watches = Watches {
+        client,
+        handle: tokio::runtime::Handle::current(),
+    };
+    let tasks = watch::spawn_all(&watches, app.clone(), &shutdown);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

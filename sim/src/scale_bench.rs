@@ -279,43 +279,93 @@ fn filter_body(request: usize, nodes: usize, pods: &[Pod]) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
+/// Sends the filters from a runtime of its own, as kube-scheduler is a
+/// process of its own: on the bench's runtime, which also serves the
+/// simulated API server, a filter's time included waiting behind the list
+/// pages encoded for the extender's relist.
 struct Filter {
+    runtime: Option<tokio::runtime::Runtime>,
     http: HttpClient<HttpConnector, Full<Bytes>>,
     url: String,
 }
 
+impl Drop for Filter {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which async code must not.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 impl Filter {
+    fn new(url: String) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("filter-client")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::ApiServer(format!("starting the filter client: {e}")))?;
+        Ok(Filter {
+            runtime: Some(runtime),
+            http: http_client(),
+            url,
+        })
+    }
+
     /// One filter round trip, in microseconds; errors if the extender
     /// answers anything but 200 with an empty `Error`.
     async fn call(&self, body: Vec<u8>) -> Result<u128> {
-        let req = http::Request::post(&self.url)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| Error::ApiServer(format!("building a filter request: {e}")))?;
-        let start = Instant::now();
-        let resp = self
-            .http
-            .request(req)
+        let Some(runtime) = &self.runtime else {
+            return Err(Error::ApiServer("the filter client has stopped".into()));
+        };
+        let (http, url) = (self.http.clone(), self.url.clone());
+        runtime
+            .spawn(async move { filter_round_trip(&http, &url, body).await })
             .await
-            .map_err(|e| Error::ApiServer(format!("filter request: {e}")))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Error::ApiServer(format!("filter answer: {e}")))?
-            .to_bytes();
-        let took = start.elapsed().as_micros();
-        let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let error = answer.get("Error").and_then(|e| e.as_str()).unwrap_or("");
-        if !status.is_success() || !error.is_empty() {
-            return Err(Error::ApiServer(format!(
-                "filter answered {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            )));
-        }
-        Ok(took)
+            .map_err(|e| Error::ApiServer(format!("filter client task: {e}")))?
     }
+}
+
+/// Go's net/http (kube-scheduler's client) sets TCP_NODELAY; without it a
+/// body written apart from its headers waits for a delayed ACK.
+fn http_client() -> HttpClient<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    HttpClient::builder(TokioExecutor::new()).build(connector)
+}
+
+async fn filter_round_trip(
+    http: &HttpClient<HttpConnector, Full<Bytes>>,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<u128> {
+    let req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| Error::ApiServer(format!("building a filter request: {e}")))?;
+    let start = Instant::now();
+    let resp = http
+        .request(req)
+        .await
+        .map_err(|e| Error::ApiServer(format!("filter request: {e}")))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Error::ApiServer(format!("filter answer: {e}")))?
+        .to_bytes();
+    let took = start.elapsed().as_micros();
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let error = answer.get("Error").and_then(|e| e.as_str()).unwrap_or("");
+    if !status.is_success() || !error.is_empty() {
+        return Err(Error::ApiServer(format!(
+            "filter answered {status}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+        )));
+    }
+    Ok(took)
 }
 
 async fn server_filter_mean_us(
@@ -417,18 +467,11 @@ pub async fn run_one(
         )],
         log.clone(),
     )?;
-    // Go's net/http (kube-scheduler's client) sets TCP_NODELAY; without it
-    // a body written apart from its headers waits for a delayed ACK.
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let http = HttpClient::builder(TokioExecutor::new()).build(connector);
+    let http = http_client();
     let measured = async {
         wait_ready(&http, &base).await?;
         let ready_seconds = started.elapsed().as_secs_f64();
-        let filter = Filter {
-            http: http.clone(),
-            url: format!("{base}/filter"),
-        };
+        let filter = Filter::new(format!("{base}/filter"))?;
         let bodies: Vec<Vec<u8>> = (0..requests)
             .map(|r| filter_body(r, nodes, &pods))
             .collect();
