@@ -187,3 +187,19 @@ pub async fn failed_scheduling(tb: &Testbed) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Whether the VolumeSnapshot `namespace/snapshot` and its content `content`
+/// are both gone (`None` also while the API server cannot be read).
+pub async fn snapshot_and_content_gone(
+    client: &kube::Client,
+    namespace: &str,
+    snapshot: &str,
+    content: &str,
+) -> Option<()> {
+    use lvmpin_api::snapshot::{VolumeSnapshot, VolumeSnapshotContent};
+    let snapshots = Api::<VolumeSnapshot>::namespaced(client.clone(), namespace);
+    let contents = Api::<VolumeSnapshotContent>::all(client.clone());
+    let snap_gone = snapshots.get_opt(snapshot).await.ok()?.is_none();
+    let content_gone = contents.get_opt(content).await.ok()?.is_none();
+    (snap_gone && content_gone).then_some(())
+}

@@ -66,9 +66,9 @@ async fn notes(tb: &Testbed, reason: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
-    let tb = start_on(
+/// Two nodes, and the snapshot-controller as docs/snapshots.md requires it.
+async fn start_with_snapshot_controller() -> Testbed {
+    start_on(
         Backend::Kube,
         TestbedOptions {
             nodes: 2,
@@ -77,7 +77,12 @@ async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
             ..TestbedOptions::default()
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
+    let tb = start_with_snapshot_controller().await;
     let client = tb.client();
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS);
     let pods = Api::<Pod>::namespaced(client.clone(), NS);
@@ -230,14 +235,7 @@ async fn a_snapshot_of_a_linear_volume_is_refused_and_deleted_cleanly() {
         .await
         .unwrap();
     until(&tb, "the VolumeSnapshot and its content gone", || {
-        let snapshots = snapshots.clone();
-        let contents = contents.clone();
-        let content_name = content_name.clone();
-        async move {
-            let snap_gone = snapshots.get_opt("snap").await.ok()?.is_none();
-            let content_gone = contents.get_opt(&content_name).await.ok()?.is_none();
-            (snap_gone && content_gone).then_some(())
-        }
+        lvmpin_e2e::snapshot_and_content_gone(&client, NS, "snap", &content_name)
     })
     .await;
     let lvs: usize = tb.lvs().unwrap().values().map(Vec::len).sum();
@@ -278,16 +276,7 @@ fn pre_provisioned(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pre_provisioned_contents_are_claimed_checked_and_refused() {
-    let tb = start_on(
-        Backend::Kube,
-        TestbedOptions {
-            nodes: 2,
-            vg_bytes: 256 * MI,
-            snapshot_controller: Some(vec!["--enable-distributed-snapshotting".into()]),
-            ..TestbedOptions::default()
-        },
-    )
-    .await;
+    let tb = start_with_snapshot_controller().await;
     tb.wait_ready(WAIT).await.unwrap_or_else(|e| panic!("{e}"));
     let client = tb.client();
     let node = tb.lvs().unwrap().keys().next().unwrap().clone();

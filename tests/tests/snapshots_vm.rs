@@ -274,16 +274,7 @@ async fn thin_snapshot_restore_and_clone_with_the_upstream_control_plane() {
         &tb,
         &node,
         "the VolumeSnapshot and its content gone",
-        || {
-            let snapshots = snapshots.clone();
-            let contents = contents.clone();
-            let content_name = content_name.clone();
-            async move {
-                let snap_gone = snapshots.get_opt("snap").await.ok()?.is_none();
-                let content_gone = contents.get_opt(&content_name).await.ok()?.is_none();
-                (snap_gone && content_gone).then_some(())
-            }
-        },
+        || lvmpin_e2e::snapshot_and_content_gone(&client, NS, "snap", &content_name),
     )
     .await;
     assert_eq!(lvs_named(&mut node, "snap-").await, Vec::<String>::new());

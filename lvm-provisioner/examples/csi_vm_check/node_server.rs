@@ -23,9 +23,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::agent::{Agent, KUBELET_DIR};
+use crate::agent::Agent;
 use crate::kubelet::{Kubelet, mount_cap};
-use crate::snapshots::{checksum, payload, write_durably};
+use crate::snapshots::{checksum, payload, staging, target, write_durably};
 use crate::{VG, sh, step};
 
 /// The thin pool the host's StorageClass names.
@@ -79,18 +79,6 @@ fn lv_of(volume_id: &str) -> Result<&str> {
         Some((vg, lv)) if vg == VG && !lv.is_empty() && !lv.contains('/') => Ok(lv),
         _ => bail!("volume id {volume_id:?} is not {VG}/<lv>"),
     }
-}
-
-fn staging(lv: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "{KUBELET_DIR}/plugins/kubernetes.io/csi/lvm.lvmpin.io/{lv}/globalmount"
-    ))
-}
-
-fn target(lv: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "{KUBELET_DIR}/pods/pod-{lv}/volumes/kubernetes.io~csi/{lv}/mount"
-    ))
 }
 
 /// Relays `127.0.0.1:port` in the guest to the host's API server.

@@ -30,13 +30,13 @@ fn id(lv: &str) -> String {
     format!("{VG}/{lv}")
 }
 
-fn staging(lv: &str) -> PathBuf {
+pub fn staging(lv: &str) -> PathBuf {
     PathBuf::from(format!(
         "/var/lib/kubelet/plugins/kubernetes.io/csi/lvm.lvmpin.io/{lv}/globalmount"
     ))
 }
 
-fn target(lv: &str) -> PathBuf {
+pub fn target(lv: &str) -> PathBuf {
     PathBuf::from(format!(
         "/var/lib/kubelet/pods/pod-{lv}/volumes/kubernetes.io~csi/{lv}/mount"
     ))
