@@ -243,15 +243,45 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmRSS")
 }
 
-/// A free loopback port (bound then released; good enough on a test machine).
+/// A free loopback port for a process started later, chosen below the
+/// kernel's ephemeral range (`net.ipv4.ip_local_port_range`).
+///
+/// The port is released before the process binds it. A port from the
+/// ephemeral range would be handed straight back by the kernel to the next
+/// `bind(…:0)` or outgoing connection, such as an agent's metrics endpoint
+/// started in between, which then answers in place of the process meant to
+/// listen there. Below that range only another caller of this function can
+/// take it, and the start is picked at random to make that unlikely.
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("127.0.0.1:0", e))?;
-    let port = l
-        .local_addr()
-        .map_err(|e| Error::io("127.0.0.1:0", e))?
-        .port();
-    Ok(port)
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let span = u64::from(high - low);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 32)
+        ^ u64::from(PORT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let start = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) % span;
+    for i in 0..span.min(512) {
+        let port = low + ((start + i * 7919) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::io(
+        format!("127.0.0.1:{low}-{high}"),
+        std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no free port below the ephemeral range",
+        ),
+    ))
 }
+
+static PORT_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// User plus system CPU time of process `pid`, in microseconds
 /// (`/proc/<pid>/stat` fields 14 and 15, in clock ticks).
@@ -263,4 +293,26 @@ pub fn cpu_us(pid: u32) -> Option<u64> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
     Some(ticks * 1_000_000 / u64::try_from(hz).ok()?.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_bindable() {
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let port = free_port().unwrap();
+            assert!((10_000..low.max(10_001)).contains(&port), "{port}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            seen.insert(port);
+        }
+        // Successive calls do not walk the same few ports.
+        assert!(seen.len() > 10, "{seen:?}");
+    }
 }
