@@ -48,9 +48,11 @@ struct Mounted {
     node_affinity: Vec<String>,
 }
 
-async fn claim_volume(
+/// Waits for `claim` to be bound, then stages and publishes its volume in
+/// the guest as kubelet would.
+async fn bound_and_mounted(
     tb: &Testbed,
-    node: &VmNode,
+    node: &mut VmNode,
     claims: &Api<PersistentVolumeClaim>,
     claim: &str,
 ) -> Mounted {
@@ -80,13 +82,17 @@ async fn claim_volume(
         .flat_map(|e| e.values.unwrap_or_default())
         .collect();
     let csi = spec.csi.unwrap();
-    Mounted {
+    let volume = Mounted {
         pv,
         handle: csi.volume_handle,
         fs_type: csi.fs_type.unwrap_or_else(|| "ext4".into()),
         context: csi.volume_attributes.unwrap_or_default(),
         node_affinity,
-    }
+    };
+    node.mount(&volume.handle, &volume.fs_type, &volume.context)
+        .await
+        .unwrap();
+    volume
 }
 
 async fn create_snapshot_class(tb: &Testbed) {
@@ -131,11 +137,8 @@ async fn thin_snapshot_restore_and_clone_with_the_upstream_control_plane() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(placed["writer"], NODE);
-    let src = claim_volume(&tb, &node, &claims, "src").await;
+    let src = bound_and_mounted(&tb, &mut node, &claims, "src").await;
     assert_eq!(src.node_affinity, vec![NODE.to_string()]);
-    node.mount(&src.handle, &src.fs_type, &src.context)
-        .await
-        .unwrap();
     let sha_a = node.write(&src.handle, "a.bin", 1).await.unwrap();
 
     // The snapshot: the controller makes the content, the guest's agent
@@ -181,11 +184,8 @@ async fn thin_snapshot_restore_and_clone_with_the_upstream_control_plane() {
         "reader",
     )
     .await;
-    let restored = claim_volume(&tb, &node, &claims, "restored").await;
+    let restored = bound_and_mounted(&tb, &mut node, &claims, "restored").await;
     assert_eq!(restored.node_affinity, vec![NODE.to_string()]);
-    node.mount(&restored.handle, &restored.fs_type, &restored.context)
-        .await
-        .unwrap();
     assert_eq!(
         node.read(&restored.handle, "a.bin").await.unwrap(),
         Some(sha_a.clone())
@@ -202,11 +202,8 @@ async fn thin_snapshot_restore_and_clone_with_the_upstream_control_plane() {
         "cloner",
     )
     .await;
-    let clone = claim_volume(&tb, &node, &claims, "clone").await;
+    let clone = bound_and_mounted(&tb, &mut node, &claims, "clone").await;
     assert_eq!(clone.node_affinity, vec![NODE.to_string()]);
-    node.mount(&clone.handle, &clone.fs_type, &clone.context)
-        .await
-        .unwrap();
     assert_eq!(
         node.read(&clone.handle, "a.bin").await.unwrap(),
         Some(sha_a.clone())
@@ -254,10 +251,7 @@ async fn thin_snapshot_restore_and_clone_with_the_upstream_control_plane() {
         "reader2",
     )
     .await;
-    let restored2 = claim_volume(&tb, &node, &claims, "restored2").await;
-    node.mount(&restored2.handle, &restored2.fs_type, &restored2.context)
-        .await
-        .unwrap();
+    let restored2 = bound_and_mounted(&tb, &mut node, &claims, "restored2").await;
     assert_eq!(
         node.read(&restored2.handle, "a.bin").await.unwrap(),
         Some(sha_a.clone())
