@@ -43,7 +43,7 @@ pub fn claims_to_annotate(ix: &Index, pod: &PodFacts, node: &str) -> Result<Vec<
                     node: node.to_string(),
                 });
             }
-            None => out.push(key.name),
+            None => out.push(key.name.to_string()),
         }
     }
     Ok(out)

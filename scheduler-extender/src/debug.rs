@@ -259,12 +259,12 @@ fn claim_views(pod: &PodFacts, demand: Option<&Demand>) -> Vec<ClaimView> {
                 ..Default::default()
             };
             if let Some(Demand::Needs { wants, pins, .. }) = demand {
-                if let Some(w) = wants.iter().find(|w| w.claim.name == *c) {
+                if let Some(w) = wants.iter().find(|w| *w.claim.name == **c) {
                     // A thin claim shows its pool, `<vg>/<pool>`.
                     v.volume_group = Some(crate::thin::reservation_key(&w.vg).to_string());
                     v.bytes = Some(w.bytes);
                 }
-                if let Some(p) = pins.iter().find(|p| p.claim.name == *c) {
+                if let Some(p) = pins.iter().find(|p| *p.claim.name == **c) {
                     v.pinned_to = Some(p.node.clone());
                 }
             }

@@ -763,12 +763,7 @@ mod tests {
         ];
         for (name, mode, strategy, spare, claims, want_pass, want_unresolvable) in cases {
             let mut s = state();
-            let pod = pod_with(
-                &claims
-                    .iter()
-                    .map(|c| c.key.name.as_str())
-                    .collect::<Vec<_>>(),
-            );
+            let pod = pod_with(&claims.iter().map(|c| &*c.key.name).collect::<Vec<_>>());
             for c in claims {
                 s.index.upsert_claim(c);
             }

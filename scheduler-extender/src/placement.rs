@@ -205,7 +205,7 @@ mod tests {
         NodeEntry {
             known: true,
             zone: None,
-            lvm: Some(NodeLvm {
+            lvm: Some(std::sync::Arc::new(NodeLvm {
                 vgs: vgs
                     .iter()
                     .map(|(n, size, free, healthy)| VgState {
@@ -219,7 +219,7 @@ mod tests {
                     })
                     .collect(),
                 ..Default::default()
-            }),
+            })),
             silent_since: None,
             ..Default::default()
         }

@@ -363,7 +363,11 @@ mod tests {
             (
                 "LV visible in report drops it",
                 |ix, _| {
-                    if let Some(l) = ix.nodes.get_mut("n1").and_then(|n| n.lvm.as_mut()) {
+                    if let Some(l) = ix
+                        .nodes
+                        .get_mut("n1")
+                        .and_then(|n| n.lvm.as_mut().map(std::sync::Arc::make_mut))
+                    {
                         l.vgs[0].volumes.insert("pvc-uid-a".into());
                     }
                 },
@@ -530,7 +534,7 @@ mod tests {
 
     /// Replays the agent's report through the index, as the watch does.
     fn report_lv(ix: &mut Index, node: &str, lv: &str) {
-        let mut lvm = ix.nodes[node].lvm.clone().unwrap_or_default();
+        let mut lvm = ix.nodes[node].lvm.as_deref().cloned().unwrap_or_default();
         lvm.vgs[0].volumes.insert(lv.into());
         ix.upsert_lvm(LvmFacts {
             node: node.into(),

@@ -504,7 +504,7 @@ mod tests {
                     .volume("pv-src")
                     .facts(),
             );
-            let pod = pod_with(&[claim.key.name.as_str()]);
+            let pod = pod_with(&[&*claim.key.name]);
             s.index.upsert_claim(claim);
             filter(&mut s, &Settings::default(), &pod, &nodes, Instant::now())
         };

@@ -42,16 +42,18 @@ pub(crate) struct Feed<K, F, P> {
     pub facts: fn(&K) -> Option<F>,
     pub apply: fn(&mut State, F),
     pub delete: fn(&mut State, F),
-    /// The part of a relist that needs no state (keying 100,000 claims),
-    /// done before the state lock is taken: filters wait for that lock.
-    pub prepare: fn(Vec<F>) -> P,
+    /// The part of a relist that needs no state, or only a brief look at
+    /// it (keying 100,000 claims and settling them against the reports),
+    /// done before the state lock is held for the install: filters wait
+    /// for that lock.
+    pub prepare: fn(&App, Vec<F>) -> P,
     /// Installs a relist; returns what it replaced, freed after the lock
     /// is released for the same reason.
     pub replace: fn(&mut State, P) -> P,
 }
 
 /// `prepare` for kinds whose relist is cheap: nothing.
-pub(crate) fn as_is<F>(all: Vec<F>) -> Vec<F> {
+pub(crate) fn as_is<F>(_: &App, all: Vec<F>) -> Vec<F> {
     all
 }
 
@@ -92,7 +94,7 @@ pub(crate) async fn run_feed<K, F, P>(
             watcher::Event::InitDone => {
                 let all = std::mem::take(&mut buffer);
                 let n = all.len();
-                let prepared = (feed.prepare)(all);
+                let prepared = (feed.prepare)(&app, all);
                 let replaced = (feed.replace)(&mut app.lock(), prepared);
                 drop(replaced);
                 app.readiness.mark_synced(feed.kind);
@@ -150,7 +152,10 @@ pub fn spawn_all(
                 facts: facts::claim_facts,
                 apply: |s, f| s.apply_claim(f),
                 delete: |s, f| s.index.remove_claim(&f.key),
-                prepare: ClaimTable::new,
+                prepare: |app, all| {
+                    let reports = app.lock().index.reports();
+                    ClaimTable::new(all).settle(reports)
+                },
                 replace: |s, table| s.index.install_claims(table),
             },
             shutdown.clone(),
@@ -163,7 +168,7 @@ pub fn spawn_all(
                 facts: facts::pv_facts,
                 apply: |s, f| s.index.upsert_pv(f),
                 delete: |s, f| s.index.remove_pv(&f.name),
-                prepare: pv_table,
+                prepare: |_, all| pv_table(all),
                 replace: |s, table| s.index.install_pvs(table),
             },
             shutdown.clone(),

@@ -74,6 +74,26 @@ pub struct OverheadOptions {
 const MANAGED_RESOURCE: &str = "lvmpin.io/local-storage";
 const ALGORITHM: &str = "scheduler_scheduling_algorithm_duration_seconds";
 const ATTEMPT: &str = "scheduler_scheduling_attempt_duration_seconds";
+/// The framework's own time per extension point in a cycle
+/// (k8s.io/kubernetes `pkg/scheduler/schedule_one.go`,
+/// `findNodesThatPassFilters`, and `framework/runtime/framework.go`). The
+/// algorithm's time less these is the extender call and the glue around it.
+const EXTENSION_POINT: &str = "scheduler_framework_extension_point_duration_seconds_sum";
+const ALGORITHM_POINTS: [&str; 4] = ["PreFilter", "Filter", "PreScore", "Score"];
+
+/// Seconds spent in the algorithm's plugin extension points, all cycles.
+fn plugin_seconds(metrics: &str) -> f64 {
+    ALGORITHM_POINTS
+        .iter()
+        .filter_map(|p| {
+            crate::bench::sample_sum(
+                metrics,
+                EXTENSION_POINT,
+                &format!("extension_point=\"{p}\""),
+            )
+        })
+        .sum()
+}
 
 /// What the pods of a burst carry.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +169,11 @@ pub struct Burst {
     pub algorithm_p50_ms: f64,
     pub attempt_mean_ms: f64,
     pub attempt_p50_ms: f64,
+    /// PreFilter, Filter, PreScore and Score plugins per algorithm run,
+    /// and the algorithm's mean less them: the extender call as
+    /// kube-scheduler sees it, plus the glue around it.
+    pub plugins_mean_ms: f64,
+    pub rest_mean_ms: f64,
     /// The extender's filter handler, mean per request.
     pub extender_filter_mean_ms: f64,
     /// CPU seconds spent in the burst by kube-local (all upstream
@@ -457,6 +482,7 @@ impl Bench {
             seconds: f64,
             algorithm: Delta,
             attempt: Delta,
+            plugin_seconds: f64,
             ext_sum: f64,
             ext_count: f64,
             cpu_kube_local_us: u64,
@@ -487,6 +513,7 @@ impl Bench {
                 let (sb, sa) = (&before.scheduler, &after.scheduler);
                 a.algorithm.add(&Delta::between(sb, sa, ALGORITHM));
                 a.attempt.add(&Delta::between(sb, sa, ATTEMPT));
+                a.plugin_seconds += plugin_seconds(sa) - plugin_seconds(sb);
                 let ext = |t: &str| {
                     let name = "lvmpin_extender_request_duration_seconds";
                     let s = crate::bench::sample_sum(t, &format!("{name}_sum"), "verb=\"filter\"");
@@ -519,6 +546,9 @@ impl Bench {
                 algorithm_p50_ms: a.algorithm.quantile(0.5) * 1e3,
                 attempt_mean_ms: a.attempt.mean() * 1e3,
                 attempt_p50_ms: a.attempt.quantile(0.5) * 1e3,
+                plugins_mean_ms: a.plugin_seconds / a.algorithm.count.max(1.0) * 1e3,
+                rest_mean_ms: (a.algorithm.sum - a.plugin_seconds) / a.algorithm.count.max(1.0)
+                    * 1e3,
                 extender_filter_mean_ms: a.ext_sum / a.ext_count.max(1.0) * 1e3,
                 cpu_kube_local_s: a.cpu_kube_local_us as f64 / 1e6,
                 cpu_extender_s: a.cpu_extender_us as f64 / 1e6,
@@ -702,7 +732,7 @@ impl std::fmt::Display for OverheadResult {
         )?;
         writeln!(
             f,
-            "{:<19} {:>6} {:>4} {:>5} {:>8} {:>9} {:>10} {:>9} {:>10} {:>9} {:>11} {:>9} {:>9} {:>11} {:>9}",
+            "{:<19} {:>6} {:>4} {:>5} {:>8} {:>9} {:>10} {:>9} {:>10} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>11} {:>9}",
             "burst",
             "sc-cap",
             "ext",
@@ -713,6 +743,8 @@ impl std::fmt::Display for OverheadResult {
             "alg p50",
             "att mean",
             "att p50",
+            "plugins",
+            "rest",
             "ext filter",
             "cpu k8s",
             "cpu ext",
@@ -722,7 +754,7 @@ impl std::fmt::Display for OverheadResult {
         for b in &self.bursts {
             writeln!(
                 f,
-                "{:<19} {:>6} {:>4} {:>5} {:>8.1} {:>9.0} {:>8.2}ms {:>7.2}ms {:>8.2}ms {:>7.2}ms {:>9.2}ms {:>8.1}s {:>8.1}s {:>10.2}x {:>9}",
+                "{:<19} {:>6} {:>4} {:>5} {:>8.1} {:>9.0} {:>8.2}ms {:>7.2}ms {:>8.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>9.2}ms {:>8.1}s {:>8.1}s {:>10.2}x {:>9}",
                 b.label,
                 b.storage_capacity,
                 if b.extender_called { "yes" } else { "no" },
@@ -733,6 +765,8 @@ impl std::fmt::Display for OverheadResult {
                 b.algorithm_p50_ms,
                 b.attempt_mean_ms,
                 b.attempt_p50_ms,
+                b.plugins_mean_ms,
+                b.rest_mean_ms,
                 b.extender_filter_mean_ms,
                 b.cpu_kube_local_s,
                 b.cpu_extender_s,
@@ -744,7 +778,7 @@ impl std::fmt::Display for OverheadResult {
         }
         write!(
             f,
-            "sc-cap: the CSIDriver's storageCapacity; ext: pods sent to the extender; alg p50 ×: over the claim-less burst;\next adds: algorithm p50 over that of the same claims without the extender; extender peak RSS {} MiB",
+            "sc-cap: the CSIDriver's storageCapacity; ext: pods sent to the extender; alg p50 ×: over the claim-less burst;\nplugins: PreFilter, Filter, PreScore and Score per algorithm run; rest: the algorithm's mean less them\n(the extender call as kube-scheduler sees it); ext adds: algorithm p50 over that of the same claims without the extender; extender peak RSS {} MiB",
             self.extender_rss_kib / 1024
         )
     }
@@ -796,6 +830,20 @@ mod tests {
             let got = d.quantile(q);
             assert!((got - want).abs() < 1e-9, "q={q}: {got} != {want}");
         }
+    }
+
+    #[test]
+    fn plugin_time_counts_the_algorithm_points_and_nothing_else() {
+        let m = "# HELP x\n\
+            scheduler_framework_extension_point_duration_seconds_sum{extension_point=\"Filter\",profile=\"p\",status=\"Success\"} 1.5\n\
+            scheduler_framework_extension_point_duration_seconds_sum{extension_point=\"Filter\",profile=\"p\",status=\"Unschedulable\"} 0.5\n\
+            scheduler_framework_extension_point_duration_seconds_sum{extension_point=\"PreFilter\",profile=\"p\",status=\"Success\"} 0.25\n\
+            scheduler_framework_extension_point_duration_seconds_sum{extension_point=\"PostFilter\",profile=\"p\",status=\"Success\"} 100\n\
+            scheduler_framework_extension_point_duration_seconds_sum{extension_point=\"Score\",profile=\"p\",status=\"Success\"} 0.125\n\
+            scheduler_framework_extension_point_duration_seconds_sum{extension_point=\"PreBind\",profile=\"p\",status=\"Success\"} 100\n\
+            scheduler_framework_extension_point_duration_seconds_count{extension_point=\"Filter\",profile=\"p\",status=\"Success\"} 7\n";
+        assert_eq!(plugin_seconds(m), 2.375);
+        assert_eq!(plugin_seconds(""), 0.0);
     }
 
     #[test]
