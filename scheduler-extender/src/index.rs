@@ -158,7 +158,16 @@ fn lists(lvm: &NodeLvm, lv_name: &str) -> bool {
     lvm.vgs.iter().any(|vg| vg.volumes.contains(lv_name))
 }
 
-fn volumes(lvm: Option<&Arc<NodeLvm>>) -> impl Iterator<Item = &String> {
+/// Two reports list the same VGs, so they settle the same claims.
+fn same_vgs(a: Option<&NodeLvm>, b: Option<&NodeLvm>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b) || a.vgs == b.vgs,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn volumes(lvm: Option<&NodeLvm>) -> impl Iterator<Item = &String> {
     lvm.into_iter()
         .flat_map(|l| l.vgs.iter().flat_map(|vg| vg.volumes.iter()))
 }
@@ -275,19 +284,15 @@ impl Index {
         let changed = self
             .nodes
             .iter()
-            .map(|(name, e)| (then.get(name), e.lvm.as_ref()))
+            .map(|(name, e)| (then.get(name).map(|l| &**l), e.lvm.as_deref()))
             .chain(
                 then.iter()
                     .filter(|(name, _)| !self.nodes.contains_key(*name))
-                    .map(|(_, l)| (Some(l), None)),
+                    .map(|(_, l)| (Some(&**l), None)),
             )
-            .filter(|(before, now)| match (before, now) {
-                // A rewritten report with the same VGs (an agent's
-                // every-minute rewrite, a relist of reports) settles the same.
-                (Some(a), Some(b)) => !(Arc::ptr_eq(a, b) || a.vgs == b.vgs),
-                (None, None) => false,
-                _ => true,
-            });
+            // A rewritten report with the same VGs (an agent's every-minute
+            // rewrite, a relist of reports) settles the same.
+            .filter(|(before, now)| !same_vgs(*before, *now));
         for (before, now) in changed {
             for lv in volumes(before).chain(volumes(now)) {
                 again.extend(self.by_lv.get(lv.as_str()).cloned());
@@ -489,11 +494,7 @@ impl Index {
         // Agents rewrite their report every minute; one that only moved its
         // scan time changes no verdict, so cached ones stay.
         let entry = self.nodes.get(&l.node);
-        let volumes_same = entry.is_some_and(|e| match (&e.lvm, &l.lvm) {
-            (Some(old), Some(new)) => old.vgs == new.vgs,
-            (None, None) => true,
-            _ => false,
-        });
+        let volumes_same = entry.is_some_and(|e| same_vgs(e.lvm.as_deref(), l.lvm.as_ref()));
         if !(volumes_same && entry.is_some_and(|e| e.silent_since.is_none())) {
             self.touch_node(&l.node);
         }
