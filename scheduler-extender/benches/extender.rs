@@ -29,6 +29,7 @@ const GI: u64 = 1 << 30;
 const IN_FLIGHT: usize = 200;
 /// Node counts the latency tables use.
 const SIZES: [usize; 3] = [100, 1000, 5000];
+const MODES: [Mode; 2] = [Mode::Decisive, Mode::Advisory];
 
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -259,12 +260,12 @@ fn floor_router() -> axum::Router {
 /// The real filter against the floor at 100, 1,000 and 5,000 nodes with
 /// node-name bodies (nodeCacheCapable). Requests alternate between the two,
 /// so both see the same machine at the same moments.
-async fn floor_cost(sizes: &[usize]) {
+async fn floor_cost(sizes: &[usize], modes: &[Mode]) {
     let floor = floor_router();
     for &n in sizes {
         let bodies = filter_bodies(n);
         let iterations = if n == 5000 { 2000 } else { 5000 };
-        for mode in [Mode::Decisive, Mode::Advisory] {
+        for &mode in modes {
             let app = app_for(cluster(n, 2000), mode);
             // warm up: every in-flight pod gets its reservation first
             run(&app, "/filter", &bodies, IN_FLIGHT).await;
@@ -351,9 +352,16 @@ async fn main() {
         return;
     }
     if std::env::args().any(|a| a == "floor") {
-        // `-- floor 5000` measures one size, e.g. under a profiler.
-        let sizes: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
-        floor_cost(if sizes.is_empty() { &SIZES } else { &sizes }).await;
+        // `-- floor 5000 advisory` measures one size in one mode, e.g.
+        // under a profiler.
+        let args: Vec<String> = std::env::args().collect();
+        let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+        let modes: Vec<Mode> = args.iter().filter_map(|a| a.parse().ok()).collect();
+        floor_cost(
+            if sizes.is_empty() { &SIZES } else { &sizes },
+            if modes.is_empty() { &MODES } else { &modes },
+        )
+        .await;
         return;
     }
     // Memory first, so the peak is not the big request bodies below.
@@ -415,6 +423,6 @@ async fn main() {
     let s = run(&app, "/filter", std::slice::from_ref(&plain), 30).await;
     print("filter     no-claims pod, full Nodes    5000 nodes", &s);
 
-    floor_cost(&SIZES).await;
+    floor_cost(&SIZES, &MODES).await;
     zone_ratio_cost().await;
 }

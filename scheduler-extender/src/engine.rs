@@ -11,7 +11,7 @@ use crate::claims::{Demand, pod_demand};
 use crate::facts::{ClaimFacts, PodFacts};
 use crate::index::{FastMap, Index, ZonePick, entry_label};
 use crate::node_view::NodeView;
-use crate::placement::{Candidate, Mode, Strategy, Verdict, best_of, evaluate, pin_reason, score};
+use crate::placement::{Best, Candidate, Mode, Strategy, Verdict, evaluate, pin_reason, score};
 use crate::reservations::{Hold, Reservations, Reserved, contribution, reserved_totals};
 use crate::thin::spare_for;
 use crate::zone_ratio::{self, Decision, Lookup, Plan, Policy};
@@ -209,7 +209,12 @@ pub fn filter(
     };
     let pin_reasons: Vec<String> = pins.iter().map(pin_reason).collect();
 
-    let mut fits: Vec<(usize, Candidate<'_>)> = Vec::with_capacity(nodes.len());
+    // Without a ratio, fitting nodes are ranked as they are judged and only
+    // their indexes kept (Advisory); with one, they are kept for the ratio to
+    // narrow first.
+    let mut best = Best::new(settings.strategy);
+    let mut fit_count = 0usize;
+    let mut fits: Vec<(usize, Candidate<'_>)> = Vec::new();
     // With a ratio: per fitting node, the index of its zone in the weights.
     let mut fit_zones: Vec<Option<usize>> = Vec::new();
     let k = per_vg.len();
@@ -256,42 +261,51 @@ pub fn filter(
         };
         match verdict {
             Verdict::Fits { headroom } => {
-                fits.push((
-                    i,
-                    Candidate {
-                        name,
-                        zone_load: zone_loads.get(row.zone as usize).copied().unwrap_or(0),
-                        node_load: sparse.node_load[i],
-                        headroom,
-                    },
-                ));
+                let candidate = Candidate {
+                    name,
+                    zone_load: zone_loads.get(row.zone as usize).copied().unwrap_or(0),
+                    node_load: sparse.node_load[i],
+                    headroom,
+                };
                 if ratio.is_some() {
+                    fits.push((i, candidate));
                     fit_zones.push(label_weights.get(row.label as usize).copied().flatten());
+                } else {
+                    best.offer(i, &candidate);
+                    fit_count += 1;
+                    if settings.mode == Mode::Advisory {
+                        out.pass.push(i);
+                    }
                 }
             }
             Verdict::Unfit(reason) => out.unresolvable.push((i, reason)),
         }
     }
 
-    let pick = plan
-        .as_ref()
-        .and_then(|plan| apply_ratio(plan, ix, nodes, &mut fits, &fit_zones, &mut out));
+    let pick = plan.as_ref().and_then(|plan| {
+        let pick = apply_ratio(plan, ix, nodes, &mut fits, &fit_zones, &mut out);
+        for (i, c) in &fits {
+            best.offer(*i, c);
+        }
+        fit_count = fits.len();
+        if settings.mode == Mode::Advisory {
+            out.pass = fits.iter().map(|(i, _)| *i).collect();
+        }
+        pick
+    });
     drop(plan);
     ix.view = Some(view);
 
-    let Some(best) = best_of(fits.iter().map(|(_, c)| c), settings.strategy) else {
+    let Some(chosen) = best.index() else {
         res.release_pod(&pod.uid);
         return out;
     };
-    let chosen = fits[best].0;
-    match settings.mode {
-        Mode::Decisive => {
-            out.pass = vec![chosen];
-            out.not_chosen += fits.len() - 1;
-        }
-        // kube-scheduler picks among all; holding the likeliest node is the
-        // best we can do until PreBind writes selected-node, which then wins.
-        Mode::Advisory => out.pass = fits.iter().map(|(i, _)| *i).collect(),
+    // Advisory: kube-scheduler picks among all that fit, already in `pass`;
+    // holding the likeliest node is the best we can do until PreBind writes
+    // selected-node, which then wins.
+    if settings.mode == Mode::Decisive {
+        out.pass = vec![chosen];
+        out.not_chosen += fit_count - 1;
     }
     // Every node left is in the chosen zone, whichever kube-scheduler binds.
     if let Some((sts, ordinal, zone)) = pick {

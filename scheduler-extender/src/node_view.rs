@@ -94,7 +94,7 @@ impl NodeView {
         }
         let mut start = 0;
         asked.iter().zip(&self.ends).all(|(name, &end)| {
-            let same = self.names.get(start..end) == Some(*name);
+            let same = self.names.as_bytes().get(start..end) == Some(name.as_bytes());
             start = end;
             same
         })

@@ -147,16 +147,16 @@ pub struct Candidate<'a> {
     pub headroom: f64,
 }
 
+// Lazily: the filter ranks every fitting node, and names only break ties.
 fn rank(a: &Candidate<'_>, b: &Candidate<'_>, strategy: Strategy) -> Ordering {
-    let by_capacity = match strategy {
-        Strategy::Spread => b.headroom.total_cmp(&a.headroom),
-        Strategy::Binpack => a.headroom.total_cmp(&b.headroom),
-    };
     a.zone_load
         .cmp(&b.zone_load)
-        .then(a.node_load.cmp(&b.node_load))
-        .then(by_capacity)
-        .then(a.name.cmp(b.name))
+        .then_with(|| a.node_load.cmp(&b.node_load))
+        .then_with(|| match strategy {
+            Strategy::Spread => b.headroom.total_cmp(&a.headroom),
+            Strategy::Binpack => a.headroom.total_cmp(&b.headroom),
+        })
+        .then_with(|| a.name.cmp(b.name))
 }
 
 /// Index of the best candidate.
@@ -169,13 +169,42 @@ pub fn best_of<'a, 'n: 'a>(
     cands: impl Iterator<Item = &'a Candidate<'n>>,
     strategy: Strategy,
 ) -> Option<usize> {
-    let mut best: Option<(usize, &Candidate<'n>)> = None;
+    let mut best = Best::new(strategy);
     for (i, c) in cands.enumerate() {
-        if best.is_none_or(|(_, b)| rank(c, b, strategy) == Ordering::Less) {
-            best = Some((i, c));
+        best.offer(i, c);
+    }
+    best.index()
+}
+
+/// The best of candidates offered one at a time, each with its own index;
+/// the first of equals wins, as in `best_of`. The filter offers nodes as it
+/// judges them rather than collecting thousands first.
+pub struct Best<'n> {
+    strategy: Strategy,
+    best: Option<(usize, Candidate<'n>)>,
+}
+
+impl<'n> Best<'n> {
+    pub fn new(strategy: Strategy) -> Self {
+        Self {
+            strategy,
+            best: None,
         }
     }
-    best.map(|(i, _)| i)
+
+    pub fn offer(&mut self, i: usize, c: &Candidate<'n>) {
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|(_, b)| rank(c, b, self.strategy) == Ordering::Less)
+        {
+            self.best = Some((i, c.clone()));
+        }
+    }
+
+    pub fn index(&self) -> Option<usize> {
+        self.best.as_ref().map(|(i, _)| *i)
+    }
 }
 
 /// Bytes for humans, with the exact number for machines.
