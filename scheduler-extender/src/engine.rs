@@ -625,10 +625,17 @@ impl OwnerLoads {
                 }
             }
         }
+        // Many nodes, few zones: a zone's name is copied once, not per node.
         let mut zones: FastMap<String, u32> = FastMap::default();
         for (n, count) in &nodes {
-            if let Some(zone) = ix.nodes.get(n).and_then(|e| e.zone.clone()) {
-                *zones.entry(zone).or_default() += count;
+            let Some(zone) = ix.nodes.get(n).and_then(|e| e.zone.as_deref()) else {
+                continue;
+            };
+            match zones.get_mut(zone) {
+                Some(total) => *total += count,
+                None => {
+                    zones.insert(zone.to_string(), *count);
+                }
             }
         }
         Self { nodes, zones }
