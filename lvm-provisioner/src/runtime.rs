@@ -238,16 +238,19 @@ impl<B: VolumeBackend + Clone> Agent<B> {
         let metrics = Arc::new(Metrics::register(&mut registry));
         // A CSI failure is logged, not fatal: the provisioning side keeps
         // working and the next restart retries the sockets.
-        let csi_health = csi.map(|setup| {
-            let (health, serve) =
-                csi_server(setup, &config, backend.clone(), &mut registry, &shutdown);
-            tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    error!(error = %e, "CSI service failed");
-                }
-            });
-            health
-        });
+        let (csi_health, csi_task) = match csi {
+            Some(setup) => {
+                let (health, serve) =
+                    csi_server(setup, &config, backend.clone(), &mut registry, &shutdown);
+                let task = tokio::spawn(async move {
+                    if let Err(e) = serve.await {
+                        error!(error = %e, "CSI service failed");
+                    }
+                });
+                (Some(health), Some(task))
+            }
+            None => (None, None),
+        };
         let ready = Arc::new(AtomicBool::new(false));
 
         let classes = class_cache(&client, &shutdown);
@@ -350,6 +353,12 @@ impl<B: VolumeBackend + Clone> Agent<B> {
             .for_each(|r| async move { log_controller_result("volumes", r) });
         tokio::join!(claims, volumes);
         ready.store(false, Ordering::Release);
+        // The CSI service removes its sockets once drained, and kubelet
+        // learns the driver is gone when the registration socket goes.
+        // Returning first ended the process before that, leaving them.
+        if let Some(task) = csi_task {
+            let _ = task.await;
+        }
         Ok(())
     }
 }

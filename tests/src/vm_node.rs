@@ -215,11 +215,16 @@ impl VmNode {
         Ok(serde_json::from_value(v)?)
     }
 
-    /// Stops the agent (it must exit cleanly) and powers the guest off.
+    /// Stops the agent (it must exit cleanly) and powers the guest off. A
+    /// failed stop carries the guest's console, which says what went wrong.
     pub async fn stop(mut self) -> Result<VmRun> {
-        self.call(json!({"op": "stop"})).await?;
+        let stopped = self.call(json!({"op": "stop"})).await;
         let vm = self.vm;
-        Ok(tokio::task::spawn_blocking(move || vm.wait()).await?)
+        let run = tokio::task::spawn_blocking(move || vm.wait()).await?;
+        match stopped {
+            Ok(_) => Ok(run),
+            Err(e) => bail!("{e:#}\nguest console:\n{}\n{}", run.console, run.stderr),
+        }
     }
 
     /// What the guest printed so far (all of it once it stopped).

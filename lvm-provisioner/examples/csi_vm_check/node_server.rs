@@ -308,11 +308,20 @@ async fn serve_connection(node: &mut Node, stream: TcpStream) -> Result<bool> {
         }
         let req: Result<Request> = serde_json::from_str(&line).context("bad request");
         if matches!(req, Ok(Request::Stop)) {
-            if let Some(agent) = node.agent.take() {
-                node.kubelet = None;
-                agent.stop().await?;
-            }
-            let _ = write.write_all(b"{\"ok\":\"stopped\"}\n").await;
+            let stopped = match node.agent.take() {
+                Some(agent) => {
+                    node.kubelet = None;
+                    agent.stop().await
+                }
+                None => Ok(()),
+            };
+            // The host hears why before the guest fails and powers off.
+            let reply = match &stopped {
+                Ok(()) => json!({ "ok": "stopped" }),
+                Err(e) => json!({ "error": format!("{e:#}") }),
+            };
+            let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
+            stopped?;
             return Ok(true);
         }
         let reply = match req {

@@ -45,6 +45,7 @@ use std::future::Future;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use lvmpin_csi_proto::csi::v1::{
     controller_server::ControllerServer, identity_server::IdentityServer, node_server::NodeServer,
@@ -52,7 +53,7 @@ use lvmpin_csi_proto::csi::v1::{
 use lvmpin_csi_proto::pluginregistration::registration_server::RegistrationServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::backend::VolumeBackend;
 
@@ -79,6 +80,9 @@ pub struct CsiOptions {
     pub kubelet_endpoint: Option<PathBuf>,
     pub metrics: CsiMetrics,
 }
+
+/// How long shutdown waits for open CSI and registration connections.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves CSI on `opts.csi_socket` and plugin registration on
 /// `<kubelet_dir>/plugins_registry/lvm.lvmpin.io-reg.sock` until `shutdown`
@@ -165,7 +169,16 @@ pub async fn serve_with_mounter<B: VolumeBackend>(
         r = &mut servers => r,
         () = &mut shutdown => {
             let _ = tx.send(true);
-            servers.await
+            // A client holding its connection open must not keep the
+            // sockets, and the process, for ever; kubelet's grace period
+            // (30 s by default) bounds the whole shutdown anyway.
+            match tokio::time::timeout(DRAIN, &mut servers).await {
+                Ok(r) => r,
+                Err(_) => {
+                    warn!(seconds = DRAIN.as_secs(), "CSI connections still open at shutdown; closing");
+                    Ok(((), ()))
+                }
+            }
         }
     };
     // Removing the registration socket is how kubelet learns we are gone.
