@@ -282,8 +282,9 @@ pub fn filter(
         }
     }
 
-    let pick = plan.as_ref().and_then(|plan| {
-        let pick = apply_ratio(plan, ix, nodes, &mut fits, &fit_zones, &mut out);
+    let mut pick = None;
+    if let Some(plan) = &plan {
+        pick = apply_ratio(plan, ix, nodes, &mut fits, &fit_zones, &mut out);
         for (i, c) in &fits {
             best.offer(*i, c);
         }
@@ -291,8 +292,7 @@ pub fn filter(
         if settings.mode == Mode::Advisory {
             out.pass = fits.iter().map(|(i, _)| *i).collect();
         }
-        pick
-    });
+    }
     drop(plan);
     ix.view = Some(view);
 

@@ -159,26 +159,18 @@ fn rank(a: &Candidate<'_>, b: &Candidate<'_>, strategy: Strategy) -> Ordering {
         .then_with(|| a.name.cmp(b.name))
 }
 
-/// Index of the best candidate.
+/// Index of the best candidate in `cands`; the first of equals.
 pub fn choose(cands: &[Candidate<'_>], strategy: Strategy) -> Option<usize> {
-    best_of(cands.iter(), strategy)
-}
-
-/// Index of the best candidate in `cands`, in one pass; the first of equals.
-pub fn best_of<'a, 'n: 'a>(
-    cands: impl Iterator<Item = &'a Candidate<'n>>,
-    strategy: Strategy,
-) -> Option<usize> {
     let mut best = Best::new(strategy);
-    for (i, c) in cands.enumerate() {
+    for (i, c) in cands.iter().enumerate() {
         best.offer(i, c);
     }
     best.index()
 }
 
 /// The best of candidates offered one at a time, each with its own index;
-/// the first of equals wins, as in `best_of`. The filter offers nodes as it
-/// judges them rather than collecting thousands first.
+/// the first of equals wins. The filter offers nodes as it judges them
+/// rather than collecting thousands first.
 pub struct Best<'n> {
     strategy: Strategy,
     best: Option<(usize, Candidate<'n>)>,
