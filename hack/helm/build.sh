@@ -7,6 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/../go-env.sh"
 go_env helm
+go_reuse && exit 0
 export CGO_ENABLED=0
 
 cd "$here"
@@ -23,4 +24,5 @@ go build -trimpath \
     -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor \
     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
   -o "$out/helm" helm.sh/helm/v3/cmd/helm
+go_keep
 echo "built $out/helm (helm $version)"

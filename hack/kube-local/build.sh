@@ -9,6 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/../go-env.sh"
 go_env kube-local
+go_reuse && exit 0
 
 cd "$here"
 version="$(go list -m -f '{{.Version}}' k8s.io/kubernetes)"
@@ -20,4 +21,5 @@ pkg=k8s.io/component-base/version
 go build -trimpath \
   -ldflags="-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor" \
   -o "$out/kube-local" .
+go_keep
 echo "built $out/kube-local (Kubernetes $version)"

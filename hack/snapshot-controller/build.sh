@@ -13,6 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/../go-env.sh"
 go_env snapshot-controller
+go_reuse && exit 0
 export CGO_ENABLED=0
 
 cd "$here"
@@ -24,4 +25,5 @@ crds="$(go list -m -f '{{.Dir}}' github.com/kubernetes-csi/external-snapshotter/
 mkdir -p "$out/crds"
 rm -f "$out"/crds/*.yaml
 install -m 0644 "$crds"/*snapshot.storage.k8s.io_*.yaml "$out/crds/"
+go_keep
 echo "built $out/snapshot-controller and CRDs (external-snapshotter $version)"
