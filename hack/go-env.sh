@@ -27,19 +27,35 @@ go_env() {
 }
 
 # Copies the kept build of these inputs to $out; fails when there is none.
+# Tests run these scripts too, perhaps while another test reads a binary in
+# $out, so a file is replaced only when it differs, and then by a rename: a
+# reader sees the old file or the new one, never a half-written one.
 go_reuse() {
   [ -f "$kept/.complete" ] || return 1
-  cp -a "$kept/." "$out/"
-  rm -f "$out/.complete"
+  local f
+  while IFS= read -r -d '' f; do
+    f="${f#"$kept"/}"
+    [ "$f" = .complete ] && continue
+    if [ -d "$kept/$f" ]; then
+      mkdir -p "$out/$f"
+    elif ! cmp -s "$kept/$f" "$out/$f"; then
+      cp -p "$kept/$f" "$out/$f.new.$$"
+      mv -f "$out/$f.new.$$" "$out/$f"
+    fi
+  done < <(find "$kept" -mindepth 1 -print0 | LC_ALL=C sort -z)
   echo "reused $out (kept build of the same inputs: $kept)"
 }
 
-# Keeps what is now in $out as the build of these inputs, in place of any
-# build of older inputs. The copy is marked complete only once whole, so an
-# interrupted keep is never reused.
+# Keeps what is now in $out as the build of these inputs, and drops builds
+# of older inputs. The copy is made beside its place and renamed into it
+# whole, so an interrupted keep is never reused; when another build of the
+# same inputs was kept first, that one stays (both are the same build).
 go_keep() {
-  rm -rf "$kept_dir"
-  mkdir -p "$kept"
-  cp -a "$out/." "$kept/"
-  touch "$kept/.complete"
+  local new="$kept_dir/.new.$$"
+  rm -rf "$new"
+  mkdir -p "$new"
+  cp -a "$out/." "$new/"
+  touch "$new/.complete"
+  mv -T "$new" "$kept" 2>/dev/null || rm -rf "$new"
+  find "$kept_dir" -mindepth 1 -maxdepth 1 ! -path "$kept" ! -name '.new.*' -exec rm -rf {} +
 }
