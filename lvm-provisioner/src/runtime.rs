@@ -238,8 +238,8 @@ impl<B: VolumeBackend + Clone> Agent<B> {
         let metrics = Arc::new(Metrics::register(&mut registry));
         // A CSI failure is logged, not fatal: the provisioning side keeps
         // working and the next restart retries the sockets.
-        let (csi_health, csi_task) = match csi {
-            Some(setup) => {
+        let (csi_health, csi_task) = csi
+            .map(|setup| {
                 let (health, serve) =
                     csi_server(setup, &config, backend.clone(), &mut registry, &shutdown);
                 let task = tokio::spawn(async move {
@@ -247,10 +247,9 @@ impl<B: VolumeBackend + Clone> Agent<B> {
                         error!(error = %e, "CSI service failed");
                     }
                 });
-                (Some(health), Some(task))
-            }
-            None => (None, None),
-        };
+                (health, task)
+            })
+            .unzip();
         let ready = Arc::new(AtomicBool::new(false));
 
         let classes = class_cache(&client, &shutdown);
